@@ -1,0 +1,329 @@
+"""Download registered datasets into the data dir, and verify what is there.
+
+Downloads use only the standard library (``urllib``) so fetching works in a bare
+environment, stream to a temporary file while hashing, and are renamed into place only
+after the SHA256 matched: an interrupted or corrupted download never leaves a file that
+looks valid. Offline machines point ``--data-dir`` / ``BABELIR_DATA_DIR`` at a copy, or
+``--mirror`` / ``BABELIR_DATA_MIRROR`` at any server (or folder) with the data-dir layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from tqdm import tqdm
+
+from babelir import __version__
+from babelir.data import registry
+from babelir.data.registry import DataFile, Dataset
+from babelir.errors import DataError, NetworkError
+from babelir.io import atomic_path, write_text
+from babelir.settings import data_dir as resolve_data_dir
+
+CHUNK = 1 << 20
+TIMEOUT_S = 60.0
+LOCAL_SUMS = "SHA256SUMS.local"
+MIRROR_ENV = "BABELIR_DATA_MIRROR"
+
+Status = Literal["ok", "missing", "mismatch", "unverified"]
+
+
+class UnpinnedHashWarning(UserWarning):
+    """A file was downloaded without a pinned SHA256 to check it against."""
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """The state of one local file: ``ok``, ``missing``, ``mismatch`` or ``unverified``.
+
+    ``unverified``: present, but neither babelir nor SHA256SUMS.local knows its hash.
+    """
+
+    dataset: str
+    relpath: str
+    path: Path
+    status: Status
+    expected: str | None
+    actual: str | None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Result of :func:`verify`: one :class:`FileCheck` per registered file checked.
+
+    ``absent`` names datasets skipped by ``verify(None)`` because none of their files exist.
+    """
+
+    data_dir: Path
+    files: tuple[FileCheck, ...]
+    absent: tuple[str, ...] = ()
+
+    def _with(self, status: Status) -> list[FileCheck]:
+        return [f for f in self.files if f.status == status]
+
+    @property
+    def passed(self) -> list[FileCheck]:
+        return self._with("ok")
+
+    @property
+    def missing(self) -> list[FileCheck]:
+        return self._with("missing")
+
+    @property
+    def mismatched(self) -> list[FileCheck]:
+        return self._with("mismatch")
+
+    @property
+    def unverified(self) -> list[FileCheck]:
+        return self._with("unverified")
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is missing or altered (unverified files do not fail)."""
+        return not self.missing and not self.mismatched
+
+    def summary(self) -> str:
+        """One line for the CLI, e.g. ``12 ok, 0 missing, 1 mismatched, 0 unverified``."""
+        line = (
+            f"{self.data_dir}: {len(self.passed)} ok, {len(self.missing)} missing, "
+            f"{len(self.mismatched)} mismatched, {len(self.unverified)} unverified"
+        )
+        return line + (f" (not present: {', '.join(self.absent)})" if self.absent else "")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA256 of a file, read in chunks so large files do not fill memory."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_local_sums(root: Path, ds: Dataset) -> dict[str, str]:
+    """``{data-dir relative path: sha256}`` from ``<dataset>/SHA256SUMS.local`` if present."""
+    sums_path = root / ds.directory / LOCAL_SUMS
+    if not sums_path.is_file():
+        return {}
+    out = {}
+    for line in sums_path.read_text("utf-8").splitlines():
+        parts = line.split(maxsplit=1)
+        if len(parts) == 2:
+            out[f"{ds.directory}/{parts[1].lstrip('*')}"] = parts[0].lower()
+    return out
+
+
+def _write_local_sums(root: Path, ds: Dataset, sums: dict[str, str]) -> Path:
+    """Write ``sha256sum -c``-compatible lines (paths relative to the dataset folder)."""
+    prefix = f"{ds.directory}/"
+    lines = [f"{h}  {p.removeprefix(prefix)}\n" for p, h in sorted(sums.items())]
+    sums_path = root / ds.directory / LOCAL_SUMS
+    write_text(sums_path, "".join(lines))
+    return sums_path
+
+
+def _check(root: Path, ds: Dataset, f: DataFile, local: dict[str, str]) -> FileCheck:
+    path = root / f.path
+    expected = f.sha256 or local.get(f.path)
+    if not path.is_file():
+        return FileCheck(ds.name, f.path, path, "missing", expected, None)
+    actual = sha256_file(path)
+    status: Status = (
+        "unverified" if expected is None else ("ok" if actual == expected else "mismatch")
+    )
+    return FileCheck(ds.name, f.path, path, status, expected, actual)
+
+
+def _mirror_base(mirror: str) -> str:
+    """A mirror may be a URL or a plain folder path (turned into a ``file://`` URL)."""
+    if urllib.parse.urlsplit(mirror).scheme in ("http", "https", "file", "ftp"):
+        return mirror.rstrip("/")
+    return Path(mirror).expanduser().resolve().as_uri()
+
+
+def _source_url(f: DataFile, mirror_base: str | None) -> str:
+    if mirror_base is None:
+        return f.url
+    return f"{mirror_base}/{urllib.parse.quote(f.path)}"
+
+
+_OFFLINE_HINT = (
+    "the network may be closed; use a local copy with --data-dir /path/to/copy "
+    "(or BABELIR_DATA_DIR=/path/to/copy), or a mirror with --mirror URL "
+    f"(or {MIRROR_ENV}=URL)"
+)
+
+
+def _network_error(url: str, exc: BaseException) -> NetworkError:
+    """Turn any urllib/socket failure into one actionable line."""
+    if isinstance(exc, urllib.error.HTTPError):
+        hint = (
+            "no file at that address (a --mirror must have the data-dir layout, e.g. "
+            "<mirror>/xquad-r/en.json; without one, the upstream file moved: please report it)"
+            if exc.code == 404
+            else _OFFLINE_HINT
+        )
+        return NetworkError(f"download of {url} failed (HTTP {exc.code} {exc.reason}); {hint}")
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    text = str(reason) or type(reason).__name__
+    if url.startswith("file:"):
+        hint = "the mirror folder must have the data-dir layout, e.g. <folder>/xquad-r/en.json"
+        return NetworkError(f"copy of {url} failed ({text}); {hint}")
+    return NetworkError(f"download of {url} failed ({text}); {_OFFLINE_HINT}")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _open(url: str) -> Any:
+    """Open ``url`` (an HTTPResponse, or addinfourl for file:// mirrors)."""
+    request = urllib.request.Request(url, headers={"User-Agent": f"babelir/{__version__}"})
+    try:
+        return urllib.request.urlopen(request, timeout=TIMEOUT_S)
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        raise _network_error(url, exc) from exc
+    except ValueError as exc:  # a mirror URL urllib cannot parse
+        raise NetworkError(f"download of {url} failed ({exc}); check --mirror") from exc
+
+
+def _download(f: DataFile, url: str, dest: Path, progress: bool) -> str:
+    """Stream ``url`` into ``dest`` atomically; return the SHA256 of what was written.
+
+    For a pinned file the hash is checked before the rename, so a mismatch leaves
+    neither ``dest`` nor a temporary file behind.
+    """
+    h = hashlib.sha256()
+    size = 0
+    try:
+        with _open(url) as resp, atomic_path(dest) as tmp, open(tmp, "wb") as out:
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            bar = tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=f.path,
+                disable=not progress,
+                leave=False,
+            )
+            with bar:
+                while True:
+                    try:
+                        chunk = resp.read(CHUNK)
+                    except (http.client.HTTPException, OSError) as exc:  # reset, timeout
+                        raise _network_error(url, exc) from exc
+                    if not chunk:
+                        break
+                    out.write(chunk)  # an OSError here is the disk's, reported below
+                    h.update(chunk)
+                    size += len(chunk)
+                    bar.update(len(chunk))
+            if total is not None and size != total:
+                raise NetworkError(
+                    f"download of {url} failed (got {size} of {total} bytes); {_OFFLINE_HINT}"
+                )
+            actual = h.hexdigest()
+            if f.sha256 is not None and actual != f.sha256:
+                raise NetworkError(
+                    f"checksum mismatch for {f.path} from {url}: expected sha256 {f.sha256}, "
+                    f"got {actual}; the file was not saved"
+                )
+            out.flush()
+            os.fsync(out.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600; data is shareable
+    except OSError as exc:
+        raise DataError(
+            f"cannot write {dest} ({exc.strerror or exc}); choose another --data-dir"
+        ) from exc
+    return actual
+
+
+def fetch(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    mirror: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> list[Path]:
+    """Download dataset NAME into the data dir and check every file's SHA256.
+
+    Files already present with the right hash are kept. Each file is streamed to a
+    temporary file and renamed into place only if its hash matches, so a failed or
+    corrupted download leaves nothing behind. With --mirror URL (or BABELIR_DATA_MIRROR)
+    files come from ``URL/<path in the data dir>`` instead of GitHub, e.g. a web server
+    or folder holding a copy of a data dir. Files whose hash babelir does not pin
+    (MLQA-R) have the hash seen recorded in ``<dataset>/SHA256SUMS.local`` and a warning
+    is issued. Returns the local paths of all files of the dataset. Raises DataError for
+    an unknown NAME or an unwritable data dir, NetworkError for a failed download or a
+    checksum mismatch.
+    """
+    ds = registry.get(name)
+    root = resolve_data_dir(data_dir)
+    mirror = mirror or os.environ.get(MIRROR_ENV) or None
+    base = _mirror_base(mirror) if mirror else None
+    local = _read_local_sums(root, ds)
+    recorded: dict[str, str] = {}
+    paths = []
+    try:
+        for f in ds.files:
+            dest = root / f.path
+            paths.append(dest)
+            if not force and _check(root, ds, f, local).status == "ok":
+                continue
+            actual = _download(f, _source_url(f, base), dest, progress)
+            if f.sha256 is None:
+                recorded[f.path] = actual
+    finally:  # keep what was recorded even if a later file fails
+        if recorded:
+            _write_local_sums(root, ds, {**local, **recorded})
+    if recorded:
+        changed = sorted(p for p, h in recorded.items() if local.get(p, h) != h)
+        note = ""
+        if changed:
+            note = f" These differ from the hashes recorded before: {', '.join(changed)}."
+        warnings.warn(
+            f"{ds.name}: babelir has no pinned SHA256 for {len(recorded)} file(s) "
+            f"({', '.join(sorted(recorded))}); recorded the hashes of what was downloaded "
+            f"in {root / ds.directory / LOCAL_SUMS}. That only detects later changes to the "
+            f"local copy: it does not prove the download is the authentic upstream file.{note}",
+            UnpinnedHashWarning,
+            stacklevel=2,
+        )
+    return paths
+
+
+def verify(name: str | None = None, data_dir: str | os.PathLike[str] | None = None) -> VerifyReport:
+    """Check the SHA256 of the local files of dataset NAME (or of every dataset present).
+
+    Each registered file is reported ok, missing, mismatch (altered or corrupted), or
+    unverified (present, but its hash is neither pinned by babelir nor recorded in
+    SHA256SUMS.local). Without NAME, datasets with no file at all in the data dir are
+    listed as not present instead of missing. Raises DataError for an unknown NAME.
+    """
+    root = resolve_data_dir(data_dir)
+    selected: Iterable[Dataset] = [registry.get(name)] if name else registry.datasets().values()
+    checks: list[FileCheck] = []
+    absent: list[str] = []
+    for ds in selected:
+        local = _read_local_sums(root, ds)
+        results = [_check(root, ds, f, local) for f in ds.files]
+        if name is None and all(c.status == "missing" for c in results):
+            absent.append(ds.name)
+        else:
+            checks.extend(results)
+    return VerifyReport(root, tuple(checks), tuple(absent))

@@ -1,0 +1,413 @@
+"""LAReQA-format benchmarks (XQuAD-R, MLQA-R, or any folder in that format).
+
+A benchmark folder holds one SQuAD v1.1 JSON per language (``en.json``, ``de.json``, ...)
+whose paragraphs carry ``sentences`` and ``sentence_breaks``. Following LAReQA
+(Roy et al., 2020): every sentence is a candidate; a question's relevant candidate in
+its own language is the sentence whose span contains its answer's ``answer_start``; the
+same question ``id`` in another language's file is its translation, so in the pooled
+(multilingual) setting a question has one relevant sentence per language holding its id.
+
+Article selections (``--articles``) pick articles by their position in each language's
+file. XQuAD-R's files are parallel article by article, so a selection keeps the same
+articles in every language; for files that are not (MLQA-R), train/eval disjointness is
+checked on question ids (:func:`check_disjoint`), never assumed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from babelir.errors import ConfigError, DataError
+
+CandidateMode = Literal["sentence", "sentence+context"]
+CANDIDATE_MODES: tuple[str, ...] = ("sentence", "sentence+context")
+
+#: Benchmarks known by name: folder name under the data dir and its languages.
+KNOWN_BENCHMARKS: dict[str, tuple[str, ...]] = {
+    "xquad-r": ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"),
+    "mlqa-r": ("ar", "de", "en", "es", "hi", "vi", "zh"),
+}
+
+
+# --------------------------------------------------------------------------- selections
+
+
+@dataclass(frozen=True)
+class ArticleSelection:
+    """Which articles (by position in a language file) to keep.
+
+    Spec strings: ``all``; ``%4==0`` / ``%4!=0`` (position modulo N equals / differs from
+    K, the usual held-out split); or indices and ranges ``0-11,20,30-35``.
+    """
+
+    spec: str = "all"
+    modulus: int | None = None
+    remainder: int | None = None
+    negate: bool = False
+    indices: frozenset[int] | None = None
+
+    @classmethod
+    def parse(cls, spec: str | ArticleSelection | None) -> ArticleSelection:
+        if isinstance(spec, ArticleSelection):
+            return spec
+        text = (spec or "all").strip().replace(" ", "")
+        if text in ("all", "*", ""):
+            return cls("all")
+        m = re.fullmatch(r"%(\d+)(==|!=)(\d+)", text)
+        if m:
+            mod, op, rem = int(m.group(1)), m.group(2), int(m.group(3))
+            if mod < 1 or rem >= mod:
+                raise ConfigError(f"articles: '{spec}' needs N >= 1 and 0 <= K < N in %N==K")
+            return cls(text, modulus=mod, remainder=rem, negate=op == "!=")
+        indices: set[int] = set()
+        for part in text.split(","):
+            m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+            if not m:
+                raise ConfigError(
+                    f"articles: cannot parse '{spec}' (use 'all', '%4==0', '%4!=0' or '0-11,20')"
+                )
+            lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+            if hi < lo:
+                raise ConfigError(f"articles: empty range '{part}' in '{spec}'")
+            indices.update(range(lo, hi + 1))
+        return cls(text, indices=frozenset(indices))
+
+    def selects(self, index: int) -> bool:
+        if self.modulus is not None:
+            hit = index % self.modulus == self.remainder
+            return hit != self.negate
+        if self.indices is not None:
+            return index in self.indices
+        return True
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+def parse_languages(value: str | Sequence[str] | None) -> list[str] | None:
+    """``"en,de"`` or a list -> ``["en", "de"]``; None/empty -> None (meaning all)."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    langs = [x.strip() for x in items if x.strip()]
+    return langs or None
+
+
+# --------------------------------------------------------------------------- raw parsing
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str
+    context: str
+    article: int
+    paragraph: int
+    index: int
+
+
+@dataclass(frozen=True)
+class QA:
+    id: str
+    question: str
+    article: int
+    paragraph: int
+    answer_sentences: tuple[int, ...]  # sentence indices within the paragraph
+
+
+@dataclass
+class LanguageFile:
+    """One parsed language file: sentences and questions of the selected articles."""
+
+    lang: str
+    path: Path
+    sentences: list[Sentence] = field(default_factory=list)
+    qas: list[QA] = field(default_factory=list)
+    # (article, paragraph) -> offset of the paragraph's first sentence in ``sentences``
+    paragraph_offset: dict[tuple[int, int], int] = field(default_factory=dict)
+    num_articles: int = 0
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+        ) from None
+
+
+def _field(obj: Any, key: str, where: str, kind: type | tuple[type, ...]) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise DataError(f"{where}: missing field '{key}'")
+    value = obj[key]
+    if not isinstance(value, kind):
+        raise DataError(f"{where}: field '{key}' has the wrong type ({type(value).__name__})")
+    return value
+
+
+def find_sentence(breaks: Sequence[Sequence[int]], answer_start: int) -> int | None:
+    """Index of the sentence whose span holds ``answer_start``, or None.
+
+    Spans are half-open ``[start, end)``: some files (zh) let consecutive spans share a
+    boundary, and there the character at ``end`` belongs to the next sentence. An answer
+    starting on the whitespace between two sentences belongs to the following one.
+    """
+    for i, (start, end) in enumerate(breaks):
+        if start <= answer_start < end:
+            return i
+    for i in range(len(breaks) - 1):
+        if breaks[i][1] <= answer_start < breaks[i + 1][0]:
+            return i + 1
+    return None
+
+
+def parse_language_file(
+    path: Path, lang: str, articles: ArticleSelection | str | None = None
+) -> LanguageFile:
+    """Parse one LAReQA JSON file, keeping the selected articles."""
+    articles = ArticleSelection.parse(articles)
+    doc = _load_json(path)
+    data = _field(doc, "data", str(path), list)
+    out = LanguageFile(lang=lang, path=path, num_articles=len(data))
+    seen_ids: set[str] = set()
+    for a, article in enumerate(data):
+        if not articles.selects(a):
+            continue
+        paragraphs = _field(article, "paragraphs", f"{path}: data[{a}]", list)
+        for p, para in enumerate(paragraphs):
+            where = f"{path}: data[{a}].paragraphs[{p}]"
+            context = _field(para, "context", where, str)
+            sentences = _field(para, "sentences", where, list)
+            breaks = _field(para, "sentence_breaks", where, list)
+            if len(sentences) != len(breaks):
+                raise DataError(
+                    f"{where}: {len(sentences)} sentences but {len(breaks)} sentence_breaks"
+                )
+            for k, br in enumerate(breaks):
+                if not (
+                    isinstance(br, list) and len(br) == 2 and all(isinstance(x, int) for x in br)
+                ):
+                    raise DataError(f"{where}: sentence_breaks[{k}] is not a [start, end] pair")
+            out.paragraph_offset[(a, p)] = len(out.sentences)
+            for k, sent in enumerate(sentences):
+                if not isinstance(sent, str):
+                    raise DataError(f"{where}: sentences[{k}] is not a string")
+                out.sentences.append(Sentence(sent, context, a, p, k))
+            for j, qa in enumerate(_field(para, "qas", where, list)):
+                qwhere = f"{where}.qas[{j}]"
+                qid = str(_field(qa, "id", qwhere, (str, int)))
+                question = _field(qa, "question", qwhere, str)
+                answers = _field(qa, "answers", f"{qwhere} (id {qid})", list)
+                if not answers:
+                    raise DataError(f"{qwhere} (id {qid}): field 'answers' is empty")
+                if qid in seen_ids:
+                    raise DataError(f"{qwhere}: question id {qid} appears twice in this file")
+                seen_ids.add(qid)
+                found: list[int] = []
+                for answer in answers:
+                    start = _field(answer, "answer_start", f"{qwhere} (id {qid})", int)
+                    idx = find_sentence(breaks, start)
+                    if idx is None:
+                        raise DataError(
+                            f"{qwhere} (id {qid}): answer_start {start} lies outside every "
+                            f"sentence in sentence_breaks"
+                        )
+                    if idx not in found:
+                        found.append(idx)
+                out.qas.append(QA(qid, question, a, p, tuple(found)))
+    return out
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+@dataclass
+class Benchmark:
+    """Questions and candidates of all selected languages, ready for evaluation.
+
+    Rows are grouped by language in ``languages`` order. ``relevant`` lists, for every
+    question row, the candidate rows (any language) that answer its id.
+    """
+
+    name: str
+    path: Path
+    languages: list[str]
+    articles: str
+    candidate_mode: str
+    question_ids: list[str]
+    question_langs: list[str]
+    question_texts: list[str]
+    candidate_langs: list[str]
+    candidate_sentences: list[str]
+    candidate_contexts: list[str]
+    candidate_relevant_ids: list[tuple[str, ...]]
+    relevant: list[np.ndarray]
+
+    @property
+    def num_questions(self) -> int:
+        return len(self.question_ids)
+
+    @property
+    def num_candidates(self) -> int:
+        return len(self.candidate_sentences)
+
+    def candidate_texts(self) -> list[str]:
+        """What the passage encoder sees: the sentence, or the sentence then its paragraph."""
+        if self.candidate_mode == "sentence":
+            return list(self.candidate_sentences)
+        return [
+            f"{s} {c}"
+            for s, c in zip(self.candidate_sentences, self.candidate_contexts, strict=False)
+        ]
+
+    def question_lang_codes(self) -> np.ndarray:
+        index = {lang: i for i, lang in enumerate(self.languages)}
+        return np.array([index[x] for x in self.question_langs], dtype=np.int64)
+
+    def candidate_lang_codes(self) -> np.ndarray:
+        index = {lang: i for i, lang in enumerate(self.languages)}
+        return np.array([index[x] for x in self.candidate_langs], dtype=np.int64)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "languages": self.languages,
+            "articles": self.articles,
+            "candidate_mode": self.candidate_mode,
+            "num_questions": self.num_questions,
+            "num_candidates": self.num_candidates,
+        }
+
+
+def available_languages(folder: Path) -> list[str]:
+    """Language codes of the ``<lang>.json`` files in a benchmark folder."""
+    return sorted(p.stem for p in folder.glob("*.json") if not p.name.startswith("."))
+
+
+def resolve_benchmark_dir(name_or_path: str | Path, data_dir: Path) -> tuple[str, Path]:
+    """A known name (``xquad-r``, ``mlqa-r``) under ``data_dir``, or an explicit folder."""
+    text = str(name_or_path)
+    if text in KNOWN_BENCHMARKS:
+        folder = data_dir / text
+        if not folder.is_dir():
+            raise DataError(
+                f"benchmark '{text}' not found in data dir {data_dir}: run "
+                f"'babelir data fetch {text}', or point --data-dir / BABELIR_DATA_DIR at a copy"
+            )
+        return text, folder
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path.name, path
+    if path.exists():
+        raise DataError(f"{path}: a benchmark must be a folder of <lang>.json files")
+    known = ", ".join(KNOWN_BENCHMARKS)
+    raise DataError(f"unknown benchmark '{text}': not a known name ({known}) and no such folder")
+
+
+def load_benchmark(
+    name_or_path: str | Path,
+    data_dir: Path | None = None,
+    *,
+    languages: Sequence[str] | str | None = None,
+    articles: ArticleSelection | str | None = None,
+    candidate_mode: str = "sentence",
+) -> Benchmark:
+    """Load a LAReQA-format benchmark by name (under ``data_dir``) or by folder path."""
+    from babelir.settings import data_dir as default_data_dir
+
+    if candidate_mode not in CANDIDATE_MODES:
+        raise ConfigError(
+            f"candidate mode '{candidate_mode}' is not one of {', '.join(CANDIDATE_MODES)}"
+        )
+    name, folder = resolve_benchmark_dir(name_or_path, data_dir or default_data_dir())
+    selection = ArticleSelection.parse(articles)
+    present = available_languages(folder)
+    wanted = parse_languages(languages)
+    if wanted is None:
+        expected = KNOWN_BENCHMARKS.get(name)
+        wanted = list(expected) if expected and name_or_path == name else present
+        if not wanted:
+            raise DataError(f"{folder}: no <lang>.json files")
+    for lang in wanted:
+        if lang not in present:
+            path = folder / f"{lang}.json"
+            avail = ", ".join(present) or "none"
+            raise DataError(f"{path}: language '{lang}' is absent (available: {avail})")
+    files = [parse_language_file(folder / f"{lang}.json", lang, selection) for lang in wanted]
+    return _assemble(name, folder, files, str(selection), candidate_mode)
+
+
+def _assemble(
+    name: str, folder: Path, files: Sequence[LanguageFile], articles: str, candidate_mode: str
+) -> Benchmark:
+    c_langs: list[str] = []
+    c_sent: list[str] = []
+    c_ctx: list[str] = []
+    c_rel: list[list[str]] = []
+    for f in files:
+        base = len(c_sent)
+        for s in f.sentences:
+            c_langs.append(f.lang)
+            c_sent.append(s.text)
+            c_ctx.append(s.context)
+            c_rel.append([])
+        for qa in f.qas:
+            offset = base + f.paragraph_offset[(qa.article, qa.paragraph)]
+            for k in qa.answer_sentences:
+                c_rel[offset + k].append(qa.id)
+    by_id: dict[str, list[int]] = {}
+    for row, ids in enumerate(c_rel):
+        for qid in ids:
+            by_id.setdefault(qid, []).append(row)
+    q_ids: list[str] = []
+    q_langs: list[str] = []
+    q_texts: list[str] = []
+    relevant: list[np.ndarray] = []
+    for f in files:
+        for qa in f.qas:
+            q_ids.append(qa.id)
+            q_langs.append(f.lang)
+            q_texts.append(qa.question)
+            relevant.append(np.asarray(by_id[qa.id], dtype=np.int64))
+    if not q_ids:
+        raise DataError(f"{folder}: the selection (articles {articles}) holds no questions")
+    return Benchmark(
+        name=name,
+        path=folder,
+        languages=[f.lang for f in files],
+        articles=articles,
+        candidate_mode=candidate_mode,
+        question_ids=q_ids,
+        question_langs=q_langs,
+        question_texts=q_texts,
+        candidate_langs=c_langs,
+        candidate_sentences=c_sent,
+        candidate_contexts=c_ctx,
+        candidate_relevant_ids=[tuple(x) for x in c_rel],
+        relevant=relevant,
+    )
+
+
+def check_disjoint(train_ids: Iterable[str], eval_ids: Iterable[str], what: str = "") -> None:
+    """Raise if training and evaluation share question ids (a leak between the splits)."""
+    overlap = set(train_ids) & set(eval_ids)
+    if overlap:
+        example = ", ".join(sorted(overlap)[:3])
+        raise ConfigError(
+            f"train/eval overlap{(' in ' + what) if what else ''}: {len(overlap)} question ids "
+            f"are in both (e.g. {example}); choose disjoint --articles (e.g. %4!=0 and %4==0)"
+        )

@@ -1,0 +1,250 @@
+"""Parallel QA training data: the same (query, passage) item in several languages.
+
+A :class:`ParallelQA` is a list of items; each item has a parallel ``id`` and, per
+language, a query, a positive passage and optional hard negatives. Loaders:
+
+* :func:`from_lareqa` - a LAReQA/SQuAD-format folder (XQuAD-R, XQuAD with sentences):
+  pair = (question, answer sentence) or (question, paragraph); hard negatives are the
+  other sentences of the same paragraph. Takes the same ``articles`` selection as
+  evaluation, so a held-out split is one flag on each side.
+* :func:`from_jsonl` - users' own data, one JSON object per line::
+
+      {"id": "q17", "lang": "de", "query": "...", "positive": "...", "negatives": ["..."]}
+
+  Lines with the same ``id`` are translations of one item; ``negatives`` is optional.
+
+:func:`pair_table` flattens items into the rows the batch samplers draw from: one row
+per (item, query language, passage language).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from babelir.data.lareqa import (
+    ArticleSelection,
+    available_languages,
+    parse_language_file,
+    parse_languages,
+    resolve_benchmark_dir,
+)
+from babelir.errors import ConfigError, DataError
+
+#: The paper's nine training languages; el and vi stay unseen (zero-shot at evaluation).
+PAPER_TRAIN_LANGUAGES = ("ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh")
+
+PairMode = Literal["sentence", "paragraph"]
+
+
+@dataclass
+class Side:
+    query: str
+    positive: str
+    negatives: tuple[str, ...] = ()
+
+
+@dataclass
+class ParallelItem:
+    id: str
+    sides: dict[str, Side] = field(default_factory=dict)
+
+
+@dataclass
+class ParallelQA:
+    items: list[ParallelItem]
+    source: str = ""
+
+    @property
+    def languages(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for item in self.items:
+            for lang in item.sides:
+                seen.setdefault(lang, None)
+        return sorted(seen)
+
+    @property
+    def ids(self) -> list[str]:
+        return [x.id for x in self.items]
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(self.languages, 0)
+        for item in self.items:
+            for lang in item.sides:
+                out[lang] += 1
+        return out
+
+    def select_languages(self, languages: Sequence[str]) -> ParallelQA:
+        """Keep only ``languages``; a requested language with no data is an error."""
+        counts = self.counts()
+        for lang in languages:
+            if counts.get(lang, 0) == 0:
+                have = ", ".join(f"{k} ({v})" for k, v in counts.items()) or "none"
+                raise DataError(
+                    f"training language '{lang}' has no data in {self.source} (have: {have})"
+                )
+        keep = set(languages)
+        items = []
+        for item in self.items:
+            sides = {k: v for k, v in item.sides.items() if k in keep}
+            if sides:
+                items.append(ParallelItem(item.id, sides))
+        return ParallelQA(items, self.source)
+
+
+def from_lareqa(
+    name_or_path: str | Path,
+    data_dir: Path | None = None,
+    *,
+    languages: Sequence[str] | str | None = None,
+    articles: ArticleSelection | str | None = None,
+    passage: PairMode = "sentence",
+) -> ParallelQA:
+    """Training pairs from a LAReQA-format folder (see module docstring)."""
+    from babelir.settings import data_dir as default_data_dir
+
+    if passage not in ("sentence", "paragraph"):
+        raise ConfigError(f"passage mode '{passage}' is not 'sentence' or 'paragraph'")
+    _, folder = resolve_benchmark_dir(name_or_path, data_dir or default_data_dir())
+    present = available_languages(folder)
+    wanted = parse_languages(languages) or [x for x in PAPER_TRAIN_LANGUAGES if x in present]
+    if not wanted:
+        raise DataError(f"{folder}: none of the default training languages is present")
+    for lang in wanted:
+        if lang not in present:
+            raise DataError(
+                f"{folder / (lang + '.json')}: training language '{lang}' is absent "
+                f"(available: {', '.join(present)})"
+            )
+    selection = ArticleSelection.parse(articles)
+    items: dict[str, ParallelItem] = {}
+    for lang in wanted:
+        f = parse_language_file(folder / f"{lang}.json", lang, selection)
+        by_para: dict[tuple[int, int], list[str]] = {}
+        for s in f.sentences:
+            by_para.setdefault((s.article, s.paragraph), []).append(s.text)
+        for qa in f.qas:
+            sents = by_para[(qa.article, qa.paragraph)]
+            answer = qa.answer_sentences[0]
+            if passage == "sentence":
+                positive = sents[answer]
+                negatives = tuple(
+                    t for k, t in enumerate(sents) if k not in qa.answer_sentences and t != positive
+                )
+            else:
+                positive = next(
+                    s.context
+                    for s in f.sentences
+                    if (s.article, s.paragraph) == (qa.article, qa.paragraph)
+                )
+                negatives = ()
+            item = items.setdefault(qa.id, ParallelItem(qa.id))
+            item.sides[lang] = Side(qa.question, positive, negatives)
+    if not items:
+        raise DataError(f"{folder}: the selection (articles {selection}) holds no questions")
+    return ParallelQA(list(items.values()), source=str(folder))
+
+
+def from_jsonl(path: str | Path, *, languages: Sequence[str] | str | None = None) -> ParallelQA:
+    """Training pairs from a JSONL(.gz) file (see module docstring for the format)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: training data file not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    items: dict[str, ParallelItem] = {}
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: malformed JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{where}: expected a JSON object")
+            for key in ("id", "lang", "query", "positive"):
+                if key not in row:
+                    raise DataError(f"{where}: missing field '{key}'")
+                if not isinstance(row[key], str | int) or not str(row[key]).strip():
+                    raise DataError(f"{where}: field '{key}' must be a non-empty string")
+            negs = row.get("negatives", [])
+            if not isinstance(negs, list) or not all(isinstance(x, str) for x in negs):
+                raise DataError(f"{where}: field 'negatives' must be a list of strings")
+            item = items.setdefault(str(row["id"]), ParallelItem(str(row["id"])))
+            lang = str(row["lang"])
+            if lang in item.sides:
+                raise DataError(f"{where}: id {row['id']} has a second '{lang}' line")
+            item.sides[lang] = Side(str(row["query"]), str(row["positive"]), tuple(negs))
+    if not items:
+        raise DataError(f"{path}: no training lines")
+    data = ParallelQA(list(items.values()), source=str(path))
+    wanted = parse_languages(languages)
+    return data.select_languages(wanted) if wanted else data
+
+
+def load_parallel(
+    source: str | Path,
+    data_dir: Path | None = None,
+    *,
+    languages: Sequence[str] | str | None = None,
+    articles: str | None = None,
+    passage: PairMode = "sentence",
+) -> ParallelQA:
+    """A JSONL file, or a LAReQA-format benchmark by name or folder."""
+    text = str(source)
+    if text.endswith((".jsonl", ".jsonl.gz", ".json.gz")) or Path(text).is_file():
+        if articles not in (None, "all"):
+            raise ConfigError("--articles applies to LAReQA-format folders, not JSONL files")
+        return from_jsonl(text, languages=languages)
+    return from_lareqa(text, data_dir, languages=languages, articles=articles, passage=passage)
+
+
+def pair_table(
+    data: ParallelQA,
+    *,
+    cross: bool = True,
+    hard_negatives: bool = False,
+    seed: int = 0,
+) -> dict[str, list[str]]:
+    """Rows (item, query language, passage language) for the batch samplers.
+
+    Same-language rows always; cross-language rows (X != Y) when ``cross``. With
+    ``hard_negatives`` each row gets one negative drawn (seeded) from the passage
+    language's hard negatives; rows whose passage side has none are dropped.
+    """
+    rng = np.random.default_rng(seed)
+    cols: dict[str, list[str]] = {
+        "id": [],
+        "query_lang": [],
+        "passage_lang": [],
+        "query": [],
+        "positive": [],
+    }
+    if hard_negatives:
+        cols["negative"] = []
+    for item in data.items:
+        for ql, qs in item.sides.items():
+            for pl, ps in item.sides.items():
+                if ql != pl and not cross:
+                    continue
+                if hard_negatives:
+                    if not ps.negatives:
+                        continue
+                    cols["negative"].append(ps.negatives[int(rng.integers(len(ps.negatives)))])
+                cols["id"].append(item.id)
+                cols["query_lang"].append(ql)
+                cols["passage_lang"].append(pl)
+                cols["query"].append(qs.query)
+                cols["positive"].append(ps.positive)
+    return cols
+
+
+def ids_of(items: Iterable[ParallelItem]) -> set[str]:
+    return {x.id for x in items}

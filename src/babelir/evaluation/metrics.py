@@ -1,0 +1,347 @@
+"""LAReQA metrics from one similarity matrix: mAP, recall and language bias.
+
+Every setting of a LAReQA benchmark (monolingual X->X, cross-lingual X->Y, pooled
+multilingual) is a view of the same question x candidate score matrix, so we score it
+once and keep, for each (question, relevant candidate), how many candidates of each
+language score at least as high. All metrics follow from those counts.
+
+Conventions (tested in ``tests/test_metrics.py``):
+
+* **AP** is LAReQA's: average precision over the *whole* ranking, divided by the number
+  of relevant candidates |R| (trec_eval's AP; not sentence-transformers' MAP@k, which
+  divides by min(k, |R|)).
+* **Ties** are pessimistic: a candidate's rank is the number of candidates scoring at
+  least as high as it, so a relevant candidate tied with non-relevant ones is ranked
+  after them. For AP this is exactly scikit-learn's ``average_precision_score``, which
+  LAReQA's reference evaluation uses. trec_eval instead breaks ties by document id, so
+  it can differ where exact ties occur (identical candidate texts).
+* **Recall@k** = |relevant with rank <= k| / |R|.
+* **Rank distance** (language bias) of a question = max - min rank of its relevant
+  candidates in the pooled ranking; questions with fewer than two are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# --------------------------------------------------------------------------- tiny reference
+# functions over one ranking, used by tests and as documentation of the definitions
+
+
+def ranks_pessimistic(scores: np.ndarray) -> np.ndarray:
+    """1-based rank of every item: the number of items scoring >= it."""
+    scores = np.asarray(scores, dtype=np.float64)
+    sorted_desc = -np.sort(-scores)
+    # count of values >= s  ==  position after the last value >= s in descending order
+    return np.searchsorted(-sorted_desc, -scores, side="right")
+
+
+def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
+    """LAReQA AP of one ranking (pessimistic ties); ``relevant`` is a boolean mask."""
+    relevant = np.asarray(relevant, dtype=bool)
+    if not relevant.any():
+        return float("nan")
+    ranks = ranks_pessimistic(scores)
+    rel_scores = np.asarray(scores, dtype=np.float64)[relevant]
+    tp = (rel_scores[None, :] >= rel_scores[:, None]).sum(1)
+    return float(np.mean(tp / ranks[relevant]))
+
+
+def recall_at_k(scores: np.ndarray, relevant: np.ndarray, k: int) -> float:
+    relevant = np.asarray(relevant, dtype=bool)
+    if not relevant.any():
+        return float("nan")
+    ranks = ranks_pessimistic(scores)
+    return float(np.mean(ranks[relevant] <= k))
+
+
+# --------------------------------------------------------------------------- ranking counts
+
+
+@dataclass
+class RelevantCounts:
+    """Per (question, relevant slot): score, language block and per-block counts.
+
+    ``counts[q, r, z]`` = number of candidates of language block ``z`` scoring >= the
+    score of question ``q``'s ``r``-th relevant candidate. Slots beyond a question's
+    number of relevant candidates are padding (``valid`` is False).
+    """
+
+    rows: np.ndarray  # (nq, R) candidate row of each relevant slot, -1 for padding
+    scores: np.ndarray  # (nq, R) float32
+    blocks: np.ndarray  # (nq, R) language block of the relevant candidate
+    valid: np.ndarray  # (nq, R) bool
+    counts: np.ndarray  # (nq, R, L) int32
+    num_blocks: int
+
+
+def _pad_relevant(relevant: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    width = max((len(r) for r in relevant), default=0)
+    width = max(width, 1)
+    rows = np.full((len(relevant), width), -1, dtype=np.int64)
+    for i, r in enumerate(relevant):
+        rows[i, : len(r)] = r
+    return rows, rows >= 0
+
+
+def relevant_counts(
+    questions: np.ndarray | torch.Tensor,
+    candidates: np.ndarray | torch.Tensor,
+    candidate_blocks: np.ndarray,
+    relevant: Sequence[np.ndarray],
+    *,
+    num_blocks: int | None = None,
+    chunk_size: int = 512,
+    device: str | torch.device | None = None,
+) -> RelevantCounts:
+    """Score all questions against all candidates (inner product) and count ranks.
+
+    Work per question chunk: one matmul, one batched binary search of every score among
+    that question's relevant scores, one bincount by (question, bucket, language). Memory
+    stays O(chunk_size x num_candidates) whatever the number of questions.
+    """
+    device = torch.device(device or "cpu")
+    q = torch.as_tensor(questions, dtype=torch.float32, device=device)
+    c = torch.as_tensor(candidates, dtype=torch.float32, device=device)
+    blocks = torch.as_tensor(np.asarray(candidate_blocks), dtype=torch.int64, device=device)
+    n_blocks = int(num_blocks if num_blocks is not None else int(blocks.max()) + 1)
+    rows_np, valid_np = _pad_relevant(relevant)
+    nq, width = rows_np.shape
+    rows = torch.as_tensor(rows_np, device=device)
+    valid = torch.as_tensor(valid_np, device=device)
+
+    out_scores = torch.empty((nq, width), dtype=torch.float32)
+    out_counts = torch.empty((nq, width, n_blocks), dtype=torch.int32)
+    ct = c.T.contiguous()
+    for start in range(0, nq, chunk_size):
+        end = min(start + chunk_size, nq)
+        b = end - start
+        sims = q[start:end] @ ct  # (b, nc)
+        r_rows = rows[start:end]
+        r_valid = valid[start:end]
+        rel = sims.gather(1, r_rows.clamp(min=0))
+        # Pad with the row's lowest real threshold: duplicates change no bucket below it.
+        row_min = torch.where(r_valid, rel, torch.full_like(rel, float("inf"))).amin(1)
+        thresholds = torch.where(r_valid, rel, row_min[:, None])
+        t_asc, _ = thresholds.sort(dim=1)
+        # Only candidates scoring >= the question's lowest relevant score change any
+        # count; in a useful model they are a small fraction of the row.
+        qi, ci = (sims >= t_asc[:, :1]).nonzero(as_tuple=True)
+        vals = sims[qi, ci]
+        # bucket = number of thresholds strictly above the score (0 .. width-1 here)
+        bucket = width - torch.searchsorted(t_asc[qi], vals[:, None], right=True)[:, 0]
+        flat = (qi * width + bucket) * n_blocks + blocks[ci]
+        hist = torch.bincount(flat, minlength=b * width * n_blocks)
+        hist = hist.reshape(b, width, n_blocks).cumsum(1)
+        # hist[q, r, z]: candidates in z scoring >= the r-th highest threshold. A relevant
+        # score's position in the descending thresholds = number of thresholds above it.
+        pos = (width - torch.searchsorted(t_asc, rel, right=True)).clamp(max=width - 1)
+        cnt = hist.gather(1, pos[:, :, None].expand(b, width, n_blocks))
+        out_scores[start:end] = rel.cpu()
+        out_counts[start:end] = cnt.to(torch.int32).cpu()
+    block_of = blocks.cpu().numpy()[np.clip(rows_np, 0, None)]
+    return RelevantCounts(
+        rows=rows_np,
+        scores=out_scores.numpy(),
+        blocks=np.where(valid_np, block_of, -1),
+        valid=valid_np,
+        counts=out_counts.numpy(),
+        num_blocks=n_blocks,
+    )
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass
+class LareqaMetrics:
+    """All settings of a LAReQA benchmark. ``None`` marks an undefined cell."""
+
+    languages: list[str]
+    pair_map: list[list[float | None]]  # [query lang][candidate lang]
+    pair_recall1: list[list[float | None]]
+    multi_ap: np.ndarray  # (nq,) per-question AP in the pooled setting
+    multi_recall10: np.ndarray  # (nq,)
+    rank_distance: np.ndarray  # (nq,) NaN where a question has < 2 relevant
+    pair_ap: np.ndarray  # (nq, L) per-question AP against each candidate language, NaN if none
+    question_blocks: np.ndarray  # (nq,)
+
+    def _macro(self, table: list[list[float | None]], mono: bool) -> float | None:
+        vals = [
+            table[i][j]
+            for i in range(len(self.languages))
+            for j in range(len(self.languages))
+            if (i == j) == mono and table[i][j] is not None
+        ]
+        return float(np.mean(vals)) if vals else None
+
+    def _subset(self, values: np.ndarray, query_langs: Sequence[str] | None) -> np.ndarray:
+        if query_langs is None:
+            return values
+        keep = np.isin(self.question_blocks, [self.languages.index(x) for x in query_langs])
+        return values[keep]
+
+    def multi_map(self, query_langs: Sequence[str] | None = None) -> float | None:
+        """Pooled mAP, averaged over all questions (LAReQA), optionally of some languages."""
+        v = self._subset(self.multi_ap, query_langs)
+        return float(v.mean()) if len(v) else None
+
+    def mean_rank_distance(self, query_langs: Sequence[str] | None = None) -> float | None:
+        """Mean rank distance per query language, then macro-averaged over languages."""
+        langs = query_langs or self.languages
+        per = [self.rank_distance_by_lang().get(x) for x in langs]
+        per = [x for x in per if x is not None]
+        return float(np.mean(per)) if per else None
+
+    def rank_distance_by_lang(self) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for i, lang in enumerate(self.languages):
+            v = self.rank_distance[(self.question_blocks == i) & ~np.isnan(self.rank_distance)]
+            out[lang] = float(v.mean()) if len(v) else None
+        return out
+
+    def to_dict(self) -> dict:
+        langs = self.languages
+
+        def table(t: list[list[float | None]]) -> dict[str, dict[str, float | None]]:
+            return {a: {b: t[i][j] for j, b in enumerate(langs)} for i, a in enumerate(langs)}
+
+        multi_by_lang = {x: self.multi_map([x]) for x in langs}
+        r10 = {
+            x: (float(v.mean()) if len(v := self._subset(self.multi_recall10, [x])) else None)
+            for x in langs
+        }
+        return {
+            "map": {
+                "mono": self._macro(self.pair_map, mono=True),
+                "cross": self._macro(self.pair_map, mono=False),
+                "multi": self.multi_map(),
+            },
+            "recall": {
+                "mono@1": self._macro(self.pair_recall1, mono=True),
+                "cross@1": self._macro(self.pair_recall1, mono=False),
+                "multi@10": float(self.multi_recall10.mean()),
+            },
+            "rank_distance": self.mean_rank_distance(),
+            "per_pair_map": table(self.pair_map),
+            "per_pair_recall@1": table(self.pair_recall1),
+            "per_language": {
+                x: {
+                    "mono_map": self.pair_map[i][i],
+                    "multi_map": multi_by_lang[x],
+                    "multi_recall@10": r10[x],
+                    "rank_distance": self.rank_distance_by_lang()[x],
+                }
+                for i, x in enumerate(langs)
+            },
+        }
+
+    def subset(self, query_langs: Sequence[str]) -> dict:
+        """Headline metrics restricted to questions in ``query_langs`` (pools unchanged)."""
+        idx = [self.languages.index(x) for x in query_langs]
+        mono = [self.pair_map[i][i] for i in idx if self.pair_map[i][i] is not None]
+        cross = [
+            self.pair_map[i][j]
+            for i in idx
+            for j in range(len(self.languages))
+            if i != j and self.pair_map[i][j] is not None
+        ]
+        return {
+            "languages": list(query_langs),
+            "map": {
+                "mono": float(np.mean(mono)) if mono else None,
+                "cross": float(np.mean(cross)) if cross else None,
+                "multi": self.multi_map(query_langs),
+            },
+            "rank_distance": self.mean_rank_distance(query_langs),
+        }
+
+
+def lareqa_metrics(
+    counts: RelevantCounts, question_blocks: np.ndarray, languages: Sequence[str]
+) -> LareqaMetrics:
+    """Derive every LAReQA setting from :func:`relevant_counts`."""
+    n_lang = len(languages)
+    valid = counts.valid
+    s = counts.scores
+    blk = counts.blocks
+    cnt = counts.counts.astype(np.int64)
+    pooled_rank = cnt.sum(-1)
+    block_rank = np.take_along_axis(cnt, np.clip(blk, 0, None)[..., None], -1)[..., 0]
+
+    ge = (s[:, None, :] >= s[:, :, None]) & valid[:, None, :]  # ge[q,i,j]: s_j >= s_i
+    tp_pool = ge.sum(-1)
+    tp_block = (ge & (blk[:, :, None] == blk[:, None, :])).sum(-1)
+
+    n_rel = valid.sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prec_pool = np.where(valid, tp_pool / np.maximum(pooled_rank, 1), 0.0)
+        multi_ap = prec_pool.sum(1) / np.maximum(n_rel, 1)
+        multi_r10 = np.where(valid, pooled_rank <= 10, False).sum(1) / np.maximum(n_rel, 1)
+        prec_block = np.where(valid, tp_block / np.maximum(block_rank, 1), 0.0)
+
+    nq = len(question_blocks)
+    q_idx = np.repeat(np.arange(nq), valid.shape[1]).reshape(valid.shape)
+    sums = np.zeros((nq, n_lang))
+    hits1 = np.zeros((nq, n_lang))
+    nums = np.zeros((nq, n_lang))
+    sel = valid
+    np.add.at(sums, (q_idx[sel], blk[sel]), prec_block[sel])
+    np.add.at(hits1, (q_idx[sel], blk[sel]), (block_rank[sel] <= 1).astype(float))
+    np.add.at(nums, (q_idx[sel], blk[sel]), 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pair_ap = np.where(nums > 0, sums / nums, np.nan)
+        pair_r1 = np.where(nums > 0, hits1 / nums, np.nan)
+
+    pair_map: list[list[float | None]] = []
+    pair_rec: list[list[float | None]] = []
+    for x in range(n_lang):
+        in_x = question_blocks == x
+        row_map: list[float | None] = []
+        row_rec: list[float | None] = []
+        for y in range(n_lang):
+            col = pair_ap[in_x, y]
+            col = col[~np.isnan(col)]
+            row_map.append(float(col.mean()) if len(col) else None)
+            rc = pair_r1[in_x, y]
+            rc = rc[~np.isnan(rc)]
+            row_rec.append(float(rc.mean()) if len(rc) else None)
+        pair_map.append(row_map)
+        pair_rec.append(row_rec)
+
+    big = np.iinfo(np.int64).max
+    r_max = np.where(valid, pooled_rank, -1).max(1)
+    r_min = np.where(valid, pooled_rank, big).min(1)
+    rank_distance = np.where(n_rel >= 2, (r_max - r_min).astype(float), np.nan)
+
+    return LareqaMetrics(
+        languages=list(languages),
+        pair_map=pair_map,
+        pair_recall1=pair_rec,
+        multi_ap=multi_ap,
+        multi_recall10=multi_r10,
+        rank_distance=rank_distance,
+        pair_ap=pair_ap,
+        question_blocks=np.asarray(question_blocks),
+    )
+
+
+def evaluate_embeddings(
+    questions: np.ndarray,
+    candidates: np.ndarray,
+    question_blocks: np.ndarray,
+    candidate_blocks: np.ndarray,
+    relevant: Sequence[np.ndarray],
+    languages: Sequence[str],
+    *,
+    device: str | None = None,
+) -> LareqaMetrics:
+    """Embeddings (rows L2-normalised for cosine) -> every LAReQA setting."""
+    counts = relevant_counts(
+        questions, candidates, candidate_blocks, relevant, num_blocks=len(languages), device=device
+    )
+    return lareqa_metrics(counts, np.asarray(question_blocks), languages)
