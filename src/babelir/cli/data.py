@@ -1,0 +1,50 @@
+"""`babelir data fetch|verify`: download and check datasets."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Annotated
+
+import typer
+
+from babelir.cli.app import DataDirOpt, console, data_app, out
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="Dataset: xquad-r, mlqa-r, xquad or miracl.")],
+    data_dir: DataDirOpt = None,
+    mirror: Annotated[
+        str | None,
+        typer.Option(help="Base URL (or folder) laid out like the data dir, instead of GitHub."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Download even files that verify.")] = False,
+) -> None:
+    """Download a dataset from its public source at a pinned commit and check its SHA256."""
+    from babelir.data.fetch import fetch
+    from babelir.settings import data_dir as resolve_data_dir
+
+    target = resolve_data_dir(data_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = fetch(name, target, mirror=mirror, force=force)
+    for w in caught:
+        console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+    console.print(f"{name}: {len(paths)} files verified in {target}")
+
+
+@data_app.command("verify")
+def data_verify(
+    name: Annotated[str | None, typer.Argument(help="Dataset (default: all present).")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Check the SHA256 of local dataset files against the pinned values."""
+    from babelir.data.fetch import verify
+    from babelir.settings import data_dir as resolve_data_dir
+
+    report = verify(name, resolve_data_dir(data_dir))
+    for f in report.missing + report.mismatched:
+        console.print(f"{f.status}: {f.path}", highlight=False)
+    out.print(report.summary(), highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)

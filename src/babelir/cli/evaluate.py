@@ -1,0 +1,111 @@
+"""`babelir evaluate`: score an encoder on a LAReQA benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from babelir.cli.app import ArticlesOpt, DataDirOpt, LanguagesOpt, ModelOpt, app, console, fail, out
+
+
+@app.command()
+def evaluate(
+    model: ModelOpt = None,
+    benchmark: Annotated[
+        str,
+        typer.Option("--benchmark", "-b", help="Benchmark name (xquad-r, mlqa-r) or folder."),
+    ] = "xquad-r",
+    data_dir: DataDirOpt = None,
+    languages: LanguagesOpt = None,
+    articles: ArticlesOpt = "all",
+    candidates: Annotated[
+        str,
+        typer.Option(help="Candidate text: 'sentence' or 'sentence+context' (with paragraph)."),
+    ] = "sentence",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Folder for metrics.json.")
+    ] = None,
+    save_embeddings: Annotated[
+        bool,
+        typer.Option(help="Also write questions/candidates .npy + .jsonl to --output."),
+    ] = False,
+    from_embeddings: Annotated[
+        Path | None,
+        typer.Option(help="Skip encoding: score embeddings saved by --save-embeddings."),
+    ] = None,
+    query_prefix: Annotated[
+        str | None, typer.Option(help="Text put before each question (model default).")
+    ] = None,
+    passage_prefix: Annotated[
+        str | None, typer.Option(help="Text put before each candidate (model default).")
+    ] = None,
+    max_seq_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Encoding batch size.")] = 64,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: auto).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Score an encoder on a LAReQA benchmark: mono, cross, multi mAP and language bias."""
+    from babelir.data.lareqa import load_benchmark
+    from babelir.evaluation.lareqa import EvaluationResult, evaluate_model, write_result
+    from babelir.reporting.tables import metrics_table
+    from babelir.settings import data_dir as resolve_data_dir
+
+    if output is not None and output.exists() and not output.is_dir():
+        fail(f"--output {output} exists and is not a folder")
+    bench = load_benchmark(
+        benchmark,
+        resolve_data_dir(data_dir),
+        languages=languages,
+        articles=articles,
+        candidate_mode=candidates,
+    )
+    if from_embeddings is not None:
+        result = _score_saved(bench, from_embeddings)
+    else:
+        from babelir.models.loading import load_model, model_fingerprint, resolve_prefixes
+
+        st = load_model(model, device=device, max_seq_length=max_seq_length)
+        qp, pp = resolve_prefixes(model, st, query_prefix, passage_prefix)
+        info = {
+            "model": model or "multilingual-e5-small",
+            "model_fingerprint": model_fingerprint(st),
+            "max_seq_length": max_seq_length,
+            "device": str(st.device),
+        }
+        result = evaluate_model(
+            st,
+            bench,
+            query_prefix=qp,
+            passage_prefix=pp,
+            batch_size=batch_size,
+            show_progress=not quiet,
+            info=info,
+        )
+    assert isinstance(result, EvaluationResult)
+    out.print(metrics_table(result.metrics_json()))
+    if output is not None:
+        write_result(result, output, save_embeddings=save_embeddings)
+        console.print(f"wrote {output / 'metrics.json'}")
+
+
+def _score_saved(bench, folder: Path):
+    import numpy as np
+
+    from babelir.errors import DataError
+    from babelir.evaluation.lareqa import EvaluationResult, load_saved_embeddings, score_benchmark
+
+    try:
+        emb, qs, cs = load_saved_embeddings(folder)
+    except FileNotFoundError as e:
+        raise DataError(f"{e.filename}: not found (write it with --save-embeddings)") from None
+    if len(qs) != bench.num_questions or len(cs) != bench.num_candidates:
+        raise DataError(
+            f"{folder}: saved embeddings hold {len(qs)} questions / {len(cs)} candidates but "
+            f"the benchmark selection has {bench.num_questions} / {bench.num_candidates}"
+        )
+    metrics = score_benchmark(bench, np.asarray(emb.questions), np.asarray(emb.candidates))
+    return EvaluationResult(bench, metrics, emb, {"model": f"embeddings:{folder}"})

@@ -1,0 +1,578 @@
+"""Batch samplers for multilingual contrastive training (hybrid batch training, arXiv 2408.10536).
+
+With in-batch negatives the *composition* of a batch is the training signal: a batch of
+(query_X, passage_X) pairs in one language teaches monolingual retrieval, a batch of
+(query_X, passage_Y) pairs teaches cross-lingual retrieval, and hybrid batches mix the two
+per batch. :class:`ParallelBatchSampler` builds such batches from a *pair table*: one row
+per (parallel item, query language, passage language) with columns ``id``, ``query_lang``,
+``passage_lang``, ``query``, ``positive`` and optionally ``negative``.
+
+It subclasses sentence-transformers' ``DefaultBatchSampler`` so that
+``functools.partial(ParallelBatchSampler, strategy="hybrid", metadata=table)`` can be
+passed as ``batch_sampler=`` in ``SentenceTransformerTrainingArguments``.
+
+Sentence-transformers tokenizes *every* dataset column except labels and hands each one to
+the loss (MultipleNegativesRankingLoss would treat ``id``/``query_lang``/``passage_lang``
+as extra negative passages). So train on :func:`loss_columns` of the table and give the
+full table to the sampler through ``metadata=``; the two must be row-aligned.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from sentence_transformers.base.sampler import DefaultBatchSampler
+
+from babelir.errors import ConfigError, DataError
+
+STRATEGIES: tuple[str, ...] = ("x-x-mono", "x-y", "hybrid", "x-x", "en-en")
+BatchType = Literal["mono", "cross"]
+ENGLISH = "en"
+
+
+@dataclass(frozen=True, slots=True)
+class SampledBatch:
+    """One batch with its global step and kind.
+
+    ``type`` is "mono" when every pair is same-language (x-x-mono, x-x and en-en batches;
+    only x-x-mono batches are single-language) and "cross" for x-y batches.
+    """
+
+    step: int
+    type: BatchType
+    rows: list[int]
+
+
+class _Pool:
+    """Rows usable for one batch kind, grouped by parallel id (CSR layout).
+
+    Pool *positions* index the distinct ids; ``rows[offsets[p]:offsets[p + 1]]`` are the
+    alternatives for position ``p`` (e.g. all X != Y pairs of one item), one drawn per use.
+    """
+
+    __slots__ = ("ids", "ids_list", "name", "offsets", "rows")
+
+    def __init__(self, name: str, id_codes: np.ndarray, rows: np.ndarray) -> None:
+        rows = rows[np.argsort(id_codes[rows], kind="stable")]
+        ids, starts = np.unique(id_codes[rows], return_index=True)
+        self.name = name
+        self.ids = ids
+        self.ids_list: list[int] = ids.tolist()
+        self.offsets: list[int] = [*starts.tolist(), len(rows)]
+        self.rows: list[int] = rows.tolist()
+
+    def __len__(self) -> int:
+        return len(self.ids_list)
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """Per-epoch walk over one pool: pass order, position, deferred positions, pass start.
+
+    A pass accepts only ids not used (by any pool) since it started: the first pass, started
+    at the epoch's beginning, takes each id at most once per epoch; a pool that runs dry
+    starts a new pass over all its ids.
+    """
+
+    pool: _Pool
+    order: list[int]
+    pos: int = 0
+    start: int = 0
+    deferred: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Group:
+    """What one global step (all replicas' batches) already holds, kept disjoint."""
+
+    ids: set[int] = field(default_factory=set)
+    positives: set[int] = field(default_factory=set)
+    texts: set[int] = field(default_factory=set)
+
+
+class _Epoch:
+    """Mutable sampling state of one epoch, rebuilt from (seed, epoch) on every iteration."""
+
+    def __init__(self, seed: int, epoch: int, num_ids: int) -> None:
+        seq = np.random.SeedSequence([seed & (2**64 - 1), epoch])
+        self.np_rng = np.random.default_rng(seq)
+        self.py_rng = random.Random(int.from_bytes(seq.generate_state(4).tobytes(), "little"))
+        perm = self.np_rng.permutation(num_ids)
+        self.id_rank = np.empty(num_ids, dtype=np.int64)
+        self.id_rank[perm] = np.arange(num_ids)
+        self.last_use = [-1] * num_ids
+        self.clock = 0
+        self.cursors: dict[str, _Cursor] = {}
+
+    def cursor(self, pool: _Pool) -> _Cursor:
+        """The pool's walk, starting in the order of this epoch's id permutation."""
+        cur = self.cursors.get(pool.name)
+        if cur is None:
+            order = np.argsort(self.id_rank[pool.ids], kind="stable").tolist()
+            cur = self.cursors[pool.name] = _Cursor(pool, order)
+        return cur
+
+
+def _column(table: Any, name: str) -> list[Any] | None:
+    """Column ``name`` of a Dataset/mapping as a list, or None when absent.
+
+    ``datasets`` 4+ returns a lazy ``Column`` whose ``list()`` is ~100x slower than
+    slicing it, hence ``[:]``.
+    """
+    names = getattr(table, "column_names", None)
+    if names is None and isinstance(table, Mapping):
+        names = list(table.keys())
+    if names is not None and name not in names:
+        return None
+    try:
+        values = table[name]
+    except (KeyError, ValueError, IndexError, TypeError):
+        return None
+    return values if isinstance(values, list) else list(values[:])
+
+
+def _num_rows(table: Any) -> int:
+    """Rows of a Dataset, or of a plain ``{column: list}`` mapping (whose ``len`` is columns)."""
+    if isinstance(table, Mapping) and not hasattr(table, "column_names"):
+        return len(next(iter(table.values()), []))
+    return len(table)
+
+
+def _factorize(values: Sequence[Any], index: dict[Any, int] | None = None) -> np.ndarray:
+    """Integer codes for hashable values (None -> -1), extending ``index`` in first-seen order."""
+    index = {} if index is None else index
+    return np.fromiter(
+        (-1 if v is None else index.setdefault(v, len(index)) for v in values),
+        dtype=np.int64,
+        count=len(values),
+    )
+
+
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class ParallelBatchSampler(DefaultBatchSampler):
+    """Batches of language-controlled pairs with only true in-batch negatives.
+
+    Strategies (see STRATEGIES): ``x-x-mono`` one language X per batch, all pairs
+    (q_X, p_X); ``x-y`` pairs (q_X, p_Y), X != Y, drawn per example among the item's
+    available pairs; ``hybrid`` an x-x-mono batch with probability ``alpha`` else an x-y
+    batch; ``x-x`` same-language pairs with X drawn per example (languages mixed in a
+    batch); ``en-en`` English pairs only.
+
+    Within a global step no parallel id repeats, and no positive passage text appears
+    twice or as another pair's negative, so every in-batch negative is a true negative
+    (also under ``gather_across_devices``). Items are drawn without replacement as far as
+    possible: each epoch walks a permutation of the ids, an id that conflicts with the
+    current batch is deferred to the next one, and only once a pool runs dry are its ids
+    reused. Batches are always full, so ``drop_last`` is ignored.
+
+    Distributed training: accelerate's ``BatchSamplerShard`` gives batch
+    ``k * num_replicas + r`` to rank ``r``, so batches come in groups of ``num_replicas``
+    (one group = one optimizer step) that share the batch type and, for mono batches, the
+    language: the global batch then is one x-x-mono batch of ``batch_size * num_replicas``,
+    as on a single device. With an explicit ``rank`` (plain DDP without accelerate) only
+    that rank's batch of each group is yielded.
+
+    Randomness comes from ``(seed, epoch)`` only; the trainer's ``generator`` is left
+    untouched, so runs and resumed runs are reproducible and ``set_epoch`` reshuffles.
+
+    Args:
+        dataset: The training dataset the batch indices refer to.
+        batch_size: Pairs per batch (per replica), at least 2.
+        drop_last: Ignored (batches are always full); kept for the trainer's signature.
+        valid_label_columns: Ignored; kept for the trainer's signature.
+        generator: Ignored (see above); kept for the trainer's signature.
+        seed: Base seed, combined with the epoch.
+        strategy: One of STRATEGIES.
+        alpha: Probability of a mono batch under ``hybrid``.
+        languages: Use only pairs whose two languages are both in this list.
+        language_temperature: None picks a mono batch's language uniformly; T picks
+            language L with probability proportional to n_L ** (1 / T), n_L = items with
+            (L, L) pairs. Applies to x-x-mono batches (also within hybrid).
+        num_replicas: Data-parallel world size; default torch.distributed's, else 1.
+        rank: Yield only this replica's batches (plain DDP loops).
+        num_batches: Batches per epoch over all replicas, a multiple of ``num_replicas``;
+            default (distinct ids // (batch_size * num_replicas)) * num_replicas.
+        metadata: Row-aligned table to read id/language/passage columns from; columns it
+            lacks are read from ``dataset``. Lets ``dataset`` hold only the loss's columns.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        drop_last: bool = False,
+        valid_label_columns: list[str] | None = None,
+        generator: torch.Generator | None = None,
+        seed: int = 0,
+        *,
+        strategy: str = "hybrid",
+        alpha: float = 0.5,
+        languages: Sequence[str] | None = None,
+        language_temperature: float | None = None,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        num_batches: int | None = None,
+        metadata: Any = None,
+        id_column: str = "id",
+        query_lang_column: str = "query_lang",
+        passage_lang_column: str = "passage_lang",
+        positive_column: str = "positive",
+        negative_column: str | None = "negative",
+    ) -> None:
+        if not isinstance(batch_size, int) or batch_size < 2:
+            raise ConfigError(f"batch_size: in-batch negatives need at least 2, got {batch_size}")
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            drop_last=bool(drop_last),
+            valid_label_columns=valid_label_columns,
+            generator=generator,
+            seed=seed,
+        )
+        self.strategy = str(strategy).lower()
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy: unknown {strategy!r} (valid: {', '.join(STRATEGIES)})")
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"alpha: must be in [0, 1], got {alpha}")
+        if isinstance(languages, str):  # "en,de" from a command line
+            languages = [lang.strip() for lang in languages.split(",") if lang.strip()]
+        if language_temperature is not None and not language_temperature > 0:
+            raise ConfigError(
+                f"language_temperature: must be > 0 (or None), got {language_temperature}"
+            )
+        self.alpha = float(alpha)
+        self.language_temperature = language_temperature
+        self.num_replicas = _world_size() if num_replicas is None else int(num_replicas)
+        if self.num_replicas < 1:
+            raise ConfigError(f"num_replicas: must be >= 1, got {num_replicas}")
+        if rank is not None and not 0 <= rank < self.num_replicas:
+            raise ConfigError(f"rank: must be in [0, {self.num_replicas}), got {rank}")
+        self.rank = rank
+        self.seed = 0 if seed is None else int(seed)
+        self.id_column = id_column
+        self.query_lang_column = query_lang_column
+        self.passage_lang_column = passage_lang_column
+        self.positive_column = positive_column
+        self.negative_column = negative_column
+
+        self._load(dataset, metadata)
+        self._build_pools(languages)
+
+        need = self.batch_size * self.num_replicas
+        if num_batches is None:
+            used = np.unique(np.concatenate([p.ids for p in self._used_pools()]))
+            num_batches = (len(used) // need) * self.num_replicas
+        elif num_batches < 1 or num_batches % self.num_replicas:
+            raise ConfigError(
+                f"num_batches: must be a positive multiple of num_replicas "
+                f"({self.num_replicas}), got {num_batches}"
+            )
+        self.num_batches = int(num_batches)
+
+    # ------------------------------------------------------------------ construction
+
+    def _load(self, dataset: Any, metadata: Any) -> None:
+        """Read the metadata columns once and encode them as integer arrays."""
+        n = _num_rows(dataset)
+        if n == 0:
+            raise DataError("dataset: the pair table is empty")
+
+        def read(name: str, required: bool = True) -> list[Any] | None:
+            for source in (metadata, dataset):
+                values = None if source is None else _column(source, name)
+                if values is not None:
+                    if len(values) != n:
+                        raise DataError(
+                            f"metadata: column {name!r} has {len(values)} rows, dataset has {n}"
+                        )
+                    return values
+            if required:
+                raise DataError(f"dataset: column {name!r} is missing from the pair table")
+            return None
+
+        self._id_index: dict[Any, int] = {}
+        self._lang_index: dict[Any, int] = {}
+        self._ids = _factorize(read(self.id_column), self._id_index)
+        self._qlang = _factorize(read(self.query_lang_column), self._lang_index)
+        self._plang = _factorize(read(self.passage_lang_column), self._lang_index)
+        text_index: dict[Any, int] = {}
+        self._pos = _factorize(read(self.positive_column), text_index)
+        negatives = read(self.negative_column, required=False) if self.negative_column else None
+        self._neg = (
+            np.full(n, -1, dtype=np.int64)
+            if negatives is None
+            else _factorize(negatives, text_index)
+        )
+        if (self._ids < 0).any() or (self._qlang < 0).any() or (self._plang < 0).any():
+            raise DataError("dataset: id/query_lang/passage_lang columns contain missing values")
+        self._langs: list[str] = list(self._lang_index)
+        self._id_values: list[Any] = list(self._id_index)
+        # Python lists make the per-example lookups in the sampling loop cheap.
+        self._pos_list: list[int] = self._pos.tolist()
+        self._neg_list: list[int] = self._neg.tolist()
+
+    def _build_pools(self, languages: Sequence[str] | None) -> None:
+        """Split eligible rows into per-kind pools and check each can fill a global step."""
+        mask = np.ones(len(self._ids), dtype=bool)
+        if languages is not None:
+            wanted = list(dict.fromkeys(languages))
+            missing = [lang for lang in wanted if lang not in self._lang_index]
+            if missing:
+                raise DataError(
+                    f"languages: {', '.join(map(repr, missing))} has no rows in the pair table "
+                    f"(available: {', '.join(sorted(self._langs))})"
+                )
+            codes = [self._lang_index[lang] for lang in wanted]
+            mask &= np.isin(self._qlang, codes) & np.isin(self._plang, codes)
+        present = sorted(
+            {self._langs[c] for c in np.unique(self._qlang[mask])}
+            | {self._langs[c] for c in np.unique(self._plang[mask])}
+        )
+        same = mask & (self._qlang == self._plang)
+        cross = mask & (self._qlang != self._plang)
+        wants_mono = self.strategy == "x-x-mono" or (self.strategy == "hybrid" and self.alpha > 0)
+        wants_cross = self.strategy == "x-y" or (self.strategy == "hybrid" and self.alpha < 1)
+
+        self._mono: dict[str, _Pool] = {}
+        self._cross: _Pool | None = None
+        self._mixed: _Pool | None = None
+        if wants_mono:
+            for code in np.unique(self._qlang[same]).tolist():
+                lang = self._langs[code]
+                rows = np.flatnonzero(same & (self._qlang == code))
+                self._mono[lang] = _Pool(f"mono:{lang}", self._ids, rows)
+            if not self._mono:
+                raise DataError(
+                    f"strategy: {self.strategy} needs same-language pairs, but no row has "
+                    f"{self.query_lang_column} == {self.passage_lang_column}"
+                )
+        if wants_cross:
+            if len(present) < 2:
+                user_limited = languages is not None and len(set(languages)) < 2
+                error = ConfigError if user_limited else DataError
+                raise error(
+                    f"languages: strategy {self.strategy} needs at least two languages, "
+                    f"got {present}"
+                )
+            if not cross.any():
+                raise DataError(
+                    f"strategy: {self.strategy} needs cross-language pairs, but no row has "
+                    f"{self.query_lang_column} != {self.passage_lang_column}"
+                )
+            self._cross = _Pool("cross", self._ids, np.flatnonzero(cross))
+        if self.strategy == "x-x":
+            if not same.any():
+                raise DataError(
+                    f"strategy: x-x needs same-language pairs, but no row has "
+                    f"{self.query_lang_column} == {self.passage_lang_column}"
+                )
+            self._mixed = _Pool("x-x", self._ids, np.flatnonzero(same))
+        if self.strategy == "en-en":
+            if languages is not None and ENGLISH not in languages:
+                raise ConfigError(f"languages: strategy en-en needs 'en', got {list(languages)}")
+            rows = np.flatnonzero(same & (self._qlang == self._lang_index.get(ENGLISH, -2)))
+            if not len(rows):
+                raise DataError("strategy: en-en needs English pairs, but no row is en-en")
+            self._mono = {ENGLISH: _Pool("mono:en", self._ids, rows)}
+
+        for pool in self._used_pools():
+            self._check_pool(pool)
+        self._mono_langs = list(self._mono)
+        sizes = np.array([len(self._mono[lang]) for lang in self._mono_langs], dtype=float)
+        if self.language_temperature is None or not len(sizes):
+            weights = np.ones(len(sizes))
+        else:
+            weights = (sizes / sizes.max()) ** (1.0 / self.language_temperature)  # no overflow
+        self.language_probs: dict[str, float] = dict(
+            zip(self._mono_langs, (weights / max(weights.sum(), 1e-300)).tolist(), strict=True)
+        )
+        self._cum_weights = list(itertools.accumulate(weights.tolist()))
+
+    def _used_pools(self) -> list[_Pool]:
+        pools: list[_Pool] = list(self._mono.values())
+        pools += [p for p in (self._cross, self._mixed) if p is not None]
+        return pools
+
+    def _check_pool(self, pool: _Pool) -> None:
+        """Fail at construction, not mid-training, when a pool cannot fill one global step."""
+        need = self.batch_size * self.num_replicas
+        what = f"batch_size {self.batch_size} x num_replicas {self.num_replicas} = {need}"
+        if len(pool) < need:
+            hint = "; leave it out via languages" if pool.name.startswith("mono:") else ""
+            raise DataError(
+                f"batch_size: {pool.name} has {len(pool)} distinct items, {what} needed{hint}"
+            )
+        distinct = len({self._pos_list[r] for r in pool.rows})
+        if distinct < need:
+            raise DataError(
+                f"{self.positive_column}: {pool.name} has {distinct} distinct passage texts, "
+                f"{what} needed"
+            )
+
+    # ------------------------------------------------------------------ sampling
+
+    def __len__(self) -> int:
+        return self.num_batches if self.rank is None else self.num_batches // self.num_replicas
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.iter_batches():
+            yield batch.rows
+
+    def iter_batches(self) -> Iterator[SampledBatch]:
+        """Yield this epoch's batches with their step (group index) and type."""
+        state = _Epoch(self.seed, self.epoch, len(self._id_values))
+        for step in range(self.num_batches // self.num_replicas):
+            kind, pool = self._draw_kind(state.py_rng)
+            cursor = state.cursor(pool)
+            group = _Group()
+            for replica in range(self.num_replicas):
+                rows = self._fill(cursor, state, group)
+                if self.rank is None or replica == self.rank:
+                    yield SampledBatch(step, kind, rows)
+
+    def _draw_kind(self, rng: random.Random) -> tuple[BatchType, _Pool]:
+        """Pick the batch type (and mono language) shared by one group."""
+        if self.strategy == "x-y":
+            return "cross", self._cross  # type: ignore[return-value]
+        if self.strategy == "x-x":
+            return "mono", self._mixed  # type: ignore[return-value]
+        if self.strategy == "hybrid" and not rng.random() < self.alpha:
+            return "cross", self._cross  # type: ignore[return-value]
+        lang = rng.choices(self._mono_langs, cum_weights=self._cum_weights)[0]
+        return "mono", self._mono[lang]
+
+    def _fill(self, cur: _Cursor, state: _Epoch, group: _Group) -> list[int]:
+        """Take one full batch from the pool walk, deferring ids that conflict."""
+        pool, last_use, rng = cur.pool, state.last_use, state.py_rng
+        ids, offsets, pool_rows = pool.ids_list, pool.offsets, pool.rows
+        pos_of, neg_of = self._pos_list, self._neg_list
+        pending, cur.deferred = cur.deferred, []
+        deferred = cur.deferred
+        batch: list[int] = []
+        i = refills = 0
+        while len(batch) < self.batch_size:
+            if i < len(pending):
+                p = pending[i]
+                i += 1
+            elif cur.pos < len(cur.order):
+                p = cur.order[cur.pos]
+                cur.pos += 1
+            else:
+                if refills == 2:  # two fresh passes could not complete it: give up loudly
+                    raise DataError(
+                        f"{self.positive_column}: {pool.name} cannot fill a step of "
+                        f"{self.batch_size} x {self.num_replicas} pairs without repeating a "
+                        "passage or using it as another pair's negative; lower batch_size"
+                    )
+                refills += 1
+                cur.order = state.np_rng.permutation(len(pool)).tolist()
+                cur.pos, cur.start = 0, state.clock
+                continue
+            item = ids[p]
+            if last_use[item] >= cur.start:  # already used during this pass
+                continue
+            if item in group.ids:
+                deferred.append(p)
+                continue
+            start, stop = offsets[p], offsets[p + 1]
+            size = stop - start
+            first = 0 if size == 1 else rng.randrange(size)
+            for k in range(size):  # the drawn pair, else the item's next pair that fits
+                row = pool_rows[start + (first + k) % size]
+                pos, neg = pos_of[row], neg_of[row]
+                if pos not in group.texts and (neg < 0 or neg not in group.positives):
+                    break
+            else:
+                deferred.append(p)
+                continue
+            batch.append(row)
+            last_use[item] = state.clock
+            state.clock += 1
+            group.ids.add(item)
+            group.positives.add(pos)
+            group.texts.add(pos)
+            if neg >= 0:
+                group.texts.add(neg)
+        deferred.extend(pending[i:])
+        return batch
+
+    # ------------------------------------------------------------------ inspection
+
+    def row_info(self, row: int) -> dict[str, Any]:
+        """The parallel id and languages of a table row (for logs and ``babelir batches``)."""
+        return {
+            "id": self._id_values[self._ids[row]],
+            "query_lang": self._langs[self._qlang[row]],
+            "passage_lang": self._langs[self._plang[row]],
+        }
+
+
+def describe_batches(
+    sampler: ParallelBatchSampler, dataset: Any = None, num_batches: int | None = None
+) -> list[dict[str, Any]]:
+    """The first ``num_batches`` batches (at most one epoch) as JSON-ready dicts.
+
+    Each is ``{"step", "type", "pairs": [{"id", "query_lang", "passage_lang"}]}``. Columns
+    are read from ``dataset`` when it has them, else from the sampler's own metadata.
+    """
+    columns = None
+    if dataset is not None:
+        cols = [
+            _column(dataset, c)
+            for c in (sampler.id_column, sampler.query_lang_column, sampler.passage_lang_column)
+        ]
+        if all(c is not None for c in cols):
+            columns = cols
+    out: list[dict[str, Any]] = []
+    for batch in itertools.islice(sampler.iter_batches(), num_batches):
+        if columns is None:
+            pairs = [sampler.row_info(r) for r in batch.rows]
+        else:
+            ids, qlangs, plangs = columns
+            pairs = [
+                {"id": ids[r], "query_lang": qlangs[r], "passage_lang": plangs[r]}  # type: ignore[index]
+                for r in batch.rows
+            ]
+        out.append({"step": batch.step, "type": batch.type, "pairs": pairs})
+    return out
+
+
+def loss_columns(
+    dataset: Any,
+    *,
+    query_column: str = "query",
+    positive_column: str = "positive",
+    negative_column: str | None = "negative",
+) -> Any:
+    """The dataset with only the loss's text columns, in (anchor, positive, negative) order.
+
+    Sentence-transformers feeds every non-label column to the loss by position, so the
+    metadata columns must go (the sampler gets them via ``metadata=``).
+    """
+    names = list(dataset.column_names)
+    for required in (query_column, positive_column):
+        if required not in names:
+            raise DataError(f"dataset: column {required!r} is missing (columns: {names})")
+    keep = [query_column, positive_column]
+    if negative_column and negative_column in names:
+        keep.append(negative_column)
+    return dataset.select_columns(keep)
+
+
+__all__ = [
+    "STRATEGIES",
+    "ParallelBatchSampler",
+    "SampledBatch",
+    "describe_batches",
+    "loss_columns",
+]

@@ -1,0 +1,51 @@
+"""Shared session fixtures: real data and the real offline model, found or built once.
+
+- ``shared_data_dir``: the read-only real data (XQuAD-R, XQuAD, MIRACL topics, fixtures/);
+  ``$BABELIR_DATA_DIR`` if set, else ``../shared/data`` next to the repository root.
+- ``real_model_path``: folder of the real multilingual-e5-small (4-bit round trip, see
+  ``babelir.models.offline_e5``), built once into ``$BABELIR_CACHE_DIR/models/`` if set, else
+  ``~/.cache/babelir-test/models/``, and reused by later sessions (the build is atomic and
+  locked, so parallel workers are safe). Load it with
+  ``babelir.models.loading.load_model(real_model_path)``; tests that call ``load_model()``
+  for the default model should set ``BABELIR_CACHE_DIR`` to ``real_model_path.parents[1]``.
+
+Both skip (with the reason) when their inputs are missing, except under CI (``CI`` set),
+where a missing input is a failure: a green CI must not hide a missing install step.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from babelir.errors import ModelError
+from babelir.models.offline_e5 import MODEL_DIRNAME, build_offline_e5
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    env = os.environ.get("BABELIR_DATA_DIR")
+    path = Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        _missing(f"real data folder {path} not found (set BABELIR_DATA_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_model_path() -> Path:
+    env = os.environ.get("BABELIR_CACHE_DIR")
+    cache = Path(env).expanduser() if env else Path.home() / ".cache" / "babelir-test"
+    try:
+        return build_offline_e5(cache / "models" / MODEL_DIRNAME)
+    except ModelError as exc:
+        _missing(str(exc))

@@ -1,0 +1,213 @@
+"""Training: strategies end to end on a tiny model, resume, freezing, errors, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+from tiny_model import make_tiny_model
+
+from babelir.data.parallel import from_jsonl, from_lareqa, pair_table
+from babelir.errors import BabelirError, ConfigError, DataError
+from babelir.training.train import MARKER, TrainConfig, latest_checkpoint, train
+
+LANGS = ["en", "de", "zh"]
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(shared_data_dir: Path) -> Path:
+    return shared_data_dir / "fixtures" / "xquad-r"
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(fixture_dir: Path, tmp_path_factory) -> Path:
+    data = from_lareqa(fixture_dir, languages=LANGS)
+    texts = [t for item in data.items for s in item.sides.values() for t in (s.query, s.positive)]
+    root = tmp_path_factory.mktemp("tiny")
+    model = make_tiny_model(root / "build", texts)
+    model.save(str(root / "model"))
+    return root / "model"
+
+
+def _cfg(tmp_path: Path, tiny_dir: Path, fixture_dir: Path, **kw) -> TrainConfig:
+    base = dict(
+        output=tmp_path / "out",
+        model=str(tiny_dir),
+        train_data=str(fixture_dir),
+        languages=LANGS,
+        batch_size=4,
+        max_steps=2,
+        max_seq_length=64,
+        learning_rate=1e-3,
+        logging_steps=1,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _embed(path: Path, texts: list[str]) -> np.ndarray:
+    return SentenceTransformer(str(path), device="cpu").encode(texts, convert_to_numpy=True)
+
+
+@pytest.mark.parametrize("strategy", ["hybrid", "x-x-mono", "x-y", "x-x", "en-en"])
+def test_each_strategy_trains_and_saves_a_loadable_model(strategy, tmp_path, tiny_dir, fixture_dir):
+    out = train(_cfg(tmp_path, tiny_dir, fixture_dir, strategy=strategy), show_progress=False)
+    info = json.loads((out / MARKER).read_text())
+    assert info["global_steps"] == 2
+    assert info["config"]["strategy"] == strategy
+    card = (out / "README.md").read_text()
+    assert strategy in card and "steps x batch size" in card
+    texts = ["How many points did the Panthers defense surrender?", "Wie viele Punkte?"]
+    before, after = _embed(tiny_dir, texts), _embed(out, texts)
+    assert before.shape == after.shape
+    assert not np.allclose(before, after)  # training changed the model
+    assert not (out / "checkpoints").exists()  # removed unless keep_checkpoints
+
+
+def test_resume_continues_from_the_latest_checkpoint(tmp_path, tiny_dir, fixture_dir):
+    first = _cfg(tmp_path, tiny_dir, fixture_dir, max_steps=2, save_steps=1, keep_checkpoints=True)
+    train(first, show_progress=False)
+    first_log = json.loads((tmp_path / "out" / MARKER).read_text())["log_history"]
+    ckpt = latest_checkpoint(tmp_path / "out" / "checkpoints")
+    assert ckpt is not None and ckpt.name == "checkpoint-2"
+    again = _cfg(tmp_path, tiny_dir, fixture_dir, max_steps=4, save_steps=1, resume=True)
+    out = train(again, show_progress=False)
+    info = json.loads((out / MARKER).read_text())
+    assert info["resumed_from"].endswith("checkpoint-2")
+    assert info["global_steps"] == 4
+    losses = [h for h in info["log_history"] if "loss" in h]
+    assert [h["step"] for h in losses] == [1, 2, 3, 4]
+    # steps 1-2 come from the checkpoint's state, not from training them again
+    assert losses[:2] == [h for h in first_log if "loss" in h]
+
+
+def test_frozen_word_embeddings_do_not_change(tmp_path, tiny_dir, fixture_dir):
+    from safetensors.numpy import load_file
+
+    out = train(_cfg(tmp_path, tiny_dir, fixture_dir, freeze_embeddings=True), show_progress=False)
+    info = json.loads((out / MARKER).read_text())
+    assert info["frozen_parameters"] > 0
+    before = load_file(str(tiny_dir / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    key = next(k for k in before if k.endswith("word_embeddings.weight"))
+    assert np.array_equal(before[key], after[key])
+    others = [k for k in before if "encoder.layer.0.attention" in k and k.endswith("weight")]
+    assert any(not np.array_equal(before[k], after[k]) for k in others)
+
+
+def test_hard_negatives_and_symmetric_cached_loss(tmp_path, tiny_dir, fixture_dir):
+    cfg = _cfg(
+        tmp_path,
+        tiny_dir,
+        fixture_dir,
+        hard_negatives=True,
+        loss="cached-mnrl",
+        symmetric=True,
+        mini_batch_size=2,
+    )
+    out = train(cfg, show_progress=False)
+    assert json.loads((out / MARKER).read_text())["global_steps"] == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "text"),
+    [
+        ({"strategy": "x-z"}, ConfigError, "strategy: unknown 'x-z'"),
+        ({"alpha": 1.5}, ConfigError, "alpha: must be in"),
+        ({"languages": ["en", "fr"]}, DataError, "'fr' is absent"),
+        ({"batch_size": 64}, DataError, "distinct items"),
+        ({"strategy": "x-y", "languages": ["en"]}, BabelirError, "at least two languages"),
+        ({"strategy": "en-en", "languages": ["de", "zh"]}, BabelirError, "en-en"),
+        ({"loss": "triplet"}, ConfigError, "loss: unknown"),
+        ({"max_steps": None}, ConfigError, "max_steps and epochs"),
+    ],
+)
+def test_bad_training_input_fails_before_training(
+    changes, error, text, tmp_path, tiny_dir, fixture_dir
+):
+    cfg = _cfg(tmp_path, tiny_dir, fixture_dir, **changes)
+    with pytest.raises(error, match=text):
+        train(cfg, show_progress=False)
+    assert not (tmp_path / "out" / MARKER).exists()
+
+
+def test_train_eval_article_overlap_is_refused(tmp_path, tiny_dir, shared_data_dir):
+    cfg = _cfg(
+        tmp_path,
+        tiny_dir,
+        shared_data_dir / "xquad-r",
+        train_data="xquad-r",
+        data_dir=str(shared_data_dir),
+        languages=["en", "de"],
+        articles="%4!=0",
+        eval_articles="%2==0",
+    )
+    with pytest.raises(ConfigError, match="train/eval overlap"):
+        train(cfg, show_progress=False)
+
+
+def test_jsonl_training_data(tmp_path):
+    good = tmp_path / "train.jsonl"
+    rows = [
+        {"id": "a", "lang": "en", "query": "q a", "positive": "p a", "negatives": ["n"]},
+        {"id": "a", "lang": "de", "query": "f a", "positive": "d a"},
+        {"id": "b", "lang": "en", "query": "q b", "positive": "p b"},
+    ]
+    good.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    data = from_jsonl(good)
+    assert data.counts() == {"de": 1, "en": 2}
+    table = pair_table(data)
+    assert sorted(zip(table["id"], table["query_lang"], table["passage_lang"], strict=False)) == [
+        ("a", "de", "de"),
+        ("a", "de", "en"),
+        ("a", "en", "de"),
+        ("a", "en", "en"),
+        ("b", "en", "en"),
+    ]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(rows[0]) + "\n{not json\n")
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: malformed JSON"):
+        from_jsonl(bad)
+    bad.write_text(json.dumps({"id": "x", "lang": "en", "query": "q"}) + "\n")
+    with pytest.raises(DataError, match=r"bad\.jsonl:1: missing field 'positive'"):
+        from_jsonl(bad)
+    with pytest.raises(BabelirError, match="'fr' has no data"):
+        from_jsonl(good, languages="en,fr")
+
+
+def test_torchrun_two_ranks_share_batch_type_with_disjoint_ids(tmp_path, tiny_dir, fixture_dir):
+    """DDP on CPU (gloo): at every step both ranks train on the same batch type."""
+    script = Path(__file__).with_name("ddp_train_script.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--standalone",
+        str(script),
+        str(tiny_dir),
+        str(fixture_dir),
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) >= 3
+    for a, b in zip(*ranks, strict=False):
+        pairs = a + b
+        kinds = {p[1] == p[2] for p in pairs}
+        assert len(kinds) == 1  # all same-language (mono) or all cross-language
+        if kinds == {True}:
+            assert len({p[1] for p in pairs}) == 1  # one language for the whole step
+        ids_a, ids_b = {p[0] for p in a}, {p[0] for p in b}
+        assert len(ids_a) == len(a) and len(ids_b) == len(b)
+        assert not ids_a & ids_b
+    assert (tmp_path / "model" / MARKER).is_file()
