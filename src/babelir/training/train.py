@@ -225,6 +225,12 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
+def _finished(checkpoint: Path | None, cfg: TrainConfig) -> bool:
+    if checkpoint is None or cfg.max_steps is None:
+        return False
+    return int(checkpoint.name.split("-")[-1]) >= cfg.max_steps
+
+
 def is_trained(output: Path) -> bool:
     return (Path(output) / MARKER).is_file()
 
@@ -289,7 +295,17 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
     t1 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if _finished(resume_from, cfg):
+        # Crashed after the last step but before the model was saved: nothing to redo.
+        model = load_model(str(resume_from), device=cfg.device, max_seq_length=cfg.max_seq_length)
+        state = json.loads((resume_from / "trainer_state.json").read_text())
+        global_step, log_history = int(state["global_step"]), state["log_history"]
+        losses = [h["loss"] for h in log_history if "loss" in h]
+        train_loss = float(sum(losses) / len(losses)) if losses else float("nan")
+    else:
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        global_step, log_history = int(trainer.state.global_step), trainer.state.log_history
+        train_loss = float(result.training_loss)
     t2 = time.perf_counter()
 
     info = {
@@ -300,12 +316,12 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
         "train_languages": data.languages,
         "pair_rows": len(dataset),
         "batches_per_epoch": len(probe),
-        "global_steps": int(trainer.state.global_step),
+        "global_steps": global_step,
         "frozen_parameters": frozen,
         "query_prefix": qp,
         "passage_prefix": pp,
-        "train_loss": float(result.training_loss),
-        "log_history": trainer.state.log_history,
+        "train_loss": train_loss,
+        "log_history": log_history,
         "timing_s": {"prepare": round(t1 - t0, 2), "train": round(t2 - t1, 2)},
         "resumed_from": str(resume_from) if resume_from else None,
     }
@@ -323,6 +339,7 @@ def _save_model(model, output: Path, info: dict[str, Any]) -> None:
     (output / MARKER).unlink(missing_ok=True)
     with atomic_dir(output / ".model-pending") as tmp:
         model.save(str(tmp))
+        _keep_pooler_off(tmp)
         write_text(tmp / "README.md", model_card(info))
     pending = output / ".model-pending"
     for item in pending.iterdir():
@@ -332,6 +349,30 @@ def _save_model(model, output: Path, info: dict[str, Any]) -> None:
         os.replace(item, dest)
     pending.rmdir()
     write_json(output / MARKER, info)
+
+
+def _keep_pooler_off(folder: Path) -> None:
+    """Tell transformers not to build a (random, unused) pooler the weights lack.
+
+    sentence-transformers' save drops the base folder's ``add_pooling_layer: false``;
+    without it every load of a BERT/XLM-R body without pooler weights prints a
+    missing-weights report. Mean pooling never uses that layer.
+    """
+    from safetensors import safe_open
+
+    weights, st_cfg, hf_cfg = (
+        folder / n for n in ("model.safetensors", "sentence_bert_config.json", "config.json")
+    )
+    if not (weights.is_file() and st_cfg.is_file() and hf_cfg.is_file()):
+        return
+    if json.loads(hf_cfg.read_text())["model_type"] not in ("bert", "roberta", "xlm-roberta"):
+        return
+    with safe_open(str(weights), "np") as f:
+        if any("pooler" in k for k in f.keys()):  # noqa: SIM118 (safe_open has no __iter__)
+            return
+    doc = json.loads(st_cfg.read_text())
+    doc.setdefault("model_kwargs", {})["add_pooling_layer"] = False
+    write_json(st_cfg, doc)
 
 
 def model_card(info: dict[str, Any]) -> str:

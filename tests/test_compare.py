@@ -1,0 +1,216 @@
+"""`babelir compare`: config validation, end to end on a tiny model, caching, statistics."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.metrics import average_precision_score
+from tiny_model import make_tiny_model
+
+from babelir.compare import load_config, run_compare, validate
+from babelir.data.lareqa import load_benchmark
+from babelir.data.parallel import from_lareqa
+from babelir.errors import ConfigError
+from babelir.reporting.report import _outcome
+from babelir.reporting.stats import holm, mean_ci, paired_permutation_test
+
+LANGS = ["en", "de", "zh"]
+
+
+def _write(tmp_path: Path, cfg: dict) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _base_cfg(data_dir: Path, model: str | None = None) -> dict:
+    return {
+        "name": "t",
+        "model": model,
+        "data_dir": str(data_dir),
+        "train": {
+            "data": "xquad-r",
+            "languages": LANGS,
+            "articles": "1-2",
+            "batch_size": 4,
+            "max_steps": 2,
+            "max_seq_length": 32,
+            "learning_rate": 1e-3,
+        },
+        "evaluation": {"max_seq_length": 32, "batch_size": 32},
+        "benchmarks": [{"name": "xquad-r", "languages": LANGS, "articles": "0"}],
+        "permutations": 200,
+        "bootstrap": 200,
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.update(colour="red"), "colour: unknown key"),
+        (lambda c: c["train"].update(stepz=3), "train.stepz: unknown key"),
+        (lambda c: c.update(strategies=["x-x-mono", "x-q"]), "unknown strategy 'x-q'"),
+        (lambda c: c.update(alphas=[0.5, 1.5]), "alpha 1.5 is outside"),
+        (
+            lambda c: c.update(benchmarks=[{"path": "/no/such/mlqa-r"}]),
+            "benchmarks.path: /no/such/mlqa-r is not a folder",
+        ),
+        (lambda c: c["benchmarks"][0].update(articles="1"), "train/eval overlap"),
+        (lambda c: c["benchmarks"][0].update(languages=["en", "xx"]), "'xx' is absent"),
+        (lambda c: c["train"].update(batch_size=64), "distinct items"),
+    ],
+)
+def test_bad_config_fails_before_training(change, message, tmp_path, shared_data_dir):
+    cfg = _base_cfg(shared_data_dir)
+    change(cfg)
+    with pytest.raises(ConfigError, match=message):
+        parsed, _ = load_config(config_file=_write(tmp_path, cfg))
+        validate(parsed)
+
+
+def test_profiles_parse_and_bad_files_are_named(tmp_path):
+    for name in ("smoke", "quick", "paper"):
+        cfg, _ = load_config(profile=name)
+        assert cfg.name == name
+    with pytest.raises(ConfigError, match="unknown profile 'fast'"):
+        load_config(profile="fast")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: invalid YAML at line"):
+        load_config(config_file=bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(config_file=tmp_path / "missing.yaml")
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(shared_data_dir: Path, tmp_path_factory) -> Path:
+    data = from_lareqa("xquad-r", shared_data_dir, languages=LANGS, articles="0-2")
+    texts = [t for item in data.items for s in item.sides.values() for t in (s.query, s.positive)]
+    root = tmp_path_factory.mktemp("tiny-compare")
+    model = make_tiny_model(root / "build", texts)
+    model.save(str(root / "model"))
+    return root / "model"
+
+
+def test_compare_end_to_end_on_a_tiny_model(tmp_path, shared_data_dir, tiny_dir):
+    cfg, raw = load_config(config_file=_write(tmp_path, _base_cfg(shared_data_dir, str(tiny_dir))))
+    out = tmp_path / "cmp"
+    phases: list[str] = []
+    report = run_compare(
+        cfg, out, show_progress=False, on_phase=lambda w, d, t: phases.append(w), raw_config=raw
+    )
+    assert len(phases) == 3 + 4  # 3 trainings, 4 evaluations (base + 3)
+    text = report.read_text()
+    for heading in (
+        "## mAP",
+        "## Recall and language bias",
+        "## Paired tests",
+        "## Verdict",
+        "## Plots",
+        "## Provenance",
+    ):
+        assert heading in text
+    assert "| base |" in text and "| hybrid |" in text
+    results = json.loads((out / "results.json").read_text())
+    for key in (
+        "config",
+        "versions",
+        "git_commit",
+        "timing_s",
+        "cells",
+        "paired_tests",
+        "verdict",
+        "evaluations",
+        "runs",
+    ):
+        assert key in results
+    assert set(results["timing_s"]) >= {"validate", "train", "evaluate", "report", "total"}
+    assert {t["baseline"] for t in results["paired_tests"]} == {"base", "x-x-mono", "x-y"}
+    for name in results["plots"]:
+        assert (out / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert {r["model"] for r in rows} == {"base", "x-x-mono", "x-y", "hybrid"}
+
+    # The report's numbers are the engine's: recompute one cell from saved embeddings
+    # with scikit-learn (hybrid, queries en -> candidates de).
+    ev = next(e for e in results["evaluations"] if e["label"] == "hybrid")
+    folder = Path(ev["folder"])
+    q = np.load(folder / "questions.npy")
+    c = np.load(folder / "candidates.npy")
+    bench = load_benchmark("xquad-r", shared_data_dir, languages=LANGS, articles="0")
+    de = np.array([lang == "de" for lang in bench.candidate_langs])
+    aps = []
+    for i, (qid, lang) in enumerate(zip(bench.question_ids, bench.question_langs, strict=True)):
+        if lang != "en":
+            continue
+        labels = np.array([qid in r for r in bench.candidate_relevant_ids])[de]
+        aps.append(average_precision_score(labels, (c[de] @ q[i])))
+    cell = ev["metrics"]["per_pair_map"]["en"]["de"]
+    assert cell == pytest.approx(float(np.mean(aps)), abs=1e-6)
+    csv_cell = next(r for r in rows if r["model"] == "hybrid" and r["setting"] == "multi mAP")
+    assert float(csv_cell["value"]) == pytest.approx(ev["metrics"]["map"]["multi"])
+
+    # Re-running reuses every finished training run and evaluation.
+    again = run_compare(cfg, out, show_progress=False)
+    assert again == report
+    reused = json.loads((out / "results.json").read_text())["reused"]
+    assert reused == {"train": 3, "eval": 4}
+
+
+def test_interrupted_training_resumes(tmp_path, shared_data_dir, tiny_dir, monkeypatch):
+    """A run whose training died mid-way continues from its checkpoint on the re-run."""
+    import babelir.training.train as train_mod
+
+    cfg_dict = _base_cfg(shared_data_dir, str(tiny_dir))
+    cfg_dict["strategies"] = ["hybrid"]
+    cfg_dict["train"]["max_steps"] = 20  # save_steps = 10: one checkpoint before the crash
+    cfg, _ = load_config(config_file=_write(tmp_path, cfg_dict))
+    out = tmp_path / "cmp"
+    real_save = train_mod._save_model
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "_save_model", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(cfg, out, show_progress=False)
+    run_dir = next((out / "runs").iterdir())
+    assert not (run_dir / "babelir-train.json").exists()  # no half-finished model claimed
+    assert (run_dir / "checkpoints").is_dir()
+    monkeypatch.setattr(train_mod, "_save_model", real_save)
+    run_compare(cfg, out, show_progress=False)
+    info = json.loads((run_dir / "babelir-train.json").read_text())
+    assert info["resumed_from"] is not None and info["global_steps"] == 20
+
+
+def test_stats_hand_computed():
+    m, lo, hi = mean_ci([1.0, 2.0, 3.0])
+    assert m == 2.0
+    assert m - lo == pytest.approx(hi - m)
+    assert hi - m == pytest.approx(4.302652729911275 * 1.0 / np.sqrt(3))  # t(0.975, 2)
+    assert mean_ci([0.5]) == (0.5, 0.5, 0.5)
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    a = np.linspace(0, 1, 50)
+    assert paired_permutation_test(a, a) == 1.0
+    assert paired_permutation_test(a + 0.1, a, n_resamples=999) == pytest.approx(1 / 1000)
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(200)
+    assert paired_permutation_test(noise, np.zeros(200)) > 0.05
+
+
+def test_verdict_never_claims_an_unsupported_win():
+    t = {"higher_is_better": True, "p_holm": 0.2, "bootstrap_ci": [0.01, 0.03], "seed_ci": None}
+    assert _outcome(t) == "no significant difference"  # corrected p too large
+    t.update(p_holm=0.01, bootstrap_ci=[-0.01, 0.03])
+    assert _outcome(t) == "no significant difference"  # interval includes 0
+    t.update(bootstrap_ci=[0.01, 0.03], seed_ci=[-0.02, 0.05])
+    assert _outcome(t) == "no significant difference"  # seeds disagree
+    t.update(seed_ci=[0.005, 0.04])
+    assert _outcome(t) == "better"
+    t.update(higher_is_better=False)  # rank distance: a positive difference is worse
+    assert _outcome(t) == "worse"

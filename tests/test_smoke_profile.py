@@ -1,0 +1,56 @@
+"""The `smoke` profile end to end, as a user runs it: real model, real data, the CLI.
+
+Checks the report's structure, not its numbers (tiny slices, three training steps).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_compare_smoke_profile_cli(tmp_path, shared_data_dir, real_model_path):
+    out = tmp_path / "smoke"
+    env = {
+        **os.environ,
+        "BABELIR_CACHE_DIR": str(real_model_path.parents[1]),
+        "BABELIR_DATA_DIR": str(shared_data_dir),
+        "HF_HUB_OFFLINE": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "babelir.cli.main",
+        "compare",
+        "--profile",
+        "smoke",
+        "--output",
+        str(out),
+        "--quiet",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"report: {out / 'report.md'}" in proc.stdout.replace("\n", "")
+    report = (out / "report.md").read_text()
+    for row in ("| base |", "| x-x-mono |", "| x-y |", "| hybrid |"):
+        assert row in report
+    results = json.loads((out / "results.json").read_text())
+    assert results["name"] == "smoke"
+    assert len(results["evaluations"]) == 4
+    assert {t["baseline"] for t in results["paired_tests"]} == {"base", "x-x-mono", "x-y"}
+    for name in results["plots"]:
+        assert (out / "plots" / name).stat().st_size > 1000
+    assert (out / "results.csv").read_text().startswith("model,strategy,alpha,seed,benchmark")
+    # every evaluation is a real metrics.json with the headline fields
+    for ev in results["evaluations"]:
+        m = ev["metrics"]
+        assert set(m["map"]) == {"mono", "cross", "multi"}
+        assert 0.0 <= m["map"]["multi"] <= 1.0
+        assert Path(ev["folder"], "questions.npy").is_file()
