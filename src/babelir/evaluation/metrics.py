@@ -88,6 +88,67 @@ def _pad_relevant(relevant: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarra
     return rows, rows >= 0
 
 
+def _bucket_hist_torch(
+    sims: torch.Tensor, t_asc: torch.Tensor, blocks: torch.Tensor, n_blocks: int
+) -> torch.Tensor:
+    """hist[q, r, z] = candidates of block z scoring >= the r-th highest threshold.
+
+    Vectorised torch version (used on GPUs and when numba is missing). Only candidates
+    scoring >= the question's lowest relevant score change any count.
+    """
+    b, width = t_asc.shape
+    qi, ci = (sims >= t_asc[:, :1]).nonzero(as_tuple=True)
+    vals = sims[qi, ci]
+    # bucket = number of thresholds strictly above the score (0 .. width-1 here)
+    bucket = width - torch.searchsorted(t_asc[qi], vals[:, None], right=True)[:, 0]
+    flat = (qi * width + bucket) * n_blocks + blocks[ci]
+    hist = torch.bincount(flat, minlength=b * width * n_blocks)
+    return hist.reshape(b, width, n_blocks).cumsum(1)
+
+
+def _make_kernel():
+    """The same histogram in one pass over the scores, compiled with numba (CPU).
+
+    Most scores fall below a question's lowest relevant score and cost one comparison;
+    the rest find their bucket by a short linear scan of the (<= ~11) thresholds.
+    """
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency; keep a fallback
+        return None
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def kernel(sims, t_desc, blocks, hist):  # pragma: no cover - compiled
+        b, nc = sims.shape
+        width = t_desc.shape[1]
+        for i in numba.prange(b):
+            lowest = t_desc[i, width - 1]
+            for c in range(nc):
+                s = sims[i, c]
+                if s >= lowest:
+                    k = 0
+                    while t_desc[i, k] > s:
+                        k += 1
+                    hist[i, k, blocks[c]] += 1
+            for k in range(1, width):
+                for z in range(hist.shape[2]):
+                    hist[i, k, z] += hist[i, k - 1, z]
+
+    return kernel
+
+
+def _numba_cache_dir() -> None:
+    import os
+
+    from babelir.settings import cache_dir
+
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
+
+
+_numba_cache_dir()
+_KERNEL = _make_kernel()
+
+
 def relevant_counts(
     questions: np.ndarray | torch.Tensor,
     candidates: np.ndarray | torch.Tensor,
@@ -114,6 +175,7 @@ def relevant_counts(
     rows = torch.as_tensor(rows_np, device=device)
     valid = torch.as_tensor(valid_np, device=device)
 
+    blocks_np = blocks.cpu().numpy()
     out_scores = torch.empty((nq, width), dtype=torch.float32)
     out_counts = torch.empty((nq, width, n_blocks), dtype=torch.int32)
     ct = c.T.contiguous()
@@ -128,15 +190,13 @@ def relevant_counts(
         row_min = torch.where(r_valid, rel, torch.full_like(rel, float("inf"))).amin(1)
         thresholds = torch.where(r_valid, rel, row_min[:, None])
         t_asc, _ = thresholds.sort(dim=1)
-        # Only candidates scoring >= the question's lowest relevant score change any
-        # count; in a useful model they are a small fraction of the row.
-        qi, ci = (sims >= t_asc[:, :1]).nonzero(as_tuple=True)
-        vals = sims[qi, ci]
-        # bucket = number of thresholds strictly above the score (0 .. width-1 here)
-        bucket = width - torch.searchsorted(t_asc[qi], vals[:, None], right=True)[:, 0]
-        flat = (qi * width + bucket) * n_blocks + blocks[ci]
-        hist = torch.bincount(flat, minlength=b * width * n_blocks)
-        hist = hist.reshape(b, width, n_blocks).cumsum(1)
+        if _KERNEL is not None and sims.device.type == "cpu":
+            t_desc = t_asc.flip(1).contiguous().numpy()
+            hist_np = np.zeros((b, width, n_blocks), dtype=np.int64)
+            _KERNEL(sims.numpy(), t_desc, blocks_np, hist_np)
+            hist = torch.from_numpy(hist_np)
+        else:
+            hist = _bucket_hist_torch(sims, t_asc, blocks, n_blocks)
         # hist[q, r, z]: candidates in z scoring >= the r-th highest threshold. A relevant
         # score's position in the descending thresholds = number of thresholds above it.
         pos = (width - torch.searchsorted(t_asc, rel, right=True)).clamp(max=width - 1)
