@@ -150,3 +150,15 @@ def test_chunking_does_not_change_results():
     for i in range(len(q)):
         for r, row in enumerate(rel[i]):
             assert a.counts[i, r].sum() == int((scores[i] >= scores[i, row]).sum())
+
+
+def test_numba_and_torch_paths_agree(monkeypatch):
+    from babelir.evaluation import metrics
+
+    assert metrics._KERNEL is not None  # numba is a dependency: the fast path is in use
+    q, c, _qb, cb, rel = _random_problem(4, ties=True)
+    fast = metrics.relevant_counts(q, c, cb, rel, num_blocks=3, chunk_size=50)
+    monkeypatch.setattr(metrics, "_KERNEL", None)
+    slow = metrics.relevant_counts(q, c, cb, rel, num_blocks=3, chunk_size=50)
+    assert np.array_equal(fast.counts, slow.counts)
+    assert np.array_equal(fast.scores, slow.scores)

@@ -47,8 +47,36 @@ def evaluate(
         str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: auto).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    split: Annotated[str, typer.Option(help="MIRACL split: dev or train.")] = "dev",
+    corpus: Annotated[
+        Path | None,
+        typer.Option(
+            help="MIRACL corpus folder <corpus>/<lang>/*.jsonl[.gz] "
+            "(default: <data-dir>/miracl/corpus)."
+        ),
+    ] = None,
+    passage_format: Annotated[
+        str, typer.Option(help="MIRACL passage text, e.g. '{title} {text}' or '{text}'.")
+    ] = "{title} {text}",
+    index: Annotated[
+        str,
+        typer.Option(
+            "--index", help="MIRACL search: flat (exact), ivf, hnsw or a FAISS factory string."
+        ),
+    ] = "flat",
+    nlist: Annotated[int | None, typer.Option(help="IVF cells (default ~4 sqrt(N)).")] = None,
+    nprobe: Annotated[int | None, typer.Option(help="IVF cells probed (default nlist/16).")] = None,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(help="MIRACL shard folder (default <cache>/shards); reused, resumable."),
+    ] = None,
+    shard_size: Annotated[int, typer.Option(help="MIRACL passages per shard.")] = 50_000,
 ) -> None:
-    """Score an encoder on a LAReQA benchmark: mono, cross, multi mAP and language bias."""
+    """Score an encoder on a benchmark.
+
+    LAReQA-format (xquad-r, mlqa-r, a folder): mono, cross, multi mAP, recall and
+    language bias. miracl: nDCG@10 and Recall@100 per language (a corpus is needed).
+    """
     from babelir.data.lareqa import load_benchmark
     from babelir.evaluation.lareqa import EvaluationResult, evaluate_model, write_result
     from babelir.reporting.tables import metrics_table
@@ -56,6 +84,31 @@ def evaluate(
 
     if output is not None and output.exists() and not output.is_dir():
         fail(f"--output {output} exists and is not a folder")
+    if benchmark == "miracl":
+        from babelir.evaluation.miracl import evaluate_miracl_cli
+
+        evaluate_miracl_cli(
+            model=model,
+            data_dir=data_dir,
+            languages=languages,
+            output=output,
+            query_prefix=query_prefix,
+            passage_prefix=passage_prefix,
+            max_seq_length=max_seq_length,
+            batch_size=batch_size,
+            device=device,
+            quiet=quiet,
+            split=split,
+            corpus=corpus,
+            passage_format=passage_format,
+            index=index,
+            nlist=nlist,
+            nprobe=nprobe,
+            work_dir=work_dir,
+            shard_size=shard_size,
+            save_run=save_embeddings,
+        )
+        return
     bench = load_benchmark(
         benchmark,
         resolve_data_dir(data_dir),

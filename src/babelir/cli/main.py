@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from babelir.cli import compare, data, evaluate, train  # noqa: F401  (register commands)
+from babelir.cli import compare, data, evaluate, search, train  # noqa: F401  (register commands)
 from babelir.cli.app import app, console
 from babelir.errors import BabelirError
 

@@ -26,8 +26,9 @@ TrainDataOpt = Annotated[
     str,
     typer.Option(
         "--train-data",
-        help="Parallel QA data: a LAReQA-format benchmark name (xquad-r) or folder, or a "
-        "JSONL file of {id, lang, query, positive[, negatives]} lines.",
+        help="Parallel QA data: a LAReQA-format benchmark name (xquad-r) or folder, an "
+        "mMARCO-layout folder (or 'mmarco' under the data dir), or a JSONL file of "
+        "{id, lang, query, positive[, negatives]} lines.",
     ),
 ]
 TrainLanguagesOpt = Annotated[
@@ -64,6 +65,9 @@ def train(
     passage: Annotated[
         str, typer.Option(help="Positive passage: 'sentence' (answer sentence) or 'paragraph'.")
     ] = "sentence",
+    max_triples: Annotated[
+        int, typer.Option(help="mMARCO: how many training triples to read.")
+    ] = 100_000,
     batch_size: Annotated[int, typer.Option(help="Pairs per batch (per device).")] = 32,
     max_steps: Annotated[
         int | None, typer.Option(help="Optimizer steps (default 100 unless --epochs).")
@@ -126,6 +130,7 @@ def train(
         articles=articles,
         eval_articles=eval_articles,
         passage=passage,
+        max_triples=max_triples,
         batch_size=batch_size,
         max_steps=max_steps if max_steps is not None or epochs is not None else 100,
         epochs=epochs,

@@ -196,9 +196,20 @@ def load_parallel(
     languages: Sequence[str] | str | None = None,
     articles: str | None = None,
     passage: PairMode = "sentence",
+    max_triples: int = 100_000,
 ) -> ParallelQA:
-    """A JSONL file, or a LAReQA-format benchmark by name or folder."""
+    """A JSONL file, an mMARCO-layout folder (or ``mmarco`` under the data dir), or a
+    LAReQA-format benchmark by name or folder. ``max_triples`` bounds the mMARCO window."""
+    from babelir.data.mmarco import MMarco, load_mmarco  # mmarco imports this module
+
     text = str(source)
+    if text == "mmarco" or (Path(text).is_dir() and MMarco.detect(Path(text))):
+        from babelir.settings import data_dir as default_data_dir
+
+        root = (data_dir or default_data_dir()) / "mmarco" if text == "mmarco" else Path(text)
+        if articles not in (None, "all"):
+            raise ConfigError("--articles applies to LAReQA-format folders, not mMARCO")
+        return load_mmarco(root, languages=parse_languages(languages), max_triples=max_triples)
     if text.endswith((".jsonl", ".jsonl.gz", ".json.gz")) or Path(text).is_file():
         if articles not in (None, "all"):
             raise ConfigError("--articles applies to LAReQA-format folders, not JSONL files")

@@ -49,6 +49,7 @@ class TrainConfig:
     articles: str = "all"
     eval_articles: str | None = None  # when given, checked disjoint from ``articles``
     passage: str = "sentence"
+    max_triples: int = 100_000  # mMARCO: training triples read (a window, streamed)
     batch_size: int = 32
     max_steps: int | None = 100
     epochs: float | None = None
@@ -130,7 +131,12 @@ def build_training_data(cfg: TrainConfig):
     data_dir = resolve_data_dir(cfg.data_dir)
     langs = cfg.languages
     data = load_parallel(
-        cfg.train_data, data_dir, languages=langs, articles=cfg.articles, passage=cfg.passage
+        cfg.train_data,
+        data_dir,
+        languages=langs,
+        articles=cfg.articles,
+        passage=cfg.passage,
+        max_triples=cfg.max_triples,
     )
     if langs is None:
         default = [x for x in PAPER_TRAIN_LANGUAGES if x in data.languages]

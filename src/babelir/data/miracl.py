@@ -1,0 +1,254 @@
+"""MIRACL-format retrieval data: topics, qrels and a JSONL passage corpus per language.
+
+Layout under the data dir (the file names of the MIRACL v1.0 release as mirrored by
+castorini/anserini-tools, which ``babelir data fetch miracl`` downloads)::
+
+    miracl/topics/topics.miracl-v1.0-<lang>-<split>.tsv   qid<TAB>query
+    miracl/qrels/qrels.miracl-v1.0-<lang>-<split>.tsv     qid Q0 docid rel  (TREC)
+    miracl/corpus/<lang>/*.jsonl[.gz]                     {"docid", "title", "text"}
+
+The corpus (32.9M passages for English alone) is only on a dataset hub, so it is not
+fetched; put it under ``miracl/corpus/`` or point ``corpus=`` (``--corpus``) at any
+folder holding ``<lang>/`` or the hub's ``miracl-corpus-v1.0-<lang>/`` subfolders. Files
+of one language are read in name order, so the passage order (and the shard layout built
+from it) is reproducible.
+
+A passage is encoded as ``"{title} {text}"`` by default: MIRACL passages are Wikipedia
+paragraphs whose meaning often depends on the article title, and scores reported with and
+without it differ (castorini/miracl#18). ``passage_format`` changes the template.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import string
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from babelir.data.lareqa import parse_languages
+from babelir.data.registry import MIRACL_LANGUAGES
+from babelir.errors import ConfigError, DataError
+
+DEFAULT_PASSAGE_FORMAT = "{title} {text}"
+_VERSION = "miracl-v1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """One corpus passage; ``lang`` is filled from its folder (or file) by the readers."""
+
+    docid: str
+    title: str
+    text: str
+    lang: str = ""
+
+
+def check_passage_format(template: str) -> str:
+    """Validate a passage template: only ``{title}`` and ``{text}`` fields are allowed."""
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as e:
+        raise ConfigError(f"passage format {template!r}: {e}") from None
+    bad = fields - {"title", "text"}
+    if bad or "text" not in fields:
+        raise ConfigError(
+            f"passage format {template!r} must use {{text}} and may use {{title}} "
+            f"(found {', '.join(sorted(bad)) or 'no {text}'})"
+        )
+    return template
+
+
+def format_passage(p: Passage, template: str = DEFAULT_PASSAGE_FORMAT) -> str:
+    """The text the passage encoder sees; an empty title leaves no stray space."""
+    return template.format(title=p.title, text=p.text).strip()
+
+
+# --------------------------------------------------------------------------- topics, qrels
+
+
+def topics_path(root: Path, lang: str, split: str = "dev") -> Path:
+    return root / "topics" / f"topics.{_VERSION}-{lang}-{split}.tsv"
+
+
+def qrels_path(root: Path, lang: str, split: str = "dev") -> Path:
+    return root / "qrels" / f"qrels.{_VERSION}-{lang}-{split}.tsv"
+
+
+def _lines(path: Path, what: str) -> Iterator[tuple[int, str]]:
+    if not path.is_file():
+        raise DataError(
+            f"{path}: {what} file not found (run 'babelir data fetch miracl', or point "
+            f"--data-dir / BABELIR_DATA_DIR at a copy)"
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    yield lineno, line
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def read_topics(path: Path) -> dict[str, str]:
+    """``qid<TAB>query`` lines -> ``{qid: query}``; empty queries and repeats are errors."""
+    out: dict[str, str] = {}
+    for lineno, line in _lines(path, "topics"):
+        qid, sep, query = line.partition("\t")
+        qid, query = qid.strip(), query.strip()
+        if not sep or not qid:
+            raise DataError(f"{path}:{lineno}: expected 'qid<TAB>query'")
+        if not query:
+            raise DataError(f"{path}:{lineno}: empty query for qid {qid}")
+        if qid in out:
+            raise DataError(f"{path}:{lineno}: qid {qid} appears twice")
+        out[qid] = query
+    if not out:
+        raise DataError(f"{path}: no topics")
+    return out
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """TREC qrels (``qid Q0 docid rel``, tabs or spaces) -> ``{qid: {docid: rel}}``."""
+    out: dict[str, dict[str, int]] = {}
+    for lineno, line in _lines(path, "qrels"):
+        parts = line.split()
+        if len(parts) != 4:
+            raise DataError(f"{path}:{lineno}: expected 'qid Q0 docid rel' (4 fields)")
+        qid, _, docid, rel_text = parts
+        try:
+            rel = int(rel_text)
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: relevance {rel_text!r} is not an integer") from None
+        judged = out.setdefault(qid, {})
+        if judged.get(docid, rel) != rel:
+            raise DataError(f"{path}:{lineno}: ({qid}, {docid}) judged twice, differently")
+        judged[docid] = rel
+    if not out:
+        raise DataError(f"{path}: no qrels")
+    return out
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+def corpus_dir(corpus_root: Path, lang: str) -> Path:
+    """``<root>/<lang>/`` or the hub's ``<root>/miracl-corpus-v1.0-<lang>/``."""
+    for name in (lang, f"miracl-corpus-v1.0-{lang}"):
+        if (corpus_root / name).is_dir():
+            return corpus_root / name
+    raise DataError(
+        f"{corpus_root / lang}: no MIRACL corpus folder for '{lang}' (expected "
+        f"<corpus>/{lang}/*.jsonl[.gz]; the corpus is not fetched, download it from the "
+        f"miracl/miracl-corpus dataset and pass --corpus)"
+    )
+
+
+def corpus_files(corpus_root: Path, lang: str) -> list[Path]:
+    folder = corpus_dir(corpus_root, lang)
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")) and not p.name.startswith(".")
+    )
+    if not files:
+        raise DataError(f"{folder}: no *.jsonl or *.jsonl.gz corpus files")
+    return files
+
+
+def iter_jsonl_passages(files: Sequence[Path], lang: str = "") -> Iterator[Passage]:
+    """Stream ``{"docid", "title", "text"}`` lines; errors name the file and line."""
+    for path in files:
+        opener = gzip.open if path.name.endswith(".gz") else open
+        lineno = 0
+        try:
+            with opener(path, "rt", encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    if line.strip():
+                        yield _passage(line, f"{path}:{lineno}", lang)
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: not UTF-8 text after line {lineno} ({e.reason})") from None
+        except (EOFError, OSError, zlib.error) as e:
+            raise DataError(f"{path}: unreadable after line {lineno} ({e})") from None
+
+
+def _passage(line: str, where: str, lang: str) -> Passage:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: malformed JSON ({e.msg})") from None
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object")
+    docid = row.get("docid", row.get("_id"))
+    if not isinstance(docid, str | int) or not str(docid).strip():
+        raise DataError(f"{where}: missing or empty field 'docid'")
+    text, title = row.get("text"), row.get("title", "")
+    if not isinstance(text, str):
+        raise DataError(f"{where}: field 'text' must be a string")
+    if not isinstance(title, str):
+        raise DataError(f"{where}: field 'title' must be a string")
+    return Passage(str(docid), title, text, str(row.get("lang", lang)))
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+@dataclass
+class MiraclLanguage:
+    """One language of a MIRACL-format benchmark: queries, judgements and corpus files."""
+
+    lang: str
+    split: str
+    topics: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    topics_path: Path
+    qrels_path: Path
+    corpus_files: list[Path] = field(default_factory=list)
+
+    def passages(self) -> Iterator[Passage]:
+        return iter_jsonl_passages(self.corpus_files, self.lang)
+
+    def judged_docids(self) -> set[str]:
+        return {d for judged in self.qrels.values() for d in judged}
+
+
+def miracl_root(data_dir: Path) -> Path:
+    return Path(data_dir) / "miracl"
+
+
+def load_miracl(
+    data_dir: Path,
+    languages: Sequence[str] | str | None = None,
+    *,
+    split: str = "dev",
+    corpus: Path | None = None,
+    require_corpus: bool = True,
+) -> list[MiraclLanguage]:
+    """Topics, qrels and corpus files of the selected languages (default: all 18).
+
+    ``corpus`` defaults to ``<data_dir>/miracl/corpus``; with ``require_corpus=False`` a
+    missing corpus is allowed (topics/qrels only).
+    """
+    root = miracl_root(data_dir)
+    wanted = parse_languages(languages) or list(MIRACL_LANGUAGES)
+    unknown = [x for x in wanted if x not in MIRACL_LANGUAGES]
+    if unknown:
+        raise ConfigError(
+            f"MIRACL has no language {', '.join(unknown)} "
+            f"(languages: {', '.join(MIRACL_LANGUAGES)})"
+        )
+    corpus_root = Path(corpus).expanduser() if corpus else root / "corpus"
+    if require_corpus and not corpus_root.is_dir():
+        raise DataError(
+            f"{corpus_root}: MIRACL corpus folder not found (it is not fetched: download the "
+            f"miracl/miracl-corpus dataset and pass --corpus, layout <corpus>/<lang>/*.jsonl.gz)"
+        )
+    out = []
+    for lang in wanted:
+        tp, qp = topics_path(root, lang, split), qrels_path(root, lang, split)
+        files = corpus_files(corpus_root, lang) if require_corpus else []
+        out.append(MiraclLanguage(lang, split, read_topics(tp), read_qrels(qp), tp, qp, files))
+    return out

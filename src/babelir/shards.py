@@ -1,0 +1,378 @@
+"""Sharded, resumable, multi-process encoding of corpora too large for memory.
+
+A corpus is a stream of ``(id, text)`` records cut into fixed-size shards in stream
+order. Each shard is encoded with :func:`babelir.encoding.encode_texts` and written
+atomically::
+
+    <folder>/manifest.json          format and config; once every shard exists also the
+                                    rows per shard, total rows and dimension
+    <folder>/shard-00042.ids.json   the shard's ids (a JSON list), written first
+    <folder>/shard-00042.npy        float32 [rows, dim], written last: present = done
+
+Memory holds one shard of texts and embeddings whatever the corpus size. A run restarted
+after a crash with the same arguments skips finished shards, after checking that their
+ids still match the stream (a changed corpus is an error, never a silent mix) and that
+the manifest's config (model fingerprint, prefix, passage format...) is the same.
+
+Rank ``r`` of ``w`` processes encodes the shards ``i`` with ``i % w == r``. Every rank
+reads the whole stream (parsing is cheap next to encoding), so all agree on the shard
+boundaries without talking to each other, and whichever rank sees the last shard land
+writes the manifest (identical bytes from any rank). Under ``torchrun`` the rank and world
+size come from the environment or an initialised ``torch.distributed``; see
+:func:`init_distributed` and :func:`rank_device`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from babelir.encoding import encode_texts
+from babelir.errors import ConfigError, DataError
+from babelir.io import write_json, write_npy
+
+SHARD_FORMAT = "babelir-shards-v1"
+DEFAULT_SHARD_SIZE = 50_000
+MANIFEST = "manifest.json"
+
+
+# --------------------------------------------------------------------------- distribution
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size): an initialised process group, else torchrun's env, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join torchrun's process group if launched by it; returns (rank, world size).
+
+    Only barriers are exchanged (shards go through the file system), so gloo serves on
+    CPU and GPU machines alike.
+    """
+    import torch.distributed as dist
+
+    rank, world = rank_and_world()
+    if world > 1 and not dist.is_initialized() and "MASTER_ADDR" in os.environ:
+        dist.init_process_group("gloo")
+    return rank, world
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def rank_device() -> str | None:
+    """``cuda:<LOCAL_RANK>`` for a torchrun rank on a GPU machine, else None (auto)."""
+    import torch
+
+    if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+    return None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def shard_name(i: int) -> str:
+    return f"shard-{i:05d}"
+
+
+def files_fingerprint(paths: Sequence[Path]) -> str:
+    """Hash of file names, sizes and mtimes: cheap detection of a changed corpus."""
+    h = hashlib.sha256(b"babelir-files-v1\0")
+    for p in paths:
+        st = Path(p).stat()
+        h.update(f"{Path(p).resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()[:16]
+
+
+def _chunks(records: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
+    chunk: list[tuple[str, str]] = []
+    for rec in records:
+        chunk.append(rec)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise DataError(f"{path}: not valid JSON (delete the folder to start over)") from None
+    if not isinstance(doc, dict) or doc.get("format") != SHARD_FORMAT:
+        raise DataError(f"{path}: not a {SHARD_FORMAT} manifest")
+    return doc
+
+
+def _check_config(folder: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
+    diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if diff:
+        k = diff[0]
+        raise ConfigError(
+            f"{folder / MANIFEST}: shards were written with {k}={old.get(k)!r}, this run has "
+            f"{k}={new.get(k)!r}; use another folder or delete this one"
+        )
+
+
+# --------------------------------------------------------------------------- shard sets
+
+
+@dataclass
+class ShardSet:
+    """A complete shard folder: memory-mapped embeddings and their ids, shard by shard."""
+
+    folder: Path
+    config: dict[str, Any]
+    rows: list[int]
+    dim: int
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str]) -> ShardSet:
+        folder = Path(folder)
+        doc = _read_manifest(folder)
+        if doc is None:
+            raise DataError(f"{folder / MANIFEST}: no shard manifest (encode the corpus first)")
+        if not doc.get("complete"):
+            raise DataError(
+                f"{folder / MANIFEST}: encoding is incomplete (rerun it to resume; every rank "
+                f"of a multi-process run must finish)"
+            )
+        return cls(folder, doc["config"], [int(x) for x in doc["shards"]], int(doc["dim"]))
+
+    @property
+    def num_rows(self) -> int:
+        return sum(self.rows)
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.rows)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Global row of each shard's first row, plus the total at the end."""
+        return np.concatenate([[0], np.cumsum(self.rows)]).astype(np.int64)
+
+    def vectors(self, i: int) -> np.ndarray:
+        """Shard ``i``'s embeddings, memory-mapped (read lazily by the OS)."""
+        return np.load(self.folder / f"{shard_name(i)}.npy", mmap_mode="r", allow_pickle=False)
+
+    def ids(self, i: int) -> list[str]:
+        return json.loads((self.folder / f"{shard_name(i)}.ids.json").read_text("utf-8"))
+
+    def iter_vectors(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(global row offset, embeddings) per shard."""
+        for i, off in enumerate(self.offsets[:-1].tolist()):
+            yield off, self.vectors(i)
+
+    def iter_ids(self) -> Iterator[str]:
+        for i in range(self.num_shards):
+            yield from self.ids(i)
+
+    def ids_for(self, rows: np.ndarray) -> list[str]:
+        """Ids of global ``rows`` (reading only the shards they fall in, once each)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = [""] * len(rows)
+        shard_of = np.searchsorted(self.offsets, rows, side="right") - 1
+        for s in np.unique(shard_of).tolist():
+            ids, base = self.ids(s), int(self.offsets[s])
+            for k in np.flatnonzero(shard_of == s).tolist():
+                out[k] = ids[int(rows[k]) - base]
+        return out
+
+    def sample(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` distinct random rows and their vectors (float32), read shard by shard."""
+        n = min(n, self.num_rows)
+        rows = np.sort(np.random.default_rng(seed).choice(self.num_rows, n, replace=False))
+        out = np.empty((n, self.dim), dtype=np.float32)
+        offsets = self.offsets
+        for i in range(self.num_shards):
+            lo, hi = np.searchsorted(rows, offsets[i]), np.searchsorted(rows, offsets[i + 1])
+            if hi > lo:
+                out[lo:hi] = self.vectors(i)[rows[lo:hi] - offsets[i]]
+        return rows, out
+
+    def load_all(self) -> np.ndarray:
+        """Every embedding in one array: for small corpora only."""
+        return np.concatenate([np.asarray(v) for _, v in self.iter_vectors()], axis=0)
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+@dataclass
+class EncodeReport:
+    """What one rank did; ``complete`` when every shard of the corpus exists."""
+
+    folder: Path
+    rank: int
+    world_size: int
+    shards_total: int
+    shards_encoded: int
+    shards_skipped: int
+    rows_total: int
+    rows_encoded: int
+    seconds: float
+    complete: bool
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_encoded / self.seconds if self.seconds > 0 else 0.0
+
+
+def _shard_done(folder: Path, i: int, ids: list[str]) -> bool:
+    npy = folder / f"{shard_name(i)}.npy"
+    if not npy.is_file():
+        return False
+    ids_file = folder / f"{shard_name(i)}.ids.json"
+    try:
+        stored = json.loads(ids_file.read_text("utf-8"))
+        rows = np.load(npy, mmap_mode="r", allow_pickle=False).shape[0]
+    except (OSError, ValueError):
+        return False  # damaged (e.g. copied half-way): encode it again
+    if stored != ids or rows != len(ids):
+        raise DataError(
+            f"{npy}: holds other passages than the corpus now gives for shard {i} (the corpus "
+            f"or its order changed); use another folder or delete this one"
+        )
+    return True
+
+
+def encode_shards(
+    model: Any,
+    records: Iterable[tuple[str, str]],
+    folder: str | os.PathLike[str],
+    *,
+    prefix: str = "",
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    batch_size: int = 64,
+    config: dict[str, Any] | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+    show_progress: bool = True,
+    on_shard: Callable[[int], None] | None = None,
+) -> EncodeReport:
+    """Encode ``(id, text)`` records into shards under ``folder`` (see module docstring).
+
+    ``config`` (JSON values: model fingerprint, passage format, corpus fingerprint...)
+    is stored in the manifest and must match on resume. ``records`` may be a one-shot
+    iterator; it is not read at all when the folder is already complete. Under an
+    initialised process group all ranks wait for each other before returning.
+    """
+    if shard_size < 1:
+        raise ConfigError(f"shard size must be >= 1, got {shard_size}")
+    if rank is None or world_size is None:
+        r, w = rank_and_world()
+        rank = r if rank is None else rank
+        world_size = w if world_size is None else world_size
+    if not 0 <= rank < world_size:
+        raise ConfigError(f"rank {rank} is not in 0..{world_size - 1}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = {"prefix": prefix, "shard_size": shard_size, **(config or {})}
+    t0 = time.perf_counter()
+    old = _read_manifest(folder)
+    if old is not None:
+        _check_config(folder, old["config"], cfg)
+        if old.get("complete"):
+            n = len(old["shards"])
+            return EncodeReport(folder, rank, world_size, n, 0, n, sum(old["shards"]), 0, 0.0, True)
+    else:
+        write_json(folder / MANIFEST, {"format": SHARD_FORMAT, "config": cfg, "complete": False})
+
+    bar = None
+    if show_progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(unit="passage", desc=f"encoding {folder.name}", dynamic_ncols=True)
+    n_shards = rows_total = encoded = skipped = rows_encoded = 0
+    try:
+        for i, chunk in enumerate(_chunks(records, shard_size)):
+            n_shards, rows_total = i + 1, rows_total + len(chunk)
+            if i % world_size != rank:
+                continue
+            ids = [str(x) for x, _ in chunk]
+            if _shard_done(folder, i, ids):
+                skipped += 1
+            else:
+                emb = encode_texts(
+                    model,
+                    [t for _, t in chunk],
+                    prefix=prefix,
+                    batch_size=batch_size,
+                    show_progress=False,
+                    desc=shard_name(i),
+                )
+                write_json(folder / f"{shard_name(i)}.ids.json", ids, indent=None)
+                write_npy(folder / f"{shard_name(i)}.npy", np.asarray(emb, dtype=np.float32))
+                encoded += 1
+                rows_encoded += len(chunk)
+                if on_shard is not None:
+                    on_shard(i)
+            if bar is not None:
+                bar.update(len(chunk) * world_size)
+    finally:
+        if bar is not None:
+            bar.close()
+    if n_shards == 0:
+        raise DataError(f"{folder}: the corpus is empty (no passages to encode)")
+    barrier()
+    complete = _finish(folder, cfg, n_shards)
+    return EncodeReport(
+        folder,
+        rank,
+        world_size,
+        n_shards,
+        encoded,
+        skipped,
+        rows_total,
+        rows_encoded,
+        time.perf_counter() - t0,
+        complete,
+    )
+
+
+def _finish(folder: Path, cfg: dict[str, Any], n_shards: int) -> bool:
+    """Write the complete manifest if every shard exists (any rank may; same bytes)."""
+    rows, dim = [], 0
+    for i in range(n_shards):
+        npy = folder / f"{shard_name(i)}.npy"
+        if not npy.is_file():
+            return False
+        shape = np.load(npy, mmap_mode="r", allow_pickle=False).shape
+        rows.append(int(shape[0]))
+        dim = int(shape[1])
+    write_json(
+        folder / MANIFEST,
+        {
+            "format": SHARD_FORMAT,
+            "config": cfg,
+            "complete": True,
+            "num_rows": sum(rows),
+            "dim": dim,
+            "dtype": "float32",
+            "shards": rows,
+        },
+    )
+    return True
