@@ -1,0 +1,190 @@
+"""The command line as a user meets it: help, one-line errors, outputs, saved embeddings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+from tiny_model import make_tiny_model
+
+from babelir.data.parallel import from_lareqa
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real entry point in a fresh process (slow: use for a few end-to-end checks)."""
+    return subprocess.run(
+        [sys.executable, "-m", "babelir.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def call(capsys, *args: str) -> tuple[int, str, str]:
+    """The same entry point in this process: exit code, stdout, stderr."""
+    from babelir.cli.main import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = 0 if e.code is None else int(e.code)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["evaluate"],
+        ["train"],
+        ["batches"],
+        ["compare"],
+        ["data", "fetch"],
+        ["index"],
+        ["search"],
+    ],
+)
+def test_help(command, capsys):
+    code, out, err = call(capsys, *command, "--help")
+    assert code == 0, err
+    assert "Usage" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["evaluate", "--benchmark", "xquad-q"], "unknown benchmark 'xquad-q'"),
+        (["evaluate", "--languages", "en,xx"], "language 'xx' is absent"),
+        (["evaluate", "--model", "./no/such/model", "-l", "en"], "does not exist"),
+        (["evaluate", "--articles", "%4==9"], "articles:"),
+        (["train", "--output", "x", "--strategy", "zz"], "strategy: unknown 'zz'"),
+        (["batches", "--output", "x.jsonl", "--alpha", "2"], "alpha: must be in [0, 1]"),
+        (["compare", "--profile", "huge"], "unknown profile 'huge'"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(args, message, shared_data_dir, capsys, monkeypatch):
+    monkeypatch.setenv("BABELIR_DATA_DIR", str(shared_data_dir))
+    code, _, err = call(capsys, *args)
+    assert code == 2
+    assert message in err.replace("\n", " ")
+    assert err.strip().startswith("error:")
+
+
+def test_errors_from_a_fresh_process_have_no_traceback(shared_data_dir):
+    proc = run(
+        "evaluate",
+        "--benchmark",
+        str(shared_data_dir / "fixtures" / "xquad-r"),
+        "--languages",
+        "en,fr",
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
+    assert "fr.json" in proc.stderr
+
+
+def test_evaluate_writes_metrics_and_embeddings_that_recompute(shared_data_dir, tmp_path, capsys):
+    fixture = shared_data_dir / "fixtures" / "xquad-r"
+    data = from_lareqa(fixture, languages="en,de,zh")
+    texts = [t for it in data.items for s in it.sides.values() for t in (s.query, s.positive)]
+    model_dir = tmp_path / "tiny"
+    make_tiny_model(tmp_path / "build", texts).save(str(model_dir))
+    out = tmp_path / "eval"
+    code, stdout, err = call(
+        capsys,
+        "evaluate",
+        "--model",
+        str(model_dir),
+        "--benchmark",
+        str(fixture),
+        "--max-seq-length",
+        "64",
+        "--output",
+        str(out),
+        "--save-embeddings",
+        "-q",
+    )
+    assert code == 0, err[-2000:]
+    assert "mono mAP" in stdout
+    m = json.loads((out / "metrics.json").read_text())
+    for key in (
+        "map",
+        "recall",
+        "rank_distance",
+        "per_pair_map",
+        "model",
+        "benchmark",
+        "languages",
+        "articles",
+        "candidate_mode",
+        "babelir_version",
+    ):
+        assert key in m
+    assert set(m["recall"]) == {"mono@1", "cross@1", "multi@10"}
+    assert not list(out.glob(".*"))  # no temporary leftovers
+    # Independent recomputation of the pooled mAP from the saved files alone.
+    q = np.load(out / "questions.npy")
+    c = np.load(out / "candidates.npy")
+    qs = [json.loads(x) for x in (out / "questions.jsonl").read_text().splitlines()]
+    cs = [json.loads(x) for x in (out / "candidates.jsonl").read_text().splitlines()]
+    assert len(qs) == len(q) and len(cs) == len(c)
+    aps = [
+        average_precision_score([row["id"] in cand["relevant_ids"] for cand in cs], c @ q[i])
+        for i, row in enumerate(qs)
+    ]
+    assert m["map"]["multi"] == pytest.approx(float(np.mean(aps)), abs=1e-6)
+    # --from-embeddings scores the saved files without a model and agrees.
+    again = tmp_path / "again"
+    code, _, err = call(
+        capsys,
+        "evaluate",
+        "--benchmark",
+        str(fixture),
+        "--from-embeddings",
+        str(out),
+        "--output",
+        str(again),
+        "-q",
+    )
+    assert code == 0, err[-2000:]
+    assert json.loads((again / "metrics.json").read_text())["map"] == m["map"]
+
+
+def test_batches_cli_writes_what_the_sampler_draws(shared_data_dir, tmp_path, capsys):
+    out = tmp_path / "b.jsonl"
+    code, _, err = call(
+        capsys,
+        "batches",
+        "--train-data",
+        str(shared_data_dir / "fixtures" / "xquad-r"),
+        "--languages",
+        "en,de,zh",
+        "--strategy",
+        "hybrid",
+        "--alpha",
+        "0.5",
+        "--batch-size",
+        "4",
+        "--num-batches",
+        "6",
+        "--seed",
+        "3",
+        "--output",
+        str(out),
+    )
+    assert code == 0, err
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(6))
+    for r in rows:
+        assert r["type"] in ("mono", "cross")
+        same = {p["query_lang"] == p["passage_lang"] for p in r["pairs"]}
+        assert same == ({True} if r["type"] == "mono" else {False})
+        assert len({p["id"] for p in r["pairs"]}) == 4
