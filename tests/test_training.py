@@ -211,3 +211,23 @@ def test_torchrun_two_ranks_share_batch_type_with_disjoint_ids(tmp_path, tiny_di
         assert len(ids_a) == len(a) and len(ids_b) == len(b)
         assert not ids_a & ids_b
     assert (tmp_path / "model" / MARKER).is_file()
+
+
+@pytest.mark.integration
+def test_real_model_few_steps_on_real_training_articles(tmp_path, shared_data_dir,
+                                                        real_model_path):
+    """multilingual-e5-small, 2 hybrid steps of batch 4 on XQuAD-R training articles."""
+    cfg = TrainConfig(
+        output=tmp_path / "e5", model=str(real_model_path), strategy="hybrid", alpha=0.5,
+        train_data="xquad-r", data_dir=str(shared_data_dir), languages=["en", "de", "el"],
+        articles="1-3", eval_articles="%4==0", batch_size=4, max_steps=2, max_seq_length=32,
+        learning_rate=1e-4, freeze_embeddings=True,
+    )
+    out = train(cfg, show_progress=False)
+    info = json.loads((out / MARKER).read_text())
+    assert info["global_steps"] == 2 and info["query_prefix"] == "query: "
+    texts = ["query: How many points did the Panthers defense surrender?",
+             "passage: Die Verteidigung der Panthers gab nur 308 Punkte ab."]
+    before, after = _embed(real_model_path, texts), _embed(out, texts)
+    assert np.abs(before - after).max() > 1e-4
+    assert np.allclose(np.linalg.norm(after, axis=1), 1.0, atol=1e-4)  # still normalised
