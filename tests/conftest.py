@@ -49,3 +49,18 @@ def real_model_path() -> Path:
         return build_offline_e5(cache / "models" / MODEL_DIRNAME)
     except ModelError as exc:
         _missing(str(exc))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch/FAISS thread: on a busy 2-core machine OpenMP threads spin against other
+    processes and make small workloads many times slower (results are unchanged)."""
+    import faiss
+    import torch
+
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    yield
+    torch.set_num_threads(before[0])
+    faiss.omp_set_num_threads(before[1])

@@ -43,19 +43,7 @@ DEV_TOPICS = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch/FAISS thread: on a busy 2-core machine OpenMP threads spin against other
-    processes and make these small workloads many times slower (results are unchanged)."""
-    import faiss
-    import torch
-
-    before = torch.get_num_threads(), faiss.omp_get_max_threads()
-    torch.set_num_threads(1)
-    faiss.omp_set_num_threads(1)
-    yield
-    torch.set_num_threads(before[0])
-    faiss.omp_set_num_threads(before[1])
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- real files

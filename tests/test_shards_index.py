@@ -37,19 +37,7 @@ SHARD = 5_000
 _SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "so", "vi", "de", "pa", "zu", "fe"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch/FAISS thread: on a busy 2-core machine OpenMP threads spin against other
-    processes and make these small workloads many times slower (results are unchanged)."""
-    import faiss
-    import torch
-
-    before = torch.get_num_threads(), faiss.omp_get_max_threads()
-    torch.set_num_threads(1)
-    faiss.omp_set_num_threads(1)
-    yield
-    torch.set_num_threads(before[0])
-    faiss.omp_set_num_threads(before[1])
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic_texts(n: int, seed: int = 0) -> list[str]:

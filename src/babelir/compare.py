@@ -328,36 +328,21 @@ def _check_samplers(cfg: CompareConfig, table: dict[str, list[str]]) -> None:
 def _train_kwargs(
     cfg: CompareConfig, strategy: str, alpha: float | None, seed: int, folder: Path
 ) -> dict[str, Any]:
-    t = cfg.train
-    return dict(
+    kwargs = cfg.train.model_dump()  # TrainSpec's fields are TrainConfig's, but 'data'
+    kwargs["train_data"] = kwargs.pop("data")
+    if kwargs["epochs"] is not None:
+        kwargs["max_steps"] = None
+    kwargs.update(
         output=folder,
         model=cfg.model,
         strategy=strategy,
         alpha=alpha if alpha is not None else 0.5,
-        train_data=t.data,
         data_dir=cfg.data_dir,
-        languages=t.languages,
-        articles=t.articles,
-        passage=t.passage,
-        batch_size=t.batch_size,
-        max_steps=t.max_steps if t.epochs is None else None,
-        epochs=t.epochs,
-        learning_rate=t.learning_rate,
-        warmup_ratio=t.warmup_ratio,
-        weight_decay=t.weight_decay,
-        max_seq_length=t.max_seq_length,
-        loss=t.loss,
-        scale=t.scale,
-        symmetric=t.symmetric,
-        hard_negatives=t.hard_negatives,
-        mini_batch_size=t.mini_batch_size,
-        freeze_embeddings=t.freeze_embeddings,
-        language_temperature=t.language_temperature,
         seed=seed,
-        precision=t.precision,
-        save_steps=max(10, (t.max_steps or 100) // 4),
+        save_steps=max(10, (cfg.train.max_steps or 100) // 4),
         logging_steps=5,
     )
+    return kwargs
 
 
 def make_plan(cfg: CompareConfig, output: Path) -> Plan:

@@ -288,8 +288,14 @@ def _csv(evaluations: list[dict[str, Any]], runs: list[dict[str, Any]]) -> str:
     w.writerow(["model", "strategy", "alpha", "seed", "benchmark", "setting", "value"])
     for e in evaluations:
         strat, alpha = strategy.get((e["label"], e["seed"]), ("", ""))
-        for name, path, _ in CELLS:
-            v = _get(e["metrics"], path)
+        values = [(name, _get(e["metrics"], path)) for name, path, _ in CELLS]
+        zs = e["metrics"].get("zero_shot_languages")
+        if zs:
+            langs = ",".join(zs["languages"])
+            values += [
+                (f"zero-shot ({langs}) {k} mAP", zs["map"][k]) for k in ("mono", "cross", "multi")
+            ]
+        for name, v in values:
             w.writerow(
                 [
                     e["label"],
@@ -301,20 +307,6 @@ def _csv(evaluations: list[dict[str, Any]], runs: list[dict[str, Any]]) -> str:
                     "" if v is None else repr(v),
                 ]
             )
-        zs = e["metrics"].get("zero_shot_languages")
-        if zs:
-            for k in ("mono", "cross", "multi"):
-                w.writerow(
-                    [
-                        e["label"],
-                        strat,
-                        "" if alpha is None else alpha,
-                        "" if e["seed"] is None else e["seed"],
-                        e["benchmark"],
-                        f"zero-shot ({','.join(zs['languages'])}) {k} mAP",
-                        repr(zs["map"][k]),
-                    ]
-                )
     return buf.getvalue()
 
 
