@@ -75,6 +75,7 @@ class TrainSpec(_Strict):
     hard_negatives: bool = False
     mini_batch_size: int = Field(16, ge=1)
     freeze_embeddings: bool = False
+    length_sorted: bool = True
     language_temperature: float | None = Field(None, gt=0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 

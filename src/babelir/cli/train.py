@@ -89,6 +89,11 @@ def train(
     freeze_embeddings: Annotated[
         bool, typer.Option(help="Freeze the word-embedding matrix (no optimizer state).")
     ] = False,
+    length_sorted: Annotated[
+        bool,
+        typer.Option(help="mnrl: encode each batch in length-sorted chunks (same gradients, "
+                     "no padding work)."),
+    ] = True,
     language_temperature: Annotated[
         float | None,
         typer.Option(help="Mono batches pick language L with p ~ n_L^(1/T); default uniform."),
@@ -144,6 +149,7 @@ def train(
         hard_negatives=hard_negatives,
         mini_batch_size=mini_batch_size,
         freeze_embeddings=freeze_embeddings,
+        length_sorted=length_sorted,
         language_temperature=language_temperature,
         seed=seed,
         query_prefix=query_prefix,

@@ -63,6 +63,7 @@ class TrainConfig:
     hard_negatives: bool = False
     mini_batch_size: int = 16
     freeze_embeddings: bool = False
+    length_sorted: bool = True  # mnrl: encode each batch in length-sorted chunks
     language_temperature: float | None = None
     seed: int = 0
     query_prefix: str | None = None
@@ -206,7 +207,14 @@ def _make_loss(cfg: TrainConfig, model):
         if cfg.symmetric
         else losses.MultipleNegativesRankingLoss
     )
-    return cls(model, scale=cfg.scale)
+    loss = cls(model, scale=cfg.scale)
+    if cfg.length_sorted:
+        # Same embeddings and gradients as one padded block, without computing padding
+        # (halves the step time of multilingual-e5-small at batch 32 on a CPU).
+        from babelir.training.fast import LengthSortedLoss
+
+        loss = LengthSortedLoss(loss)
+    return loss
 
 
 def freeze_word_embeddings(model) -> int:
