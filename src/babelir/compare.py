@@ -412,6 +412,7 @@ EVAL_DONE = "metrics.json"
 def _run_eval(job: EvalJob, cfg: CompareConfig, show_progress: bool) -> dict[str, Any]:
     """Evaluate one model on one benchmark; saves metrics.json and per-query arrays."""
     from babelir.data.lareqa import load_benchmark
+    from babelir.embedding_cache import EmbeddingCache
     from babelir.evaluation.lareqa import evaluate_model, write_result
     from babelir.io import atomic_dir
     from babelir.models.loading import load_model, resolve_prefixes
@@ -441,7 +442,8 @@ def _run_eval(job: EvalJob, cfg: CompareConfig, show_progress: bool) -> dict[str
         batch_size=cfg.evaluation.batch_size,
         show_progress=show_progress,
         info=info,
-        **_precision_kwargs(cfg.evaluation.precision),
+        precision=cfg.evaluation.precision,
+        cache=EmbeddingCache(),  # the base model's embeddings are computed once across runs
     )
     result.info["benchmark_label"] = spec.title()
     m = result.metrics
@@ -458,17 +460,6 @@ def _run_eval(job: EvalJob, cfg: CompareConfig, show_progress: bool) -> dict[str
             question_ids=np.asarray(bench.question_ids, dtype=str),
         )
     return load_eval(job.folder)[0]
-
-
-def _precision_kwargs(precision: str) -> dict[str, Any]:
-    """Pass the encoder precision only where the encoder supports choosing it."""
-    import inspect
-
-    from babelir.evaluation.lareqa import evaluate_model
-
-    if "precision" in inspect.signature(evaluate_model).parameters:
-        return {"precision": precision}
-    return {}
 
 
 def load_eval(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

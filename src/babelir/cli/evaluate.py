@@ -43,6 +43,15 @@ def evaluate(
     ] = None,
     max_seq_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 128,
     batch_size: Annotated[int, typer.Option(help="Encoding batch size.")] = 64,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bf16 where the CPU/GPU supports it, else fp32), fp32, bf16, fp16 (CUDA)."
+        ),
+    ] = "auto",
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")
+    ] = False,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: auto).")
     ] = None,
@@ -78,6 +87,7 @@ def evaluate(
     language bias. miracl: nDCG@10 and Recall@100 per language (a corpus is needed).
     """
     from babelir.data.lareqa import load_benchmark
+    from babelir.embedding_cache import EmbeddingCache
     from babelir.evaluation.lareqa import EvaluationResult, evaluate_model, write_result
     from babelir.reporting.tables import metrics_table
     from babelir.settings import data_dir as resolve_data_dir
@@ -137,6 +147,8 @@ def evaluate(
             batch_size=batch_size,
             show_progress=not quiet,
             info=info,
+            precision=precision,
+            cache=None if no_cache else EmbeddingCache(),
         )
     assert isinstance(result, EvaluationResult)
     out.print(metrics_table(result.metrics_json()))

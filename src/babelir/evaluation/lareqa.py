@@ -89,24 +89,26 @@ def evaluate_model(
     batch_size: int = 64,
     show_progress: bool = True,
     info: dict[str, Any] | None = None,
+    precision: str = "auto",
+    cache: Any = None,
 ) -> EvaluationResult:
-    """Encode a benchmark with ``model`` and compute every LAReQA setting."""
+    """Encode a benchmark with ``model`` and compute every LAReQA setting.
+
+    ``precision`` (auto | fp32 | bf16 | fp16) and the resolved choice are recorded in
+    the result's info (metrics.json); ``cache`` is an optional EmbeddingCache.
+    """
+    from babelir.encoding import encoder_settings
+
     t0 = time.perf_counter()
-    q = encode_texts(
-        model,
-        benchmark.question_texts,
-        prefix=query_prefix,
-        batch_size=batch_size,
-        show_progress=show_progress,
-        desc="questions",
-    )
+    opts = {
+        "batch_size": batch_size,
+        "show_progress": show_progress,
+        "precision": precision,
+        "cache": cache,
+    }
+    q = encode_texts(model, benchmark.question_texts, prefix=query_prefix, desc="questions", **opts)
     c = encode_texts(
-        model,
-        benchmark.candidate_texts(),
-        prefix=passage_prefix,
-        batch_size=batch_size,
-        show_progress=show_progress,
-        desc="candidates",
+        model, benchmark.candidate_texts(), prefix=passage_prefix, desc="candidates", **opts
     )
     t1 = time.perf_counter()
     metrics = score_benchmark(benchmark, q, c)
@@ -116,6 +118,7 @@ def evaluate_model(
         {
             "query_prefix": query_prefix,
             "passage_prefix": passage_prefix,
+            "encoder": encoder_settings(model, precision),
             "timing_s": {"encode": round(t1 - t0, 3), "metrics": round(t2 - t1, 3)},
         }
     )
