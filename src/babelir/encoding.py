@@ -54,8 +54,8 @@ def default_device() -> str:
 def cpu_bf16_supported() -> bool:
     """True when this CPU has native bf16 matmuls (AVX-512 BF16 or AMX).
 
-    Without them oneDNN emulates bf16 and autocast is ~10x *slower* than fp32 (measured on
-    an AVX2-only Zen 3), so "auto" must not pick it.
+    Without them bf16 is emulated: on an AVX2-only Zen 3 autocast encoded 3-13x *slower*
+    than fp32 and a bf16 matmul ran at 1.2 vs 90-175 GFLOP/s, so "auto" must not pick it.
     """
     with contextlib.suppress(Exception):
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -327,6 +327,28 @@ def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
+@functools.cache
+def _malloc_trim() -> Any:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    with contextlib.suppress(OSError, AttributeError):
+        return ctypes.CDLL(name).malloc_trim if name else None
+    return None
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the OS (glibc only; a no-op elsewhere).
+
+    Batches of ever-different shapes fragment glibc's heap, which keeps the freed pages:
+    measured, streaming 15k texts in chunks grew RSS by 340 MB without this, 6 MB with it.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def _npy_header(rows: int, dim: int, size: int = 128) -> bytes:
     """A version-1.0 .npy header of a fixed byte size, so it can be rewritten in place."""
     body = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}"
@@ -388,6 +410,8 @@ def encode_to_disk(
             dim = emb.shape[1]
             f.write(np.ascontiguousarray(emb, dtype="<f4").tobytes())
             rows += len(chunk)
+            del emb
+            release_memory()
         f.seek(0)
         f.write(_npy_header(rows, dim))
         f.flush()
