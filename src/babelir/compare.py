@@ -526,6 +526,7 @@ def run_compare(
     from babelir.training.train import train as run_train
 
     t_start = time.perf_counter()
+    commit = _git_commit()  # the code that runs, not whatever HEAD is when it ends
     timings: dict[str, float] = {}
     t = time.perf_counter()
     facts = validate(cfg)
@@ -612,7 +613,7 @@ def run_compare(
         "raw_config": raw_config,
         "facts": facts,
         "versions": _versions(),
-        "git_commit": _git_commit(),
+        "git_commit": commit,
         "runs": [
             {
                 "label": j.label,
