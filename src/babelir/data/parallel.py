@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -255,7 +255,3 @@ def pair_table(
                 cols["query"].append(qs.query)
                 cols["positive"].append(ps.positive)
     return cols
-
-
-def ids_of(items: Iterable[ParallelItem]) -> set[str]:
-    return {x.id for x in items}
