@@ -71,3 +71,6 @@ cfg = train_mod.TrainConfig(
 train_mod.train(cfg, show_progress=False)
 rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 (out_dir / f"rank{rank}.json").write_text(json.dumps(seen))
+if dist.is_available() and dist.is_initialized():
+    dist.barrier()
+    dist.destroy_process_group()  # a gloo group left open can abort at interpreter exit

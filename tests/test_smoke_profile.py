@@ -37,7 +37,8 @@ def test_compare_smoke_profile_cli(tmp_path, shared_data_dir, real_model_path):
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert f"report: {out / 'report.md'}" in proc.stdout.replace("\n", "")
+    said = (proc.stdout + proc.stderr).replace("\n", "")  # the summary goes to stderr
+    assert f"report: {out / 'report.md'}" in said
     report = (out / "report.md").read_text()
     for row in ("| base |", "| x-x-mono |", "| x-y |", "| hybrid |"):
         assert row in report
