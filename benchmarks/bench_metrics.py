@@ -119,15 +119,18 @@ def main() -> None:
 
     base_rss = rss_mb()
     times = []
+    # one untimed warm-up: loads the compiled kernel from numba's cache, starts thread pools
+    evaluate_embeddings(q, c, q_blocks, c_blocks, relevant, langs).to_dict()
     for _ in range(args.repeats):
         t = time.perf_counter()
         m = evaluate_embeddings(q, c, q_blocks, c_blocks, relevant, langs)
         d = m.to_dict()
         times.append(time.perf_counter() - t)
     extra = peak_mb() - base_rss
-    best = min(times)
+    best, median = min(times), float(np.median(times))
     print(
-        f"babelir engine: {best:.2f} s (best of {args.repeats}; all "
+        f"babelir engine: {best:.2f} s best, {median:.2f} s median of {args.repeats} "
+        f"after one warm-up (all "
         f"{', '.join(f'{x:.2f}' for x in times)})"
         f", peak extra memory {max(extra, 0):.0f} MB"
     )
@@ -142,7 +145,8 @@ def main() -> None:
         f"{total:.1f} s (timed on {args.sklearn_sample} questions)"
     )
     print(
-        f"speed-up: {total / best:.1f}x; target < 2 s: {'met' if best < 2 else 'MISSED'}; "
+        f"speed-up: {total / median:.1f}x (median); target < 2 s (median): "
+        f"{'met' if median < 2 else 'MISSED'}; "
         f"memory target < 2048 MB: {'met' if extra < 2048 else 'MISSED'}"
     )
 
