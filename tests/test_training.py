@@ -70,6 +70,23 @@ def test_each_strategy_trains_and_saves_a_loadable_model(strategy, tmp_path, tin
     assert not (out / "checkpoints").exists()  # removed unless keep_checkpoints
 
 
+def test_texts_are_tokenized_once_across_epochs(tmp_path, tiny_dir, fixture_dir):
+    # 3 epochs of en-en (the same texts every epoch): from the second epoch on, texts
+    # come from the cache instead of the tokenizer
+    kw = dict(strategy="en-en")
+    probe = train(_cfg(tmp_path / "probe", tiny_dir, fixture_dir, **kw), show_progress=False)
+    per_epoch = json.loads((probe / MARKER).read_text())["batches_per_epoch"]
+    out = train(
+        _cfg(tmp_path, tiny_dir, fixture_dir, max_steps=3 * per_epoch, **kw),
+        show_progress=False,
+    )
+    info = json.loads((out / MARKER).read_text())
+    stats = info["tokenization"]
+    texts_seen = stats["texts_reused"] + stats["texts_tokenized"]
+    assert texts_seen == 3 * per_epoch * 4 * 2  # steps x batch x (query, positive)
+    assert stats["texts_reused"] >= texts_seen // 2
+
+
 def test_resume_continues_from_the_latest_checkpoint(tmp_path, tiny_dir, fixture_dir):
     first = _cfg(tmp_path, tiny_dir, fixture_dir, max_steps=2, save_steps=1, keep_checkpoints=True)
     train(first, show_progress=False)
@@ -214,20 +231,31 @@ def test_torchrun_two_ranks_share_batch_type_with_disjoint_ids(tmp_path, tiny_di
 
 
 @pytest.mark.integration
-def test_real_model_few_steps_on_real_training_articles(tmp_path, shared_data_dir,
-                                                        real_model_path):
+def test_real_model_few_steps_on_real_training_articles(tmp_path, shared_data_dir, real_model_path):
     """multilingual-e5-small, 2 hybrid steps of batch 4 on XQuAD-R training articles."""
     cfg = TrainConfig(
-        output=tmp_path / "e5", model=str(real_model_path), strategy="hybrid", alpha=0.5,
-        train_data="xquad-r", data_dir=str(shared_data_dir), languages=["en", "de", "el"],
-        articles="1-3", eval_articles="%4==0", batch_size=4, max_steps=2, max_seq_length=32,
-        learning_rate=1e-4, freeze_embeddings=True,
+        output=tmp_path / "e5",
+        model=str(real_model_path),
+        strategy="hybrid",
+        alpha=0.5,
+        train_data="xquad-r",
+        data_dir=str(shared_data_dir),
+        languages=["en", "de", "el"],
+        articles="1-3",
+        eval_articles="%4==0",
+        batch_size=4,
+        max_steps=2,
+        max_seq_length=32,
+        learning_rate=1e-4,
+        freeze_embeddings=True,
     )
     out = train(cfg, show_progress=False)
     info = json.loads((out / MARKER).read_text())
     assert info["global_steps"] == 2 and info["query_prefix"] == "query: "
-    texts = ["query: How many points did the Panthers defense surrender?",
-             "passage: Die Verteidigung der Panthers gab nur 308 Punkte ab."]
+    texts = [
+        "query: How many points did the Panthers defense surrender?",
+        "passage: Die Verteidigung der Panthers gab nur 308 Punkte ab.",
+    ]
     before, after = _embed(real_model_path, texts), _embed(out, texts)
     assert np.abs(before - after).max() > 1e-4
     assert np.allclose(np.linalg.norm(after, axis=1), 1.0, atol=1e-4)  # still normalised

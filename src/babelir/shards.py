@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from babelir.encoding import encode_texts
+from babelir.encoding import encode_texts, model_device, resolve_precision
 from babelir.errors import ConfigError, DataError
 from babelir.io import write_json, write_npy
 
@@ -272,6 +272,7 @@ def encode_shards(
     world_size: int | None = None,
     show_progress: bool = True,
     on_shard: Callable[[int], None] | None = None,
+    precision: str = "auto",
 ) -> EncodeReport:
     """Encode ``(id, text)`` records into shards under ``folder`` (see module docstring).
 
@@ -290,7 +291,10 @@ def encode_shards(
         raise ConfigError(f"rank {rank} is not in 0..{world_size - 1}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = {"prefix": prefix, "shard_size": shard_size, **(config or {})}
+    # The resolved precision is part of the config: shards encoded in bf16 and fp32 must
+    # not be mixed in one folder on resume.
+    resolved = resolve_precision(precision, model_device(model))
+    cfg = {"prefix": prefix, "shard_size": shard_size, "precision": resolved, **(config or {})}
     t0 = time.perf_counter()
     old = _read_manifest(folder)
     if old is not None:
@@ -323,6 +327,7 @@ def encode_shards(
                     batch_size=batch_size,
                     show_progress=False,
                     desc=shard_name(i),
+                    precision=resolved,
                 )
                 write_json(folder / f"{shard_name(i)}.ids.json", ids, indent=None)
                 write_npy(folder / f"{shard_name(i)}.npy", np.asarray(emb, dtype=np.float32))

@@ -91,8 +91,10 @@ def train(
     ] = False,
     length_sorted: Annotated[
         bool,
-        typer.Option(help="mnrl: encode each batch in length-sorted chunks (same gradients, "
-                     "no padding work)."),
+        typer.Option(
+            help="mnrl: encode each batch in length-sorted chunks (same gradients, "
+            "no padding work)."
+        ),
     ] = True,
     language_temperature: Annotated[
         float | None,
