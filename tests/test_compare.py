@@ -104,7 +104,8 @@ def test_compare_end_to_end_on_a_tiny_model(tmp_path, shared_data_dir, tiny_dir)
     report = run_compare(
         cfg, out, show_progress=False, on_phase=lambda w, d, t: phases.append(w), raw_config=raw
     )
-    assert len(phases) == 3 + 4  # 3 trainings, 4 evaluations (base + 3)
+    # the plan first, then 3 trainings and 4 evaluations (base + 3)
+    assert phases[0] == "planned 3 training + 4 eval jobs" and len(phases) == 1 + 3 + 4
     text = report.read_text()
     for heading in (
         "## mAP",

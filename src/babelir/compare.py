@@ -549,6 +549,10 @@ def run_compare(
         if on_phase:
             on_phase(what, done, total)
 
+    if on_phase:  # the overall bar knows its length before the first (long) job
+        on_phase(
+            f"planned {len(plan.train_jobs)} training + {len(plan.eval_jobs)} eval jobs", 0, total
+        )
     t = time.perf_counter()
     for job in plan.train_jobs:
         t_job = time.perf_counter()
