@@ -123,7 +123,14 @@ def _make_kernel():
 
     # Single-threaded and GIL-free: ``relevant_counts`` runs one per worker thread, each
     # right after its own single-threaded sgemm (see there for why).
-    @numba.njit(cache=True, nogil=True)
+    # Compiled (or loaded from numba's on-disk cache) when this module is imported, not
+    # on the first call: the first evaluation in a process then costs what later ones do.
+    @numba.njit(
+        "void(float32[:, ::1], int64[:, ::1], int64[::1], int64, float32[:, ::1], "
+        "int32[:, :, ::1])",
+        cache=True,
+        nogil=True,
+    )
     def kernel(sims, rows, blocks, n_blocks, out_scores, out_counts):  # pragma: no cover
         b, nc = sims.shape
         width = rows.shape[1]
@@ -197,6 +204,7 @@ def _counts_cpu(
     from threadpoolctl import threadpool_limits
 
     local = threading.local()
+    rows, blocks = np.ascontiguousarray(rows), np.ascontiguousarray(blocks, dtype=np.int64)
 
     def work(start: int) -> None:
         end = min(start + chunk_size, len(q))
