@@ -195,19 +195,18 @@ class SamplerFactory:
 def _make_loss(cfg: TrainConfig, model):
     from sentence_transformers.sentence_transformer import losses
 
-    if cfg.loss == "cached-mnrl":
-        cls = (
-            losses.CachedMultipleNegativesSymmetricRankingLoss
-            if cfg.symmetric
-            else losses.CachedMultipleNegativesRankingLoss
-        )
-        return cls(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size)
-    cls = (
-        losses.MultipleNegativesSymmetricRankingLoss
+    # symmetric = query->passage and passage->query terms, each normalised on its own:
+    # sentence-transformers 6's replacement for its deprecated *Symmetric* losses
+    sym = (
+        {"directions": ("query_to_doc", "doc_to_query"), "partition_mode": "per_direction"}
         if cfg.symmetric
-        else losses.MultipleNegativesRankingLoss
+        else {}
     )
-    loss = cls(model, scale=cfg.scale)
+    if cfg.loss == "cached-mnrl":
+        return losses.CachedMultipleNegativesRankingLoss(
+            model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size, **sym
+        )
+    loss = losses.MultipleNegativesRankingLoss(model, scale=cfg.scale, **sym)
     if cfg.length_sorted:
         # Same embeddings and gradients as one padded block, without computing padding
         # (halves the step time of multilingual-e5-small at batch 32 on a CPU).
