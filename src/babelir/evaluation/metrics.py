@@ -210,7 +210,8 @@ def _counts_cpu(
         end = min(start + chunk_size, len(q))
         buf = getattr(local, "buf", None)
         if buf is None:
-            buf = local.buf = np.empty((chunk_size, ct.shape[1]), dtype=np.float32)
+            rows_max = min(chunk_size, len(q))
+            buf = local.buf = np.empty((rows_max, ct.shape[1]), dtype=np.float32)
         sims = np.matmul(q[start:end], ct, out=buf[: end - start])
         _KERNEL(
             sims, rows[start:end], blocks, n_blocks, out_scores[start:end], out_counts[start:end]

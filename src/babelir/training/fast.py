@@ -169,7 +169,7 @@ class PretokenizedPreprocess:
         self,
         preprocess: Callable[..., dict[str, Any]],
         pad_token_id: int,
-        max_entries: int = 200_000,
+        max_entries: int = 100_000,
     ) -> None:
         self.preprocess = preprocess
         self.pad_token_id = int(pad_token_id)
@@ -180,7 +180,7 @@ class PretokenizedPreprocess:
         self.misses = 0
 
     @classmethod
-    def for_model(cls, model: Any, max_entries: int = 200_000) -> PretokenizedPreprocess:
+    def for_model(cls, model: Any, max_entries: int = 100_000) -> PretokenizedPreprocess:
         tokenizer = getattr(model, "tokenizer", None)
         pad = getattr(tokenizer, "pad_token_id", None)
         return cls(model.preprocess, pad if pad is not None else 0, max_entries=max_entries)
