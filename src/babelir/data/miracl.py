@@ -21,13 +21,13 @@ without it differ (castorini/miracl#18). ``passage_format`` changes the template
 from __future__ import annotations
 
 import gzip
-import json
 import string
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from babelir.data.jsonl import parse_object
 from babelir.data.lareqa import parse_languages
 from babelir.data.registry import MIRACL_LANGUAGES
 from babelir.errors import ConfigError, DataError
@@ -176,12 +176,7 @@ def iter_jsonl_passages(files: Sequence[Path], lang: str = "") -> Iterator[Passa
 
 
 def _passage(line: str, where: str, lang: str) -> Passage:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{where}: malformed JSON ({e.msg})") from None
-    if not isinstance(row, dict):
-        raise DataError(f"{where}: expected a JSON object")
+    row = parse_object(line, where)
     docid = row.get("docid", row.get("_id"))
     if not isinstance(docid, str | int) or not str(docid).strip():
         raise DataError(f"{where}: missing or empty field 'docid'")

@@ -20,7 +20,6 @@ per (item, query language, passage language).
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 
+from babelir.data.jsonl import parse_object
 from babelir.data.lareqa import (
     ArticleSelection,
     available_languages,
@@ -163,12 +163,7 @@ def from_jsonl(path: str | Path, *, languages: Sequence[str] | str | None = None
             if not line.strip():
                 continue
             where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{where}: expected a JSON object")
+            row = parse_object(line, where)
             for key in ("id", "lang", "query", "positive"):
                 if key not in row:
                     raise DataError(f"{where}: missing field '{key}'")

@@ -279,8 +279,6 @@ def relevant_counts(
     n_blocks = int(num_blocks if num_blocks is not None else int(blocks.max()) + 1)
     rows_np, valid_np = _pad_relevant(relevant)
     nq, width = rows_np.shape
-    rows = torch.as_tensor(rows_np, device=device)
-    valid = torch.as_tensor(valid_np, device=device)
 
     blocks_np = blocks.cpu().numpy()
     out_scores = torch.zeros((nq, width), dtype=torch.float32)
@@ -298,6 +296,8 @@ def relevant_counts(
             out_counts.numpy(),
         )
     else:
+        rows = torch.as_tensor(rows_np, device=device)
+        valid = torch.as_tensor(valid_np, device=device)
         _counts_torch(q, ct, rows, valid, blocks, n_blocks, chunk_size, out_scores, out_counts)
     block_of = blocks.cpu().numpy()[np.clip(rows_np, 0, None)]
     return RelevantCounts(
