@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from babelir.data.lareqa import ArticleSelection, check_disjoint, find_sentence, load_benchmark
+from babelir.data.lareqa import check_disjoint, find_sentence, load_benchmark
+from babelir.data.types import ArticleSelection
 from babelir.errors import BabelirError, ConfigError, DataError
 
 

@@ -1,19 +1,77 @@
-"""One JSONL line to a dict, with errors that name the file and line."""
+"""JSON text to Python objects, with one-line errors that name the file and position.
+
+``json.loads`` raises three kinds of error on hostile input: ``JSONDecodeError`` (with a
+position), ``RecursionError`` on deeply nested arrays and ``ValueError`` on integers
+longer than Python's digit limit (neither with a position). :func:`loads` turns all three
+into :class:`~babelir.errors.DataError` naming line and column.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from typing import Any
 
 from babelir.errors import DataError
 
+_MAX_DEPTH = 200  # reported as the place where the nesting became too deep
+
+
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+    line = text.count("\n", 0, pos) + 1
+    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
+def _too_deep_at(text: str) -> int:
+    """Offset where bracket nesting (outside strings) first exceeds ``_MAX_DEPTH``."""
+    depth, in_str, escaped = 0, False, False
+    for i, ch in enumerate(text):
+        if in_str:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return i
+        elif ch in "]}":
+            depth -= 1
+    return 0
+
+
+def loads(text: str, where: str, *, lines: bool = False) -> Any:
+    """Parse ``text`` as JSON; ``where`` (a path, or "path:lineno" with ``lines``) prefixes
+    any error, followed by the line and column (or the column only with ``lines``)."""
+
+    def at(pos: int) -> str:
+        line, col = _line_col(text, pos)
+        return f"column {col}" if lines else f"line {line}, column {col}"
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: malformed JSON at {at(e.pos)}: {e.msg}") from None
+    except RecursionError:
+        raise DataError(
+            f"{where}: JSON nested too deeply at {at(_too_deep_at(text))} "
+            f"(more than {_MAX_DEPTH} levels of arrays/objects)"
+        ) from None
+    except ValueError:  # an integer longer than the interpreter's digit limit
+        limit = sys.get_int_max_str_digits() or 4300
+        m = re.search(rf"\d{{{limit + 1},}}", text)
+        pos = at(m.start()) if m else "an unknown position"
+        raise DataError(f"{where}: number too long at {pos} (more than {limit} digits)") from None
+
 
 def parse_object(line: str, where: str) -> dict[str, Any]:
     """Parse ``line`` as a JSON object; ``where`` ("path:lineno") prefixes any error."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{where}: malformed JSON ({e.msg})") from None
+    row = loads(line, where, lines=True)
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object")
     return row

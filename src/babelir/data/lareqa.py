@@ -15,8 +15,6 @@ checked on question ids (:func:`check_disjoint`), never assumed.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from babelir.data.jsonl import loads
+from babelir.data.types import ArticleSelection, parse_languages
 from babelir.errors import ConfigError, DataError
 
 CandidateMode = Literal["sentence", "sentence+context"]
@@ -34,70 +34,6 @@ KNOWN_BENCHMARKS: dict[str, tuple[str, ...]] = {
     "xquad-r": ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"),
     "mlqa-r": ("ar", "de", "en", "es", "hi", "vi", "zh"),
 }
-
-
-# --------------------------------------------------------------------------- selections
-
-
-@dataclass(frozen=True)
-class ArticleSelection:
-    """Which articles (by position in a language file) to keep.
-
-    Spec strings: ``all``; ``%4==0`` / ``%4!=0`` (position modulo N equals / differs from
-    K, the usual held-out split); or indices and ranges ``0-11,20,30-35``.
-    """
-
-    spec: str = "all"
-    modulus: int | None = None
-    remainder: int | None = None
-    negate: bool = False
-    indices: frozenset[int] | None = None
-
-    @classmethod
-    def parse(cls, spec: str | ArticleSelection | None) -> ArticleSelection:
-        if isinstance(spec, ArticleSelection):
-            return spec
-        text = (spec or "all").strip().replace(" ", "")
-        if text in ("all", "*", ""):
-            return cls("all")
-        m = re.fullmatch(r"%(\d+)(==|!=)(\d+)", text)
-        if m:
-            mod, op, rem = int(m.group(1)), m.group(2), int(m.group(3))
-            if mod < 1 or rem >= mod:
-                raise ConfigError(f"articles: '{spec}' needs N >= 1 and 0 <= K < N in %N==K")
-            return cls(text, modulus=mod, remainder=rem, negate=op == "!=")
-        indices: set[int] = set()
-        for part in text.split(","):
-            m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-            if not m:
-                raise ConfigError(
-                    f"articles: cannot parse '{spec}' (use 'all', '%4==0', '%4!=0' or '0-11,20')"
-                )
-            lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-            if hi < lo:
-                raise ConfigError(f"articles: empty range '{part}' in '{spec}'")
-            indices.update(range(lo, hi + 1))
-        return cls(text, indices=frozenset(indices))
-
-    def selects(self, index: int) -> bool:
-        if self.modulus is not None:
-            hit = index % self.modulus == self.remainder
-            return hit != self.negate
-        if self.indices is not None:
-            return index in self.indices
-        return True
-
-    def __str__(self) -> str:
-        return self.spec
-
-
-def parse_languages(value: str | Sequence[str] | None) -> list[str] | None:
-    """``"en,de"`` or a list -> ``["en", "de"]``; None/empty -> None (meaning all)."""
-    if value is None:
-        return None
-    items = value.split(",") if isinstance(value, str) else list(value)
-    langs = [x.strip() for x in items if x.strip()]
-    return langs or None
 
 
 # --------------------------------------------------------------------------- raw parsing
@@ -139,14 +75,13 @@ def _load_json(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a JSON file") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(
-            f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}"
-        ) from None
+    return loads(text, str(path))
 
 
 def _field(obj: Any, key: str, where: str, kind: type | tuple[type, ...]) -> Any:
@@ -201,6 +136,11 @@ def parse_language_file(
                     isinstance(br, list) and len(br) == 2 and all(isinstance(x, int) for x in br)
                 ):
                     raise DataError(f"{where}: sentence_breaks[{k}] is not a [start, end] pair")
+                if br[0] < 0 or br[1] < br[0]:
+                    raise DataError(
+                        f"{where}: sentence_breaks[{k}] {br} is reversed or negative "
+                        f"(need 0 <= start <= end)"
+                    )
             out.paragraph_offset[(a, p)] = len(out.sentences)
             for k, sent in enumerate(sentences):
                 if not isinstance(sent, str):

@@ -28,22 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from babelir.data.jsonl import parse_object
-from babelir.data.lareqa import parse_languages
 from babelir.data.registry import MIRACL_LANGUAGES
+from babelir.data.types import Passage, parse_languages
 from babelir.errors import ConfigError, DataError
 
 DEFAULT_PASSAGE_FORMAT = "{title} {text}"
 _VERSION = "miracl-v1.0"
-
-
-@dataclass(frozen=True, slots=True)
-class Passage:
-    """One corpus passage; ``lang`` is filled from its folder (or file) by the readers."""
-
-    docid: str
-    title: str
-    text: str
-    lang: str = ""
 
 
 def check_passage_format(template: str) -> str:
@@ -165,12 +155,19 @@ def iter_jsonl_passages(files: Sequence[Path], lang: str = "") -> Iterator[Passa
         opener = gzip.open if path.name.endswith(".gz") else open
         lineno = 0
         try:
-            with opener(path, "rt", encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
+            # Bytes, decoded line by line: a text-mode reader decodes ahead in 8 KB blocks,
+            # so its errors came before the lines they belong to ("after line 0").
+            with opener(path, "rb") as f:
+                for lineno, raw in enumerate(f, 1):
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        raise DataError(
+                            f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start} of "
+                            f"the line)"
+                        ) from None
                     if line.strip():
                         yield _passage(line, f"{path}:{lineno}", lang)
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not UTF-8 text after line {lineno} ({e.reason})") from None
         except (EOFError, OSError, zlib.error) as e:
             raise DataError(f"{path}: unreadable after line {lineno} ({e})") from None
 

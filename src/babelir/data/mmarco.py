@@ -36,8 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from babelir.data.miracl import Passage
-from babelir.data.parallel import ParallelItem, ParallelQA, Side
+from babelir.data.types import ParallelItem, ParallelQA, Passage, Side
 from babelir.errors import ConfigError, DataError
 from babelir.io import write_npy
 

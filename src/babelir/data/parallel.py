@@ -20,82 +20,23 @@ per (item, query language, passage language).
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import zlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from babelir.data.jsonl import parse_object
-from babelir.data.lareqa import (
-    ArticleSelection,
-    available_languages,
-    parse_language_file,
-    parse_languages,
-    resolve_benchmark_dir,
-)
+from babelir.data.lareqa import available_languages, parse_language_file, resolve_benchmark_dir
+from babelir.data.mmarco import MMarco, load_mmarco
+from babelir.data.types import ArticleSelection, ParallelItem, ParallelQA, Side, parse_languages
 from babelir.errors import ConfigError, DataError
 
 #: The paper's nine training languages; el and vi stay unseen (zero-shot at evaluation).
 PAPER_TRAIN_LANGUAGES = ("ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh")
 
 PairMode = Literal["sentence", "paragraph"]
-
-
-@dataclass
-class Side:
-    query: str
-    positive: str
-    negatives: tuple[str, ...] = ()
-
-
-@dataclass
-class ParallelItem:
-    id: str
-    sides: dict[str, Side] = field(default_factory=dict)
-
-
-@dataclass
-class ParallelQA:
-    items: list[ParallelItem]
-    source: str = ""
-
-    @property
-    def languages(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for item in self.items:
-            for lang in item.sides:
-                seen.setdefault(lang, None)
-        return sorted(seen)
-
-    @property
-    def ids(self) -> list[str]:
-        return [x.id for x in self.items]
-
-    def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(self.languages, 0)
-        for item in self.items:
-            for lang in item.sides:
-                out[lang] += 1
-        return out
-
-    def select_languages(self, languages: Sequence[str]) -> ParallelQA:
-        """Keep only ``languages``; a requested language with no data is an error."""
-        counts = self.counts()
-        for lang in languages:
-            if counts.get(lang, 0) == 0:
-                have = ", ".join(f"{k} ({v})" for k, v in counts.items()) or "none"
-                raise DataError(
-                    f"training language '{lang}' has no data in {self.source} (have: {have})"
-                )
-        keep = set(languages)
-        items = []
-        for item in self.items:
-            sides = {k: v for k, v in item.sides.items() if k in keep}
-            if sides:
-                items.append(ParallelItem(item.id, sides))
-        return ParallelQA(items, self.source)
 
 
 def from_lareqa(
@@ -156,32 +97,47 @@ def from_jsonl(path: str | Path, *, languages: Sequence[str] | str | None = None
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: training data file not found")
-    opener = gzip.open if path.suffix == ".gz" else open
     items: dict[str, ParallelItem] = {}
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            row = parse_object(line, where)
-            for key in ("id", "lang", "query", "positive"):
-                if key not in row:
-                    raise DataError(f"{where}: missing field '{key}'")
-                if not isinstance(row[key], str | int) or not str(row[key]).strip():
-                    raise DataError(f"{where}: field '{key}' must be a non-empty string")
-            negs = row.get("negatives", [])
-            if not isinstance(negs, list) or not all(isinstance(x, str) for x in negs):
-                raise DataError(f"{where}: field 'negatives' must be a list of strings")
-            item = items.setdefault(str(row["id"]), ParallelItem(str(row["id"])))
-            lang = str(row["lang"])
-            if lang in item.sides:
-                raise DataError(f"{where}: id {row['id']} has a second '{lang}' line")
-            item.sides[lang] = Side(str(row["query"]), str(row["positive"]), tuple(negs))
+    lineno = 0
+    try:
+        for lineno, line in _read_lines(path):
+            _add_jsonl_row(items, line, f"{path}:{lineno}")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text after line {lineno} ({e.reason})") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        what = "truncated" if isinstance(e, EOFError) else "not a valid gzip file"
+        raise DataError(f"{path}: {what} after line {lineno} ({e or 'unexpected end'})") from None
     if not items:
         raise DataError(f"{path}: no training lines")
     data = ParallelQA(list(items.values()), source=str(path))
     wanted = parse_languages(languages)
     return data.select_languages(wanted) if wanted else data
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Numbered non-blank lines of a (gzipped) UTF-8 file."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                yield lineno, line
+
+
+def _add_jsonl_row(items: dict[str, ParallelItem], line: str, where: str) -> None:
+    row = parse_object(line, where)
+    for key in ("id", "lang", "query", "positive"):
+        if key not in row:
+            raise DataError(f"{where}: missing field '{key}'")
+        if not isinstance(row[key], str | int) or not str(row[key]).strip():
+            raise DataError(f"{where}: field '{key}' must be a non-empty string")
+    negs = row.get("negatives", [])
+    if not isinstance(negs, list) or not all(isinstance(x, str) for x in negs):
+        raise DataError(f"{where}: field 'negatives' must be a list of strings")
+    item = items.setdefault(str(row["id"]), ParallelItem(str(row["id"])))
+    lang = str(row["lang"])
+    if lang in item.sides:
+        raise DataError(f"{where}: id {row['id']} has a second '{lang}' line")
+    item.sides[lang] = Side(str(row["query"]), str(row["positive"]), tuple(negs))
 
 
 def load_parallel(
@@ -195,8 +151,6 @@ def load_parallel(
 ) -> ParallelQA:
     """A JSONL file, an mMARCO-layout folder (or ``mmarco`` under the data dir), or a
     LAReQA-format benchmark by name or folder. ``max_triples`` bounds the mMARCO window."""
-    from babelir.data.mmarco import MMarco, load_mmarco  # mmarco imports this module
-
     text = str(source)
     if text == "mmarco" or (Path(text).is_dir() and MMarco.detect(Path(text))):
         from babelir.settings import data_dir as default_data_dir
