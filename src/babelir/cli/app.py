@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     help="Train and evaluate multilingual dense retrievers (hybrid batch training, "
@@ -55,12 +56,23 @@ ArticlesOpt = Annotated[
 ]
 
 
+def print_error(message: object) -> None:
+    """Print ``error: <message>`` on stderr; the message is text, never Rich markup
+    (a path or a ``[start, end]`` in it must print as typed, not be parsed as a tag)."""
+    console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
+def print_warning(message: object) -> None:
+    """Print ``warning: <message>`` on stderr, escaped like :func:`print_error`."""
+    console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    print_error(message)
     raise typer.Exit(2)
 
 
 def fail(message: str) -> None:
     """Print a one-line error and exit 2 (for problems detected in the CLI layer)."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    print_error(message)
     raise typer.Exit(2)

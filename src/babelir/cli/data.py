@@ -6,8 +6,9 @@ import warnings
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from babelir.cli.app import DataDirOpt, console, data_app, out
+from babelir.cli.app import DataDirOpt, console, data_app, out, print_warning
 
 
 @data_app.command("fetch")
@@ -29,8 +30,8 @@ def data_fetch(
         warnings.simplefilter("always")
         paths = fetch(name, target, mirror=mirror, force=force)
     for w in caught:
-        console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
-    console.print(f"{name}: {len(paths)} files verified in {target}")
+        print_warning(w.message)
+    console.print(escape(f"{name}: {len(paths)} files verified in {target}"), highlight=False)
 
 
 @data_app.command("verify")
@@ -44,7 +45,7 @@ def data_verify(
 
     report = verify(name, resolve_data_dir(data_dir))
     for f in report.missing + report.mismatched:
-        console.print(f"{f.status}: {f.path}", highlight=False)
-    out.print(report.summary(), highlight=False)
+        console.print(escape(f"{f.status}: {f.path}"), highlight=False)
+    out.print(escape(report.summary()), highlight=False)
     if not report.ok:
         raise typer.Exit(1)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-from babelir.cli import compare, data, evaluate, search, train  # noqa: F401  (register commands)
-from babelir.cli.app import app, console
+from babelir.cli import compare, data, debias, evaluate, search, train  # noqa: F401  (register commands)
+from babelir.cli.app import app, console, print_error
 from babelir.errors import BabelirError
 
 
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except BabelirError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        print_error(e)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[bold red]error:[/] interrupted", highlight=False)
