@@ -9,7 +9,12 @@ Storage is one SQLite file in WAL mode rather than one file per text: millions o
 passages would be millions of files, while SQLite gives batched look-ups, atomic
 transactions (a process killed mid-write leaves the previous committed state, never a
 half row) and safe concurrent writers across processes (a busy timeout serialises
-them; ``INSERT OR IGNORE`` makes racing writes of the same key harmless).
+them; racing writes of the same key store the same row, so either winner is right).
+
+Each stored vector ends with a CRC32 of its key and float bytes. A row that fails it
+(flipped bits on disk, a row from an older babelir without the checksum, a non-finite
+value) is treated as missing, so the caller re-encodes it and the fresh row replaces it:
+a damaged cache costs time, never wrong numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import hashlib
 import os
 import sqlite3
 import threading
+import time
+import warnings
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +42,19 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS emb (key BLOB PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL)"
 )
 _PAGE_SIZE = 16384
+_CRC = 4  # bytes of CRC32 after the float32 values
+
+
+def _crc(key: bytes, floats: bytes) -> bytes:
+    return zlib.crc32(floats, zlib.crc32(key)).to_bytes(_CRC, "little")
+
+
+def _decode(key: bytes, dim: int, vec: bytes) -> np.ndarray | None:
+    """The row stored under ``key``, or None if it fails its length, checksum or finiteness."""
+    if len(vec) != 4 * dim + _CRC or _crc(key, vec[:-_CRC]) != vec[-_CRC:]:
+        return None
+    row = np.frombuffer(vec, dtype="<f4", count=dim)
+    return row if np.isfinite(row).all() else None
 
 
 class CacheError(BabelirError):
@@ -48,7 +69,8 @@ class EmbeddingCache:
     """Float32 embedding rows by content key, in one SQLite file.
 
     Safe to share between threads and processes; a forked child reopens its own
-    connection. ``hits``/``misses`` count look-ups since creation.
+    connection. ``hits``/``misses`` count look-ups since creation; ``corrupt`` counts rows
+    that failed their checksum (counted as misses, re-encoded and replaced by the caller).
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, timeout: float = 120.0):
@@ -56,6 +78,7 @@ class EmbeddingCache:
         self.timeout = timeout
         self.hits = 0
         self.misses = 0
+        self.corrupt = 0
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
@@ -64,20 +87,40 @@ class EmbeddingCache:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                conn = self._open()
+                break
+            except sqlite3.OperationalError as exc:
+                # Two processes creating the file at once: switching to WAL does not wait
+                # on the busy handler, so the loser retries instead of failing.
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise CacheError(
+                        f"embedding cache {self.path} is unusable ({exc}); delete it to start "
+                        f"afresh"
+                    ) from exc
+                time.sleep(0.05)
+            except (sqlite3.Error, OSError) as exc:
+                raise CacheError(
+                    f"embedding cache {self.path} is unusable ({exc}); delete it to start afresh"
+                ) from exc
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
             conn.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # takes effect on a new file only
             conn.execute("PRAGMA journal_mode=WAL")  # falls back by itself where unsupported
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across process crashes
             conn.execute(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise CacheError(
-                f"embedding cache {self.path} is unusable ({exc}); delete it to start afresh"
-            ) from exc
-        self._conn, self._pid = conn, os.getpid()
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     @staticmethod
@@ -94,6 +137,7 @@ class EmbeddingCache:
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """Rows present for ``keys`` (missing keys are absent from the result)."""
         found: dict[bytes, np.ndarray] = {}
+        bad = 0
         wanted = list(dict.fromkeys(keys))
         try:
             with self._lock:
@@ -105,10 +149,20 @@ class EmbeddingCache:
                         f"SELECT key, dim, vec FROM emb WHERE key IN ({marks})", part
                     ).fetchall()
                     for key, dim, vec in rows:
-                        if len(vec) == 4 * dim:  # defensive: never return a short row
-                            found[bytes(key)] = np.frombuffer(vec, dtype="<f4")
+                        row = _decode(bytes(key), int(dim), bytes(vec))
+                        if row is None:
+                            bad += 1
+                        else:
+                            found[bytes(key)] = row
         except sqlite3.Error as exc:
             raise CacheError(f"embedding cache {self.path}: cannot read ({exc})") from exc
+        if bad:
+            self.corrupt += bad
+            warnings.warn(
+                f"embedding cache {self.path}: {bad} rows failed their checksum; "
+                f"re-encoding them",
+                stacklevel=2,
+            )
         self.hits += sum(k in found for k in keys)
         self.misses += sum(k not in found for k in keys)
         return found
@@ -118,13 +172,20 @@ class EmbeddingCache:
         rows = np.ascontiguousarray(rows, dtype="<f4")
         if rows.ndim != 2 or len(rows) != len(keys):
             raise ValueError(f"need one row per key, got {rows.shape} for {len(keys)} keys")
-        data = [(k, rows.shape[1], rows[i].tobytes()) for i, k in enumerate(keys)]
+        data = []
+        finite = np.isfinite(rows).all(axis=1)
+        for i, k in enumerate(keys):
+            if not finite[i]:
+                continue  # never cache a NaN/inf row; the caller sees it and refuses it
+            floats = rows[i].tobytes()
+            data.append((k, rows.shape[1], floats + _crc(k, floats)))
         try:
             with self._lock:
                 conn = self._connect()
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany("INSERT OR IGNORE INTO emb VALUES (?, ?, ?)", data)
+                    # REPLACE: a row that failed its checksum is overwritten by the fresh one.
+                    conn.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?, ?)", data)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
