@@ -25,6 +25,25 @@ def _umask() -> int:
     return mask
 
 
+def _apply_umask(path: Path) -> None:
+    """Give ``path`` and everything under it the permissions a plain create would.
+
+    Libraries that write through their own temporary files (transformers writes
+    ``model.safetensors`` via ``mkstemp``) leave 0600 files; a saved folder whose weights
+    alone are private cannot be loaded by the colleagues its other files are shared with.
+    Executable bits are kept (masked like the rest); symlinks are left alone.
+    """
+    mask = _umask()
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if p.is_symlink():
+            continue
+        if p.is_dir():
+            os.chmod(p, 0o777 & ~mask)
+        else:
+            executable = os.stat(p).st_mode & 0o111
+            os.chmod(p, (0o777 if executable else 0o666) & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it onto ``path`` only on success."""
@@ -33,10 +52,12 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-    os.chmod(tmp_path, 0o666 & ~_umask())
     try:
         yield tmp_path
+        # mkstemp creates 0600 files (and a writer may have replaced ours): give the result
+        # the permissions a plain open() would.
+        if tmp_path.exists():
+            _apply_umask(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -82,6 +103,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
+        _apply_umask(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)

@@ -105,11 +105,42 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+_PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def _weight_folders(folder: Path) -> list[Path]:
+    """The folder and the module folders that modules.json names (where weights live)."""
+    out = [folder]
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        out += [folder / m["path"] for m in modules if isinstance(m, dict) and m.get("path")]
+    except (OSError, ValueError, TypeError, KeyError):
+        pass  # no or bad modules.json: sentence-transformers reports it when loading
+    return [d for d in out if d.is_dir()]
+
+
+def _check_weights(folder: Path) -> bool:
+    """True when the folder holds safetensors weights; refuse a folder of pickles only."""
+    dirs = _weight_folders(folder)
+    if any(any(d.glob("*.safetensors")) or any(d.glob("*.safetensors.index.json")) for d in dirs):
+        return True
+    pickles = sorted(p.name for d in dirs for pat in _PICKLE_WEIGHTS for p in d.glob(pat))
+    pickles = [x for x in pickles if x not in _FINGERPRINT_SKIP]
+    if pickles:
+        raise ModelError(
+            f"cannot load model from {folder}: only pickle weights found ({', '.join(pickles)}); "
+            f"babelir loads safetensors (convert with transformers' save_pretrained("
+            f"safe_serialization=True))"
+        )
+    return False
+
+
 def _load_local(folder: Path, device: str) -> SentenceTransformer:
+    from safetensors import SafetensorError
     from sentence_transformers import SentenceTransformer
 
     model_kwargs: dict[str, Any] = {}
-    if any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json")):
+    if _check_weights(folder):
         model_kwargs["use_safetensors"] = True  # never fall back to a pickled .bin next to it
     try:
         return SentenceTransformer(
@@ -119,6 +150,10 @@ def _load_local(folder: Path, device: str) -> SentenceTransformer:
             trust_remote_code=False,
             model_kwargs=model_kwargs,
         )
+    except SafetensorError as exc:
+        raise ModelError(
+            f"cannot load model from {folder}: a .safetensors file is corrupt ({_first_line(exc)})"
+        ) from exc
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelError(f"cannot load model from {folder}: {_first_line(exc)}") from exc
 
