@@ -129,3 +129,44 @@ def test_render_failure_keeps_previous_file(
         plots.zero_shot_bars({"base": {"mono": 0.5}}, "t", path)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["zs.png"]
+
+
+def _curve(label: str, seed: int, steps: range, offset: float) -> dict[str, Any]:
+    points = [
+        {
+            "step": s,
+            "val_loss": 2.0 / (1 + s / 10) + offset,
+            "val_mono_map": 0.6 + s / 1000 + offset,
+            "val_cross_map": None if s == 0 else 0.5 + s / 1000,  # missing values are gaps
+            "val_multi_map": 0.4 + s / 2000 - offset,
+        }
+        for s in steps
+    ]
+    return {"label": label, "seed": seed, "points": points, "selected_step": steps[-2]}
+
+
+def test_learning_curves_write_png(tmp_path: Path) -> None:
+    runs = [
+        _curve(label, seed, range(0, 100, 10), 0.01 * seed + 0.05 * i)
+        for i, label in enumerate(["x-x-mono", "x-y", "hybrid"])
+        for seed in (0, 1, 2)
+    ]
+    runs.append({"label": "x-y", "seed": 3, "points": [{"step": 5}]})  # a run without values
+    out = plots.learning_curves(runs, tmp_path / "learning_curves.png")
+    assert out == tmp_path / "learning_curves.png"
+    _check_png(out, tmp_path)
+    one_seed = plots.learning_curves(runs[:1], tmp_path / "one.png", "one seed")
+    _check_png(one_seed, tmp_path)
+
+
+def test_learning_curves_without_values_fail(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no learning-curve values"):
+        plots.learning_curves(
+            [{"label": "hybrid", "seed": 0, "points": [{"step": 1, "val_loss": None}]}],
+            tmp_path / "c.png",
+        )
+    with pytest.raises(DataError, match="no step"):
+        plots.learning_curves(
+            [{"label": "hybrid", "seed": 0, "points": [{"val_loss": 1.0}]}], tmp_path / "c.png"
+        )
+    assert list(tmp_path.iterdir()) == []

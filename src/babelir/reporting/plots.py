@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from babelir.errors import DataError
+from babelir.evaluation.measures import BY_KEY, RANK_DISTANCE
 from babelir.io import write_bytes
 
 DPI = 120
@@ -34,13 +35,19 @@ PathLike = str | os.PathLike[str]
 PairMap = Mapping[str, Mapping[str, float | None]]
 BarValue = float | tuple[float | None, float | None, float | None]
 
-_METRIC_LABELS = {
-    "mono_map": "mono mAP",
-    "multi_map": "multi mAP",
-    "cross_map": "cross mAP",
-    "multi_recall@10": "multi recall@10",
-    "rank_distance": "mean rank distance (lower is better)",
-}
+#: Validation curve panels: (point key, axis label), see :func:`learning_curves`.
+CURVE_PANELS = (
+    ("val_loss", "validation loss (lower is better)"),
+    ("val_mono_map", "validation mono mAP"),
+    ("val_cross_map", "validation cross mAP"),
+    ("val_multi_map", "validation multi mAP"),
+)
+
+
+def _metric_label(metric: str) -> str:
+    """Axis label of a metric key from the registry (the key itself if unknown)."""
+    m = BY_KEY.get(metric)
+    return m.axis_label if m is not None else metric
 
 
 def _save(fig: Figure, path: PathLike) -> Path:
@@ -218,7 +225,7 @@ def rank_distance_bars(values: Mapping[str, BarValue], title: str, path: PathLik
     )
     ax.bar_label(bars, fmt="%.1f", padding=3, fontsize=9)
     ax.set_xticks(x, labels=labels, rotation=20 if len(labels) > 5 else 0)
-    ax.set_ylabel("mean rank distance (lower is better)")
+    ax.set_ylabel(f"mean {RANK_DISTANCE.axis_label}")
     tops = [m + h for m, h in zip(means, highs, strict=True) if math.isfinite(m + h)]
     ax.set_ylim(0, max(tops, default=0.0) * 1.15 or 1.0)
     ax.grid(axis="y", alpha=0.3)
@@ -298,8 +305,108 @@ def per_language_bars(
     _grouped_bars(ax, langs, series, label_values=False)
     if "map" in metric or "recall" in metric:
         ax.set_ylim(0, 1)
-    ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
+    ax.set_ylabel(_metric_label(metric))
     ax.set_xlabel("query language")
     ax.set_title(title)
     _legend_below(fig, ax, len(series))
+    return _save(fig, path)
+
+
+def _curve_parts(run: Any) -> tuple[str, Any, Sequence[Mapping[str, Any]], Any]:
+    """(label, seed, points, selected_step) of a RunCurve or an equivalent mapping."""
+    if isinstance(run, Mapping):
+        return run["label"], run.get("seed"), run["points"], run.get("selected_step")
+    return run.label, run.seed, run.points, getattr(run, "selected_step", None)
+
+
+def learning_curves(runs: Sequence[Any], path: PathLike, title: str | None = None) -> Path:
+    """Validation loss and mono/cross/multi mAP vs training step, one line per label.
+
+    ``runs`` are :class:`babelir.reporting.schema.RunCurve` objects or mappings with
+    ``label``, ``seed``, ``points`` (and optionally ``selected_step``); a point is
+    ``{"step": int, "val_loss": float, "val_mono_map": float, "val_cross_map": float,
+    "val_multi_map": float}`` where any value but ``step`` may be missing or ``None``.
+    Runs of the same label (seeds) are averaged step by step; with >= 2 seeds a band
+    shows their min..max. A run's selected checkpoint is marked on the loss panel.
+    Panels without values say so. Raises :class:`DataError` when nothing has a value.
+    """
+    series: dict[str, dict[str, dict[int, list[float]]]] = {}
+    selected: dict[str, list[tuple[int, float]]] = {}
+    seeds: dict[str, set[Any]] = {}
+    for run in runs:
+        label, seed, points, sel = _curve_parts(run)
+        seeds.setdefault(label, set()).add(seed)
+        per = series.setdefault(label, {k: {} for k, _ in CURVE_PANELS})
+        loss_at: dict[int, float] = {}
+        for p in points:
+            if "step" not in p:
+                raise DataError(f"learning curve of {label!r} (seed {seed}): a point has no step")
+            step = int(p["step"])
+            for key, _ in CURVE_PANELS:
+                v = _value(p.get(key))
+                if math.isfinite(v):
+                    per[key].setdefault(step, []).append(v)
+                    if key == "val_loss":
+                        loss_at[step] = v
+        if sel is not None and int(sel) in loss_at:
+            selected.setdefault(label, []).append((int(sel), loss_at[int(sel)]))
+    if not any(vals for per in series.values() for vals in per.values()):
+        raise DataError("no learning-curve values to plot")
+    fig = Figure(figsize=(11.0, 8.0), layout="constrained")
+    axes = fig.subplots(2, 2).ravel()
+    colors = dict(zip(series, _colors(len(series)), strict=True))
+    for ax, (key, axis_label) in zip(axes, CURVE_PANELS, strict=True):
+        drawn = False
+        for label, per in series.items():
+            if not per[key]:
+                continue
+            steps = sorted(per[key])
+            vals = [per[key][s] for s in steps]
+            mean = [float(np.mean(v)) for v in vals]
+            n = len(seeds[label])
+            name = f"{label} (mean of {n} seeds)" if n > 1 else label
+            ax.plot(
+                steps,
+                mean,
+                marker="o" if len(steps) <= 30 else None,
+                markersize=3,
+                color=colors[label],
+                label=name,
+            )
+            if n > 1:
+                ax.fill_between(
+                    steps,
+                    [min(v) for v in vals],
+                    [max(v) for v in vals],
+                    color=colors[label],
+                    alpha=0.2,
+                    linewidth=0,
+                )
+            if key == "val_loss" and label in selected:
+                xs, ys = zip(*selected[label], strict=True)
+                ax.scatter(
+                    xs, ys, marker="*", s=90, color=colors[label], edgecolor="black", zorder=3
+                )
+            drawn = True
+        if not drawn:
+            ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(axis_label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "Validation curves (band: min..max over seeds; star: selected step)")
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    n = len(labels)
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        frameon=False,
+        fontsize=9,
+        ncols=n if n <= 6 else math.ceil(n / 2),
+    )
     return _save(fig, path)

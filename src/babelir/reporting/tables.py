@@ -7,9 +7,7 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
-
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+from babelir.evaluation.measures import CROSS_MAP, LAREQA, MONO_MAP, MULTI_MAP, RANK_DISTANCE
 
 
 def metrics_table(m: dict[str, Any]) -> Group:
@@ -20,36 +18,19 @@ def metrics_table(m: dict[str, Any]) -> Group:
         f"articles {m['articles']}, {m['candidate_mode']})",
         title_justify="left",
     )
-    for col in (
-        "mono mAP",
-        "cross mAP",
-        "multi mAP",
-        "mono R@1",
-        "cross R@1",
-        "multi R@10",
-        "rank distance",
-    ):
-        head.add_column(col, justify="right")
-    head.add_row(
-        _fmt(m["map"]["mono"]),
-        _fmt(m["map"]["cross"]),
-        _fmt(m["map"]["multi"]),
-        _fmt(m["recall"]["mono@1"]),
-        _fmt(m["recall"]["cross@1"]),
-        _fmt(m["recall"]["multi@10"]),
-        _fmt(m["rank_distance"], 1),
-    )
+    for measure in LAREQA:
+        head.add_column(measure.label, justify="right")
+    head.add_row(*(measure.format(measure.get(m)) for measure in LAREQA))
     per = Table(title="per query language", title_justify="left")
-    for col in ("lang", "mono mAP", "cross mAP (as query)", "multi mAP", "rank distance"):
-        per.add_column(col, justify="right")
+    cols = (MONO_MAP, CROSS_MAP, MULTI_MAP, RANK_DISTANCE)
+    per.add_column("lang", justify="right")
+    for measure in cols:
+        per.add_column(
+            measure.label + (" (as query)" if measure is CROSS_MAP else ""), justify="right"
+        )
     pairs = m["per_pair_map"]
     for lang, row in m["per_language"].items():
         cross = [v for k, v in pairs[lang].items() if k != lang and v is not None]
-        per.add_row(
-            lang,
-            _fmt(row["mono_map"]),
-            _fmt(sum(cross) / len(cross) if cross else None),
-            _fmt(row["multi_map"]),
-            _fmt(row["rank_distance"], 1),
-        )
+        row = {**row, CROSS_MAP.key: sum(cross) / len(cross) if cross else None}
+        per.add_row(lang, *(measure.format(row.get(measure.key)) for measure in cols))
     return Group(head, per)

@@ -1,0 +1,299 @@
+"""The report's numbers: cells over seeds, per-query and seed-level paired tests.
+
+Two sources of noise are measured separately:
+
+* **test-set noise** (which questions happen to be in the benchmark): paired tests over
+  queries (sign-flip permutation test, percentile bootstrap CI, Holm over the report);
+* **training noise** (what another seed would have given): mean, standard deviation and
+  t-interval over seeds of every cell, and of the per-seed difference of two models
+  trained with the same seeds (paired by seed, n - 1 degrees of freedom).
+
+Everything here is computation on :class:`~babelir.reporting.schema.EvalRecord`; no
+rendering and no I/O.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats as sstats
+
+from babelir.evaluation.measures import LAREQA, Measure
+from babelir.reporting.schema import EvalRecord
+from babelir.reporting.stats import (
+    holm,
+    mean_ci,
+    paired_bootstrap_ci,
+    paired_permutation_test,
+    per_query_settings,
+)
+
+#: Measures with per-query values (the settings the per-query tests cover).
+TESTED: tuple[Measure, ...] = tuple(m for m in LAREQA if m.setting is not None)
+SIGNIFICANCE = 0.05
+
+Groups = dict[tuple[str, str], list[EvalRecord]]
+
+
+def group(evaluations: Sequence[EvalRecord]) -> Groups:
+    """Records by (benchmark, label), in order of appearance."""
+    out: Groups = defaultdict(list)
+    for e in evaluations:
+        out[(e.benchmark, e.label)].append(e)
+    return dict(out)
+
+
+def benchmarks(evaluations: Sequence[EvalRecord]) -> list[str]:
+    return list(dict.fromkeys(e.benchmark for e in evaluations))
+
+
+def seed_summary(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
+    """n, mean, sample standard deviation and t-interval of values over seeds.
+
+    With one value the standard deviation and the interval are ``None`` (unavailable,
+    not zero): one seed says nothing about training noise.
+    """
+    x = [float(v) for v in values if v is not None and not np.isnan(v)]
+    if not x:
+        return {"n": 0, "mean": None, "std": None, "ci": None}
+    m, lo, hi = mean_ci(x, level)
+    if len(x) < 2:
+        return {"n": 1, "mean": m, "std": None, "ci": None}
+    return {"n": len(x), "mean": m, "std": float(np.std(x, ddof=1)), "ci": [lo, hi]}
+
+
+def aggregate(
+    evaluations: Sequence[EvalRecord], level: float = 0.95
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``cells[benchmark][label][measure label]`` = values, seeds, n, mean, std, ci.
+
+    ``ci`` is the t-interval over seeds, ``None`` with one seed. Also ``"seeds"`` and,
+    when every record has them, the ``"zero-shot"`` languages' mean mAPs.
+    """
+    cells: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (bench, label), items in group(evaluations).items():
+        row: dict[str, Any] = {}
+        for m in LAREQA:
+            pairs = [(e.seed, m.get(e.metrics)) for e in items]
+            pairs = [(s, v) for s, v in pairs if v is not None]
+            row[m.label] = {
+                "values": [v for _, v in pairs],
+                "seeds": [s for s, _ in pairs],
+                **seed_summary([v for _, v in pairs], level),
+            }
+        zs = [e.metrics.get("zero_shot_languages") for e in items]
+        if all(zs):
+            row["zero-shot"] = {
+                "languages": zs[0]["languages"],
+                **{
+                    k: dict(
+                        zip(
+                            ("mean", "low", "high"),
+                            mean_ci([z["map"][k] for z in zs], level),
+                            strict=True,
+                        )
+                    )
+                    for k in ("mono", "cross", "multi")
+                },
+            }
+        row["seeds"] = [e.seed for e in items]
+        cells[bench][label] = row
+    return dict(cells)
+
+
+def per_query(items: Sequence[EvalRecord]) -> dict[str, np.ndarray]:
+    """Per-query setting values (mono, cross, multi, rank_distance), averaged over seeds."""
+    per_seed = [
+        per_query_settings(
+            e.per_query["pair_ap"],
+            e.per_query["multi_ap"],
+            e.per_query["question_blocks"],
+            e.per_query["rank_distance"],
+        )
+        for e in items
+    ]
+    return {k: np.mean([p[k] for p in per_seed], axis=0) for k in per_seed[0]}
+
+
+def check_same_questions(bench: str, a: Sequence[EvalRecord], b: Sequence[EvalRecord]) -> None:
+    """Paired tests need both models scored on the same questions in the same order."""
+    if not np.array_equal(a[0].per_query["question_ids"], b[0].per_query["question_ids"]):
+        raise ValueError(f"{bench}: {a[0].label} and {b[0].label} were scored on other questions")
+
+
+def seed_difference(
+    a_items: Sequence[EvalRecord],
+    b_items: Sequence[EvalRecord],
+    m: Measure,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Seed-level difference a - b of one measure: paired by seed, t-interval (n - 1 df).
+
+    Pairs are the seeds both models were trained with; a model without a seed (the base
+    model, deterministic) is compared with every seed of the other. With fewer than two
+    pairs ``ci`` is ``None`` and ``reason`` says why.
+    """
+    a = {e.seed: m.get(e.metrics) for e in a_items}
+    b = {e.seed: m.get(e.metrics) for e in b_items}
+    if list(b) == [None] and None not in a:
+        b = dict.fromkeys(a, b[None])
+    elif list(a) == [None] and None not in b:
+        a = dict.fromkeys(b, a[None])
+    seeds = [s for s in a if s in b and a[s] is not None and b[s] is not None]
+    diffs = [float(a[s] - b[s]) for s in seeds]  # type: ignore[operator]
+    out: dict[str, Any] = {"n_seeds": len(diffs), "seeds": seeds, "differences": diffs}
+    if len(diffs) < 2:
+        why = "1 seed" if len(diffs) == 1 else "no common seed"
+        return {
+            **out,
+            "mean_difference": diffs[0] if diffs else None,
+            "std": None,
+            "ci": None,
+            "p_value": None,
+            "reason": f"seed-level interval unavailable ({why})",
+        }
+    s = seed_summary(diffs, level)
+    d = np.asarray(diffs)
+    if np.all(d == d[0]):
+        p = 1.0 if d[0] == 0 else 0.0
+    else:
+        p = float(sstats.ttest_1samp(d, 0.0).pvalue)
+    return {**out, "mean_difference": s["mean"], "std": s["std"], "ci": s["ci"], "p_value": p}
+
+
+def paired_tests(
+    evaluations: Sequence[EvalRecord],
+    reference_labels: Sequence[str],
+    *,
+    permutations: int = 10000,
+    bootstrap: int = 2000,
+    level: float = 0.95,
+) -> list[dict[str, Any]]:
+    """Per-query tests of each reference model vs every other model, per benchmark.
+
+    Sign-flip permutation p-value and bootstrap CI over questions (per-query values
+    averaged over seeds), Holm-corrected over all tests; ``seed_ci`` adds the seed-level
+    interval when both sides allow one.
+    """
+    groups = group(evaluations)
+    tests: list[dict[str, Any]] = []
+    for bench in benchmarks(evaluations):
+        labels = [lab for (b, lab) in groups if b == bench]
+        for ref in reference_labels:
+            if (bench, ref) not in groups:
+                continue
+            ref_items = groups[(bench, ref)]
+            ref_q = per_query(ref_items)
+            for other in labels:
+                if other == ref:
+                    continue
+                other_items = groups[(bench, other)]
+                check_same_questions(bench, ref_items, other_items)
+                oth_q = per_query(other_items)
+                for m in TESTED:
+                    a, b = ref_q[m.setting], oth_q[m.setting]  # type: ignore[index]
+                    diff, lo, hi = paired_bootstrap_ci(a, b, n_resamples=bootstrap, level=level)
+                    p = paired_permutation_test(a, b, n_resamples=permutations)
+                    seed = seed_difference(ref_items, other_items, m, level)
+                    tests.append(
+                        {
+                            "benchmark": bench,
+                            "reference": ref,
+                            "baseline": other,
+                            "setting": m.setting,
+                            "measure": m.label,
+                            "higher_is_better": m.higher_is_better,
+                            "mean_difference": diff,
+                            "bootstrap_ci": [lo, hi],
+                            "p_value": p,
+                            "seed_ci": seed["ci"],
+                            "n_queries": int(np.sum(~np.isnan(a - b))),
+                        }
+                    )
+    adjusted = holm([t["p_value"] for t in tests]) if tests else []
+    for t, adj in zip(tests, adjusted, strict=True):
+        t["p_holm"] = adj
+        t["outcome"] = outcome(t)
+    return tests
+
+
+def seed_tests(
+    evaluations: Sequence[EvalRecord],
+    reference_labels: Sequence[str],
+    level: float = 0.95,
+) -> list[dict[str, Any]]:
+    """Seed-level differences (paired by seed) of each reference model vs every other
+    model, for every measure; entries without an interval carry ``reason``."""
+    groups = group(evaluations)
+    out: list[dict[str, Any]] = []
+    for bench in benchmarks(evaluations):
+        labels = [lab for (b, lab) in groups if b == bench]
+        for ref in reference_labels:
+            if (bench, ref) not in groups:
+                continue
+            for other in labels:
+                if other == ref:
+                    continue
+                for m in LAREQA:
+                    d = seed_difference(groups[(bench, ref)], groups[(bench, other)], m, level)
+                    out.append(
+                        {
+                            "benchmark": bench,
+                            "reference": ref,
+                            "baseline": other,
+                            "measure": m.label,
+                            "higher_is_better": m.higher_is_better,
+                            **d,
+                        }
+                    )
+    return out
+
+
+def outcome(t: dict[str, Any]) -> str:
+    """'better', 'worse' or 'no significant difference', for the reference model.
+
+    'better'/'worse' needs the Holm-corrected p < 0.05, the bootstrap interval to exclude
+    0 and, when there is one, the seed-level interval to exclude 0 on the same side.
+    """
+    if t["p_holm"] >= SIGNIFICANCE:
+        return "no significant difference"
+    sign = 1 if t["higher_is_better"] else -1
+    lo, hi = sorted(sign * x for x in t["bootstrap_ci"])
+    seed = t["seed_ci"]
+    slo, shi = sorted(sign * x for x in seed) if seed is not None else (lo, hi)
+    if lo > 0 and slo > 0:
+        return "better"
+    if hi < 0 and shi < 0:
+        return "worse"
+    return "no significant difference"
+
+
+def pairwise_verdict(tests: Sequence[dict[str, Any]]) -> list[str]:
+    """One plain-language line per (benchmark, reference, other model) from the tests."""
+    by: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for t in tests:
+        by[(t["benchmark"], t["reference"], t["baseline"])].append(t)
+    words = {
+        "mono": "monolingual mAP",
+        "cross": "cross-lingual mAP",
+        "multi": "multilingual mAP",
+        "rank_distance": "language bias (rank distance)",
+    }
+    lines = []
+    for (bench, ref, base), ts in by.items():
+        parts = []
+        for kind, verb in (
+            ("better", "better on "),
+            ("worse", "worse on "),
+            ("no significant difference", "not distinguishable on "),
+        ):
+            names = [words[t["setting"]] for t in ts if t["outcome"] == kind]
+            if names:
+                parts.append(verb + ", ".join(names))
+        lines.append(f"- **{bench}, {ref} vs {base}**: " + "; ".join(parts) + ".")
+    if not lines:
+        lines.append("- No paired comparison was possible (the reference strategy is missing).")
+    return lines

@@ -1,0 +1,361 @@
+"""Rendering of a comparison report: ``report.md`` text and ``results.csv`` rows.
+
+Pure functions of the typed input and the computed analysis; no statistics here (they
+are in :mod:`babelir.reporting.analysis` and :mod:`babelir.reporting.claims`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from babelir.evaluation.measures import LAREQA, Measure, measure
+from babelir.reporting.analysis import TESTED
+from babelir.reporting.claims import claim_interval_text
+from babelir.reporting.schema import EvalRecord, ReportInput, RunInfo
+
+if TYPE_CHECKING:
+    from babelir.reporting.report import Analysis
+
+MAP_COLUMNS = ("mono mAP", "cross mAP", "multi mAP")
+OTHER_COLUMNS = ("mono R@1", "cross R@1", "multi R@10", "rank distance")
+
+
+def _missing(v: float | None) -> bool:
+    return v is None or math.isnan(v)
+
+
+def _cell(cell: Mapping[str, Any], m: Measure, bold: bool) -> str:
+    """``mean`` or ``mean ± CI half-width`` over seeds, bold when best."""
+    if _missing(cell["mean"]):
+        return "-"
+    text = m.format(cell["mean"])
+    if cell.get("ci") is not None:
+        text += f" ± {m.format((cell['ci'][1] - cell['ci'][0]) / 2)}"
+    return f"**{text}**" if bold else text
+
+
+def _best(rows: Mapping[str, Mapping[str, Any]], m: Measure) -> str | None:
+    vals = {lab: row[m.label]["mean"] for lab, row in rows.items()}
+    vals = {k: v for k, v in vals.items() if not _missing(v)}
+    if not vals:
+        return None
+    return (max if m.higher_is_better else min)(vals, key=vals.__getitem__)
+
+
+def metric_table(
+    cells: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    labels: Sequence[str],
+    benches: Sequence[str],
+    columns: Sequence[str],
+) -> str:
+    """Rows = models, columns = benchmark x measure, best mean in bold."""
+    ms = [measure(c) for c in columns]
+    head = "| model | " + " | ".join(f"{b} {m.label}" for b in benches for m in ms) + " |"
+    rows = [head, "|---|" + "---|" * (len(benches) * len(ms))]
+    best = {(b, m.label): _best(cells[b], m) for b in benches for m in ms}
+    for lab in labels:
+        parts = []
+        for b in benches:
+            for m in ms:
+                row = cells[b].get(lab)
+                parts.append(
+                    "-" if row is None else _cell(row[m.label], m, best[(b, m.label)] == lab)
+                )
+        rows.append(f"| {lab} | " + " | ".join(parts) + " |")
+    return "\n".join(rows)
+
+
+def _setup_lines(inp: ReportInput) -> list[str]:
+    facts = inp.provenance.facts
+    seeds = inp.all_seeds()
+    out = [f"# babelir compare: {inp.name}", ""]
+    if inp.description:
+        out += [inp.description.strip(), ""]
+    s = inp.setup
+    if s is not None:
+        budget = f"{s.max_steps} steps" if s.max_steps is not None else f"{s.epochs:g} epochs"
+        extra = "".join(f", {k} {v}" for k, v in s.extra.items())
+        out += [
+            f"Base model: `{s.model or 'multilingual-e5-small (offline build)'}`. "
+            f"Training data: `{s.data}` (articles `{s.articles}`, languages "
+            f"{', '.join(facts.get('train_languages', []))}; "
+            f"{facts.get('train_items', '?')} items), {budget} x batch {s.batch_size}, "
+            f"lr {s.learning_rate:g}, max length {s.max_seq_length}"
+            + (", frozen word embeddings" if s.freeze_embeddings else "")
+            + f"{extra}. Seeds: {', '.join(map(str, seeds))}.",
+            "",
+        ]
+    if facts.get("benchmarks"):
+        out += [
+            "Benchmarks: "
+            + "; ".join(
+                f"{k} ({v['num_questions']} questions, {v['num_candidates']} candidates, "
+                f"articles {v['articles']}, {len(v['languages'])} languages)"
+                for k, v in facts["benchmarks"].items()
+            )
+            + ".",
+            "",
+        ]
+    return out
+
+
+def _zero_shot(cells, labels, benches) -> list[str]:
+    rows, langs = [], None
+    for b in benches:
+        for lab in labels:
+            z = cells[b].get(lab, {}).get("zero-shot")
+            if z:
+                langs = langs or z["languages"]
+                rows.append(
+                    f"| {b} | {lab} | {z['mono']['mean']:.4f} | "
+                    f"{z['cross']['mean']:.4f} | {z['multi']['mean']:.4f} |"
+                )
+    if not rows:
+        return []
+    return [
+        f"## Zero-shot query languages ({', '.join(langs)}; never in training)",
+        "",
+        "| benchmark | model | mono mAP | cross mAP | multi mAP |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+def _ci(ci: Sequence[float] | None, m: Measure) -> str:
+    if ci is None:
+        return "-"
+    return f"[{m.format(ci[0], signed=True)}, {m.format(ci[1], signed=True)}]"
+
+
+def _seed_stats(cells, labels, benches, level: float) -> list[str]:
+    """Mean, sd and t-interval over seeds of every cell of every multi-seed model."""
+    pct = round(level * 100)
+    rows = []
+    for b in benches:
+        for lab in labels:
+            row = cells[b].get(lab)
+            if row is None or len(set(row["seeds"])) < 2:
+                continue
+            for m in LAREQA:
+                c = row[m.label]
+                if c["ci"] is None:
+                    continue
+                lo, hi = c["ci"]
+                rows.append(
+                    f"| {b} | {lab} | {c['n']} | {m.label} | {m.format(c['mean'])} | "
+                    f"{m.format(c['std'])} | [{m.format(lo)}, {m.format(hi)}] |"
+                )
+    head = ["## Seed-level statistics (training noise)", ""]
+    if not rows:
+        return [
+            *head,
+            "One seed per model: seed-level standard deviations and intervals are "
+            "unavailable; the intervals below measure test-set noise only.",
+            "",
+        ]
+    return [
+        *head,
+        f"| benchmark | model | seeds | metric | mean | sd | {pct}% t-interval |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+def _per_query_tests(tests: Sequence[Mapping[str, Any]], multi_seed: bool) -> list[str]:
+    lines = [
+        "## Paired tests (reference vs each other model, over queries)",
+        "",
+        "| benchmark | reference | vs | setting | difference | 95% bootstrap CI | p | "
+        "p (Holm) | outcome |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in tests:
+        m = measure(t["measure"])
+        lines.append(
+            f"| {t['benchmark']} | {t['reference']} | {t['baseline']} | {t['setting']} | "
+            f"{m.format(t['mean_difference'], signed=True)} | {_ci(t['bootstrap_ci'], m)} | "
+            f"{t['p_value']:.4f} | {t['p_holm']:.4f} | {t['outcome']} |"
+        )
+    return [
+        *lines,
+        "",
+        "Paired sign-flip permutation test on per-query values (mono: AP in the query's "
+        "language; cross: mean AP over the other languages; multi: pooled AP; rank "
+        f"distance), averaged over seeds; Holm-corrected over all {len(tests)} tests. "
+        "An outcome is 'better' or 'worse' only if the corrected p < 0.05"
+        + (", the bootstrap interval" if multi_seed else " and the bootstrap interval")
+        + " excludes 0"
+        + (" and the interval over seeds excludes 0" if multi_seed else "")
+        + ". These intervals measure test-set noise (which questions), not training noise.",
+        "",
+    ]
+
+
+def _seed_tests(seed_tests: Sequence[Mapping[str, Any]], level: float) -> list[str]:
+    pct = round(level * 100)
+    head = ["## Seed-level paired differences (reference vs each other model)", ""]
+    tested = {m.label for m in TESTED}  # results.json has every measure
+    rows = [t for t in seed_tests if t["ci"] is not None and t["measure"] in tested]
+    if not rows:
+        reasons = sorted({t["reason"] for t in seed_tests if t.get("reason")})
+        why = "; ".join(reasons) or "seed-level interval unavailable (no comparison)"
+        return [
+            *head,
+            f"{why[0].upper()}{why[1:]}: differences between models are judged on "
+            "test-set noise only.",
+            "",
+        ]
+    lines = [
+        *head,
+        f"| benchmark | reference | vs | metric | seeds | mean difference | sd | "
+        f"{pct}% t-interval | p (paired t) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in rows:
+        m = measure(t["measure"])
+        lines.append(
+            f"| {t['benchmark']} | {t['reference']} | {t['baseline']} | {t['measure']} | "
+            f"{t['n_seeds']} | {m.format(t['mean_difference'], signed=True)} | "
+            f"{m.format(t['std'])} | {_ci(t['ci'], m)} | {t['p_value']:.4f} |"
+        )
+    return [
+        *lines,
+        "",
+        "Per-seed difference of the cell values of two models trained with the same seed "
+        "(the base model, which has no seed, is subtracted from every seed), mean and "
+        "Student t-interval with n - 1 degrees of freedom. Not multiplicity-corrected.",
+        "",
+    ]
+
+
+def _claims(analysis: Analysis, margin: float, level: float) -> list[str]:
+    pct = round(level * 100)
+    lines = [
+        "## Verdict on the paper's claims",
+        "",
+        f"| benchmark | claim | row | outcome | difference row - other, {pct}% CI (basis) |",
+        "|---|---|---|---|---|",
+    ]
+    for v in analysis.claims:
+        m = measure(v["measure"])
+        caveat = f" ({v['caveat']})" if v["caveat"] else ""
+        lines.append(
+            f"| {v['benchmark']} | {v['claim']}. {v['text']} | {v['model']} | "
+            f"**{v['outcome']}**{caveat} | {claim_interval_text(v, m)} |"
+        )
+    return [
+        *lines,
+        "",
+        f"Decision rules ({pct}% intervals of the difference hybrid - other). Claims 1-2 "
+        f'("~", non-inferiority with margin {margin:g} mAP): supported if the lower bound '
+        f"> -{margin:g}, contradicted if the upper bound < -{margin:g}, else not resolved. "
+        'Claims 3-4 ("best" / "lowest", against x-x-mono and x-y): supported if every '
+        "interval excludes 0 in hybrid's favour, contradicted if one excludes 0 in the "
+        "other's favour, else not resolved. The deciding interval is over seeds (paired by "
+        "seed, t with n - 1 df) when both models share >= 2 seeds; otherwise over queries "
+        "(paired bootstrap), which measures test-set noise only. Only plain strategy rows "
+        "count; the base model and post-hoc rows do not.",
+        "",
+    ]
+
+
+def render_markdown(
+    inp: ReportInput, analysis: Analysis, plots: Sequence[tuple[str, str]], curves: str | None
+) -> str:
+    """The whole report.md; ``plots`` are (title, file name) under plots/, ``curves`` the
+    learning-curve plot's file name (or ``None``)."""
+    cells, labels, benches = analysis.cells, inp.display_labels(), inp.benchmarks()
+    multi_seed = len(inp.all_seeds()) > 1
+    p = inp.provenance
+    lines = [
+        *_setup_lines(inp),
+        "## mAP (LAReQA: AP over the full ranking / number of relevant)",
+        "",
+        metric_table(cells, labels, benches, MAP_COLUMNS),
+        "",
+        "## Recall and language bias (rank distance: lower is better)",
+        "",
+        metric_table(cells, labels, benches, OTHER_COLUMNS),
+        "",
+        (
+            f"Cells are mean ± half-width of the {round(inp.level * 100)}% t-interval over "
+            f"{len(inp.all_seeds())} seeds (models with one value show it alone). Bold "
+            "marks the best mean."
+            if multi_seed
+            else "One seed: cells are single runs; see the paired tests for what differences "
+            "the queries support. Bold marks the best value."
+        ),
+        "",
+        *_zero_shot(cells, labels, benches),
+        *_seed_stats(cells, labels, benches, inp.level),
+        *_per_query_tests(analysis.tests, multi_seed),
+        *_seed_tests(analysis.seed_tests, inp.level),
+        *_claims(analysis, inp.margin, inp.level),
+        "### Reference vs each model (per-query tests)",
+        "",
+        *analysis.pairwise,
+        "",
+    ]
+    if curves:
+        lines += [
+            "## Learning curves",
+            "",
+            "Validation loss and mAP vs training step, one line per strategy (mean over "
+            "seeds, band min..max; a star marks the checkpoint kept by validation).",
+            "",
+            f"![learning curves](plots/{curves})",
+            "",
+        ]
+    lines += [
+        "## Plots",
+        "",
+        *[f"- {title}: ![{title}](plots/{name})" for title, name in plots],
+        "",
+        "## Provenance",
+        "",
+        f"babelir {p.versions.get('babelir')}, commit `{p.git_commit}`, torch "
+        f"{p.versions.get('torch')}, transformers {p.versions.get('transformers')}, "
+        f"sentence-transformers {p.versions.get('sentence_transformers')}. "
+        "Wall time (s): "
+        + ", ".join(f"{k} {v}" for k, v in p.timing_s.items())
+        + f". Reused from cache: {p.reused.get('train', 0)} training runs, "
+        f"{p.reused.get('eval', 0)} evaluations.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_csv(evaluations: Sequence[EvalRecord], runs: Sequence[RunInfo]) -> str:
+    """Long-format rows: model, strategy, alpha, seed, benchmark, setting, value."""
+    strategy = {(r.label, r.seed): (r.strategy, r.alpha) for r in runs}
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["model", "strategy", "alpha", "seed", "benchmark", "setting", "value"])
+    for e in evaluations:
+        strat, alpha = strategy.get((e.label, e.seed), ("", ""))
+        values = [(m.label, m.get(e.metrics)) for m in LAREQA]
+        zs = e.metrics.get("zero_shot_languages")
+        if zs:
+            langs = ",".join(zs["languages"])
+            values += [
+                (f"zero-shot ({langs}) {k} mAP", zs["map"][k]) for k in ("mono", "cross", "multi")
+            ]
+        for name, v in values:
+            w.writerow(
+                [
+                    e.label,
+                    strat,
+                    "" if alpha is None else alpha,
+                    "" if e.seed is None else e.seed,
+                    e.benchmark,
+                    name,
+                    "" if v is None else repr(v),
+                ]
+            )
+    return buf.getvalue()

@@ -1,0 +1,399 @@
+"""The comparison report on synthetic results: seed-level statistics, the verdict on the
+paper's claims by its decision rules, rendering, and the files write_report produces."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from babelir.evaluation.measures import LAREQA, MONO_MAP, RANK_DISTANCE, measure
+from babelir.reporting.analysis import aggregate, seed_difference
+from babelir.reporting.claims import (
+    CLAIMS,
+    CONTRADICTED,
+    NOT_RESOLVED,
+    NOT_TESTED,
+    ONE_SEED,
+    SUPPORTED,
+    decide,
+    evaluate_claims,
+    plain_rows,
+)
+from babelir.reporting.report import write_report
+from babelir.reporting.schema import EvalRecord, Provenance, ReportInput, RunCurve, RunInfo
+
+LANGS = ["de", "en", "zh"]
+BENCH = "xquad-r"
+
+
+def _record(
+    label: str,
+    seed: int | None,
+    *,
+    mono: float,
+    cross: float,
+    multi: float,
+    rd: float,
+    noise: float = 0.0,
+    n_per_lang: int = 20,
+    rng_seed: int = 0,
+    bench: str = BENCH,
+) -> EvalRecord:
+    """A record whose metrics.json cells are exactly the means of its per-query arrays."""
+    rng = np.random.default_rng(rng_seed)
+    n_lang = len(LANGS)
+    blocks = np.repeat(np.arange(n_lang), n_per_lang)
+    nq = len(blocks)
+    pair_ap = np.full((nq, n_lang), cross) + noise * rng.standard_normal((nq, n_lang))
+    pair_ap[np.arange(nq), blocks] = mono + noise * rng.standard_normal(nq)
+    multi_ap = multi + noise * rng.standard_normal(nq)
+    rank = rd + 100 * noise * rng.standard_normal(nq)
+    ppm = {
+        a: {b: float(pair_ap[blocks == i, j].mean()) for j, b in enumerate(LANGS)}
+        for i, a in enumerate(LANGS)
+    }
+    metrics = {
+        "languages": LANGS,
+        "map": {
+            "mono": float(np.mean([ppm[a][a] for a in LANGS])),
+            "cross": float(np.mean([ppm[a][b] for a in LANGS for b in LANGS if a != b])),
+            "multi": float(multi_ap.mean()),
+        },
+        "recall": {"mono@1": mono - 0.1, "cross@1": cross - 0.1, "multi@10": multi + 0.1},
+        "rank_distance": float(rank.mean()),
+        "per_pair_map": ppm,
+    }
+    per_query = {
+        "pair_ap": pair_ap,
+        "multi_ap": multi_ap,
+        "question_blocks": blocks,
+        "rank_distance": rank,
+        "question_ids": np.asarray([f"q{i % n_per_lang}" for i in range(nq)]),
+    }
+    return EvalRecord(label, seed, bench, metrics, per_query)
+
+
+def _runs(labels: dict[str, str], seeds: list[int]) -> list[RunInfo]:
+    return [
+        RunInfo(lab, strat, 0.5 if strat == "hybrid" else None, s)
+        for s in seeds
+        for lab, strat in labels.items()
+    ]
+
+
+STRATS = {"x-x-mono": "x-x-mono", "x-y": "x-y", "hybrid": "hybrid"}
+
+
+def _by_claim(verdicts: list[dict]) -> dict[str, str]:
+    return {v["claim"]: v["outcome"] for v in verdicts}
+
+
+def test_clear_seed_level_differences_decide_every_claim():
+    """3 seeds, small training noise: hybrid +.03 on mono (supported), -.05 on cross
+    (contradicted), best on multi and lowest rank distance (supported)."""
+    evals = []
+    for s, jitter in zip([0, 1, 2], [-0.002, 0.0, 0.002], strict=True):
+        evals += [
+            _record("x-x-mono", s, mono=0.80 + jitter, cross=0.60, multi=0.50, rd=150),
+            _record("x-y", s, mono=0.75, cross=0.72 - jitter, multi=0.55, rd=120 + 10 * jitter),
+            _record("hybrid", s, mono=0.83 - jitter, cross=0.67 + jitter, multi=0.60, rd=100),
+        ]
+    verdicts = evaluate_claims(evals, _runs(STRATS, [0, 1, 2]), bootstrap=200)
+    assert _by_claim(verdicts) == {
+        "1": SUPPORTED,
+        "2": CONTRADICTED,
+        "3": SUPPORTED,
+        "4": SUPPORTED,
+    }
+    for v in verdicts:
+        assert v["caveat"] is None
+        assert all(c["basis"] == "seeds" and c["n"] == 3 for c in v["comparisons"])
+    mono = next(v for v in verdicts if v["claim"] == "1")["comparisons"][0]
+    assert mono["difference"] == pytest.approx(0.03, abs=1e-9)
+    assert mono["ci"][0] > 0.0  # hybrid - x-x-mono interval over seeds
+
+
+def test_identical_distributions_over_seeds_are_not_resolved():
+    """Equal means, large seed noise: every interval straddles 0 and the margin."""
+    evals = []
+    for s, (a, b, c) in enumerate([(0.70, 0.74, 0.72), (0.74, 0.70, 0.76), (0.78, 0.78, 0.74)]):
+        evals += [
+            _record("x-x-mono", s, mono=a, cross=b, multi=c, rd=100 + 1000 * (a - 0.74)),
+            _record("x-y", s, mono=b, cross=c, multi=a, rd=100 + 1000 * (b - 0.74)),
+            _record("hybrid", s, mono=c, cross=a, multi=b, rd=100 + 1000 * (c - 0.74)),
+        ]
+    verdicts = evaluate_claims(evals, _runs(STRATS, [0, 1, 2]), bootstrap=200)
+    assert set(_by_claim(verdicts).values()) == {NOT_RESOLVED}
+
+
+def test_one_seed_falls_back_to_queries_with_a_caveat():
+    clear = [
+        _record("x-x-mono", 0, mono=0.70, cross=0.50, multi=0.40, rd=200, noise=0.02),
+        _record("x-y", 0, mono=0.68, cross=0.62, multi=0.45, rd=150, noise=0.02, rng_seed=1),
+        _record("hybrid", 0, mono=0.75, cross=0.63, multi=0.50, rd=120, noise=0.02, rng_seed=2),
+    ]
+    verdicts = evaluate_claims(clear, _runs(STRATS, [0]), bootstrap=500)
+    assert set(_by_claim(verdicts).values()) == {SUPPORTED}
+    for v in verdicts:
+        assert v["caveat"] == ONE_SEED
+        assert all(c["basis"] == "queries" and c["n"] == 60 for c in v["comparisons"])
+    # independent draws from one distribution, much noise: nothing is resolved
+    same = [
+        _record(lab, 0, mono=0.7, cross=0.6, multi=0.5, rd=100, noise=0.3, rng_seed=i)
+        for i, lab in enumerate(STRATS)
+    ]
+    verdicts = evaluate_claims(same, _runs(STRATS, [0]), bootstrap=500)
+    assert set(_by_claim(verdicts).values()) == {NOT_RESOLVED}
+
+
+def test_decision_rules_at_their_edges():
+    mono, best_rd = CLAIMS[0], CLAIMS[3]
+    assert decide(mono, [{"ci": [-0.009, 0.02]}], 0.01) == SUPPORTED
+    assert decide(mono, [{"ci": [-0.011, 0.02]}], 0.01) == NOT_RESOLVED
+    assert decide(mono, [{"ci": [-0.05, -0.011]}], 0.01) == CONTRADICTED
+    assert decide(mono, [{"ci": [-0.05, -0.011]}], 0.03) == NOT_RESOLVED  # wider margin
+    assert decide(mono, [], 0.01) == NOT_TESTED
+    # rank distance: lower is better, so hybrid - other < 0 favours hybrid
+    assert decide(best_rd, [{"ci": [-30, -5]}, {"ci": [-9, -1]}], 0.01) == SUPPORTED
+    assert decide(best_rd, [{"ci": [-30, -5]}, {"ci": [-9, 1]}], 0.01) == NOT_RESOLVED
+    assert decide(best_rd, [{"ci": [-30, -5]}, {"ci": [2, 9]}], 0.01) == CONTRADICTED
+
+
+def test_seed_statistics_and_pairing():
+    evals = [
+        _record("hybrid", s, mono=m, cross=0.6, multi=0.5, rd=100)
+        for s, m in [(0, 0.70), (1, 0.72), (2, 0.74)]
+    ] + [_record("base", None, mono=0.65, cross=0.5, multi=0.3, rd=300)]
+    cells = aggregate(evals)[BENCH]
+    cell = cells["hybrid"]["mono mAP"]
+    assert cell["n"] == 3 and cell["mean"] == pytest.approx(0.72)
+    assert cell["std"] == pytest.approx(0.02)
+    half = 4.302652729911275 * 0.02 / np.sqrt(3)  # t(0.975, 2)
+    assert cell["ci"] == pytest.approx([0.72 - half, 0.72 + half])
+    assert cells["base"]["mono mAP"]["std"] is None and cells["base"]["mono mAP"]["ci"] is None
+    hyb = [e for e in evals if e.label == "hybrid"]
+    base = [e for e in evals if e.label == "base"]
+    d = seed_difference(hyb, base, MONO_MAP)  # the seedless base is subtracted from each
+    assert d["n_seeds"] == 3 and d["differences"] == pytest.approx([0.05, 0.07, 0.09])
+    one = seed_difference(hyb[:1], base, MONO_MAP)
+    assert one["ci"] is None and "unavailable (1 seed)" in one["reason"]
+
+
+def test_plain_rows_ignore_post_hoc_rows():
+    runs = [
+        RunInfo("hybrid (alpha=0.4)", "hybrid", 0.4, 0),
+        RunInfo("hybrid (alpha=0.6)", "hybrid", 0.6, 0),
+        RunInfo("hybrid+lsar", "hybrid", 0.5, 0),
+        RunInfo("x-y", "x-y", None, 0),
+    ]
+    assert plain_rows("hybrid", runs) == ["hybrid (alpha=0.4)", "hybrid (alpha=0.6)"]
+    assert plain_rows("x-x-mono", runs) == []
+
+
+def test_measure_registry_reads_metrics_json():
+    rec = _record("x", 0, mono=0.8, cross=0.6, multi=0.5, rd=123.0)
+    assert [m.label for m in LAREQA] == [
+        "mono mAP",
+        "cross mAP",
+        "multi mAP",
+        "mono R@1",
+        "cross R@1",
+        "multi R@10",
+        "rank distance",
+    ]
+    assert MONO_MAP.get(rec.metrics) == pytest.approx(0.8)
+    assert measure("rank distance") is RANK_DISTANCE is measure("rank_distance")
+    assert RANK_DISTANCE.format(123.04) == "123.0" and MONO_MAP.format(None) == "-"
+    assert MONO_MAP.get({"map": {}}) is None
+    with pytest.raises(KeyError, match="unknown measure"):
+        measure("ndcg@5")
+
+
+def _curves(labels: list[str], seeds: list[int]) -> list[RunCurve]:
+    out = []
+    for lab_i, lab in enumerate(labels):
+        for s in seeds:
+            pts = [
+                {
+                    "step": step,
+                    "val_loss": 2.0 / (1 + step / 10) + 0.01 * s,
+                    "val_mono_map": 0.6 + 0.002 * step + 0.01 * lab_i,
+                    "val_cross_map": None if step == 0 else 0.5 + 0.002 * step,
+                }
+                for step in range(0, 60, 10)
+            ]
+            out.append(RunCurve(lab, s, pts, selected_step=50))
+    return out
+
+
+def _input(seeds: list[int], *, curves: bool) -> ReportInput:
+    labels = {**STRATS, "hybrid+lsar": "hybrid"}
+    evals = [_record("base", None, mono=0.7, cross=0.5, multi=0.3, rd=300)]
+    for s in seeds:
+        for i, lab in enumerate(labels):
+            evals.append(
+                _record(
+                    lab,
+                    s,
+                    mono=0.75 + 0.01 * i,
+                    cross=0.6,
+                    multi=0.45 + 0.01 * i,
+                    rd=150 - 10 * i,
+                    noise=0.05,
+                    rng_seed=10 * s + i,
+                )
+            )
+    return ReportInput(
+        name="synthetic",
+        description="Synthetic results for the report tests.",
+        reference="hybrid",
+        evaluations=evals,
+        runs=_runs(labels, seeds),
+        provenance=Provenance(
+            versions={
+                "babelir": "0",
+                "torch": "t",
+                "transformers": "x",
+                "sentence_transformers": "s",
+            },
+            git_commit="abc1234",
+            timing_s={"train": 1.0},
+            reused={"train": 0, "eval": 0},
+            facts={
+                "benchmarks": {
+                    BENCH: {
+                        "num_questions": 60,
+                        "num_candidates": 30,
+                        "articles": "0",
+                        "languages": LANGS,
+                    }
+                }
+            },
+        ),
+        labels=["base", "x-x-mono", "x-y", "hybrid", "hybrid+lsar"],
+        curves=_curves(list(STRATS), seeds) if curves else [],
+        permutations=200,
+        bootstrap=200,
+    )
+
+
+def test_write_report_renders_verdict_seed_stats_and_curves(tmp_path: Path):
+    inp = _input([0, 1, 2], curves=True)
+    report = write_report(inp, tmp_path)
+    text = report.read_text()
+    assert report == tmp_path / "report.md"
+    for heading in (
+        "## mAP",
+        "## Seed-level statistics (training noise)",
+        "## Paired tests",
+        "## Seed-level paired differences",
+        "## Verdict on the paper's claims",
+        "## Learning curves",
+        "## Plots",
+        "## Provenance",
+    ):
+        assert heading in text
+    assert "![learning curves](plots/learning_curves.png)" in text
+    assert (tmp_path / "plots" / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| hybrid+lsar |" in text  # post-hoc rows are shown ...
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {v["model"] for v in results["claims"]} == {"hybrid"}  # ... but decide nothing
+    assert len(results["claims"]) == 4
+    for v in results["claims"]:
+        assert v["outcome"] in (SUPPORTED, CONTRADICTED, NOT_RESOLVED)
+        assert f"| {v['claim']}. {v['text']} | hybrid | **{v['outcome']}**" in text
+        assert all(c["basis"] == "seeds" for c in v["comparisons"])
+    assert results["verdict"][0].startswith(f"- **{BENCH}, claim 1**")
+    assert results["cells"][BENCH]["hybrid"]["mono mAP"]["std"] is not None
+    assert any(t["ci"] is not None for t in results["seed_tests"])
+    assert "learning_curves.png" in results["plots"]
+    for name in results["plots"]:
+        assert (tmp_path / "plots" / name).is_file()
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert {r["model"] for r in rows} == {"base", "x-x-mono", "x-y", "hybrid", "hybrid+lsar"}
+    assert len(rows) == (1 + 4 * 3) * len(LAREQA)
+
+
+def test_one_seed_report_says_what_is_unavailable(tmp_path: Path):
+    write_report(_input([0], curves=False), tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "Seed-level interval unavailable (1 seed)" in text
+    assert f"({ONE_SEED})" in text
+    assert "## Learning curves" not in text
+    assert not (tmp_path / "plots" / "learning_curves.png").exists()
+
+
+def test_legacy_call_is_converted(tmp_path: Path):
+    """The former write_report(cfg, evaluations, meta, output) still works meanwhile."""
+    inp = _input([0], curves=False)
+    cfg = SimpleNamespace(
+        name="legacy",
+        description="",
+        reference="hybrid",
+        model=None,
+        seeds=[0],
+        permutations=200,
+        bootstrap=200,
+        train=SimpleNamespace(
+            data="xquad-r",
+            articles="1-2",
+            batch_size=4,
+            learning_rate=1e-3,
+            max_seq_length=32,
+            max_steps=2,
+            epochs=None,
+            freeze_embeddings=False,
+        ),
+    )
+    evaluations = [
+        {
+            "label": e.label,
+            "seed": e.seed,
+            "benchmark": e.benchmark,
+            "folder": None,
+            "metrics": e.metrics,
+            "per_query": e.per_query,
+        }
+        for e in inp.evaluations
+    ]
+    meta = {
+        "runs": [vars(r) for r in inp.runs],
+        "versions": dict(inp.provenance.versions),
+        "git_commit": "abc",
+        "timing_s": {},
+        "reused": {"train": 0, "eval": 0},
+        "facts": dict(inp.provenance.facts),
+    }
+    report = write_report(cfg, evaluations, meta, tmp_path)
+    assert "# babelir compare: legacy" in report.read_text()
+    assert "2 steps x batch 4" in report.read_text()
+
+
+def test_terminal_table_uses_the_registry():
+    from rich.console import Console
+
+    from babelir.reporting.tables import metrics_table
+
+    m = {
+        **_record("x", 0, mono=0.8, cross=0.6, multi=0.5, rd=123.44).metrics,
+        "model": "x",
+        "benchmark": BENCH,
+        "num_questions": 60,
+        "num_candidates": 30,
+        "articles": "0",
+        "candidate_mode": "sentence",
+        "per_language": {
+            lang: {"mono_map": 0.8, "multi_map": 0.5, "rank_distance": None} for lang in LANGS
+        },
+    }
+    console = Console(record=True, width=200)
+    console.print(metrics_table(m))
+    text = console.export_text()
+    for mm in LAREQA:
+        assert mm.label in text
+    assert "123.4" in text and "0.8000" in text
