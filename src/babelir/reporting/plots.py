@@ -1,4 +1,5 @@
-"""PNG plots for comparison reports (heatmaps and bar charts of LAReQA metrics).
+"""PNG plots for comparison reports: heatmaps and bar charts of LAReQA metrics, and
+validation learning curves.
 
 Every function takes plain data (slices of ``metrics.json`` documents keyed by model label)
 and a destination path, renders with :class:`matplotlib.figure.Figure` (Agg, no pyplot and
