@@ -11,7 +11,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from babelir.data.parallel import from_lareqa, pair_table
-from babelir.training import train as train_mod
+from babelir.training import trainer as train_mod
 
 model_dir, data_dir, out_dir = (Path(x) for x in sys.argv[1:4])
 data = from_lareqa(data_dir, languages="en,de,zh")

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from sentence_transformers import SentenceTransformer
 from tiny_model import make_tiny_model
 
 from babelir.data.parallel import from_jsonl, from_lareqa, pair_table
 from babelir.errors import BabelirError, ConfigError, DataError
-from babelir.training.train import MARKER, TrainConfig, latest_checkpoint, train
+from babelir.training.trainer import MARKER, TrainConfig, latest_checkpoint, train
 
 LANGS = ["en", "de", "zh"]
 
@@ -94,6 +95,12 @@ def test_resume_continues_from_the_latest_checkpoint(tmp_path, tiny_dir, fixture
     ckpt = latest_checkpoint(tmp_path / "out" / "checkpoints")
     assert ckpt is not None and ckpt.name == "checkpoint-2"
     again = _cfg(tmp_path, tiny_dir, fixture_dir, max_steps=4, save_steps=1, resume=True)
+    with pytest.raises(ConfigError, match=r"max_steps \(2 -> 4\).*--allow-config-change"):
+        train(again, show_progress=False)  # another schedule: refused unless asked for
+    again = _cfg(
+        tmp_path, tiny_dir, fixture_dir, max_steps=4, save_steps=1, resume=True,
+        allow_config_change=True,
+    )  # fmt: skip
     out = train(again, show_progress=False)
     info = json.loads((out / MARKER).read_text())
     assert info["resumed_from"].endswith("checkpoint-2")
@@ -136,21 +143,22 @@ def test_hard_negatives_and_symmetric_cached_loss(tmp_path, tiny_dir, fixture_di
     ("changes", "error", "text"),
     [
         ({"strategy": "x-z"}, ConfigError, "strategy: unknown 'x-z'"),
-        ({"alpha": 1.5}, ConfigError, "alpha: must be in"),
+        ({"alpha": 1.5}, ValidationError, "alpha"),
         ({"languages": ["en", "fr"]}, DataError, "'fr' is absent"),
         ({"batch_size": 64}, DataError, "distinct items"),
         ({"strategy": "x-y", "languages": ["en"]}, BabelirError, "at least two languages"),
         ({"strategy": "en-en", "languages": ["de", "zh"]}, BabelirError, "en-en"),
-        ({"loss": "triplet"}, ConfigError, "loss: unknown"),
-        ({"max_steps": None}, ConfigError, "max_steps and epochs"),
+        ({"loss": "triplet"}, ValidationError, "loss"),
+        ({"max_steps": 5, "epochs": 1.0}, ConfigError, "at most one of max_steps and epochs"),
+        ({"warmup_ratio": 5}, ValidationError, "warmup_ratio"),
+        ({"select": "best-val-map", "val_articles": "none"}, ConfigError, "needs a validation"),
     ],
 )
 def test_bad_training_input_fails_before_training(
     changes, error, text, tmp_path, tiny_dir, fixture_dir
 ):
-    cfg = _cfg(tmp_path, tiny_dir, fixture_dir, **changes)
-    with pytest.raises(error, match=text):
-        train(cfg, show_progress=False)
+    with pytest.raises(error, match=text):  # the schema refuses at construction, data later
+        train(_cfg(tmp_path, tiny_dir, fixture_dir, **changes), show_progress=False)
     assert not (tmp_path / "out" / MARKER).exists()
 
 

@@ -31,9 +31,90 @@ from sentence_transformers.base.sampler import DefaultBatchSampler
 
 from babelir.errors import ConfigError, DataError
 
-STRATEGIES: tuple[str, ...] = ("x-x-mono", "x-y", "hybrid", "x-x", "en-en")
 BatchType = Literal["mono", "cross"]
 ENGLISH = "en"
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """What one batch strategy needs from the pair table and how it draws a batch kind.
+
+    The single place where strategies are defined: training, ``compare`` validation, the
+    CLI and the model card ask this table instead of switching on strategy names.
+
+    Attributes:
+        name: The strategy's name (``--strategy``).
+        help: One line for ``--help`` and reports.
+        mono: Draws single-language batches from per-language pools (x-x-mono, en-en).
+        cross: Draws x-y batches (query language != passage language).
+        mixed: Draws same-language pairs with the language chosen per example (x-x).
+        english_only: Uses English pairs only (en-en).
+        mixes_by_alpha: A batch is mono with probability alpha, else cross (hybrid).
+    """
+
+    name: str
+    help: str
+    mono: bool = False
+    cross: bool = False
+    mixed: bool = False
+    english_only: bool = False
+    mixes_by_alpha: bool = False
+
+    def wants_mono(self, alpha: float = 0.5) -> bool:
+        return self.mono and (not self.mixes_by_alpha or alpha > 0)
+
+    def wants_cross(self, alpha: float = 0.5) -> bool:
+        return self.cross and (not self.mixes_by_alpha or alpha < 1)
+
+    def needs_cross_pairs(self, alpha: float = 0.5) -> bool:
+        """Whether the pair table must hold X != Y rows for this strategy."""
+        return self.wants_cross(alpha)
+
+    def draw_mono(self, rng: random.Random, alpha: float) -> bool:
+        """Whether the next batch (group) is a same-language batch."""
+        if self.mixes_by_alpha:
+            return rng.random() < alpha
+        return not self.cross
+
+    def label(self, alpha: float | None) -> str:
+        """Display name; alpha is shown only where it changes the batches."""
+        if self.mixes_by_alpha and alpha is not None:
+            return f"{self.name} (alpha={alpha:g})"
+        return self.name
+
+
+STRATEGY_TABLE: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("x-x-mono", "one language per batch, query and passage in it", mono=True),
+        Strategy("x-y", "query in X, passage in Y != X, pair drawn per example", cross=True),
+        Strategy(
+            "hybrid",
+            "x-x-mono batch with probability alpha, else x-y (arXiv 2408.10536)",
+            mono=True,
+            cross=True,
+            mixes_by_alpha=True,
+        ),
+        Strategy("x-x", "same-language pairs, languages mixed in a batch", mixed=True),
+        Strategy("en-en", "English pairs only", mono=True, english_only=True),
+    )
+}
+STRATEGIES: tuple[str, ...] = tuple(STRATEGY_TABLE)
+
+
+def get_strategy(name: str) -> Strategy:
+    """The strategy called ``name``; a one-line ConfigError naming the valid ones."""
+    try:
+        return STRATEGY_TABLE[str(name).lower()]
+    except KeyError:
+        raise ConfigError(
+            f"strategy: unknown {name!r} (valid: {', '.join(STRATEGIES)})"
+        ) from None
+
+
+def strategy_help() -> str:
+    """The strategies and what each does, for ``--help`` texts."""
+    return "; ".join(f"{s.name}: {s.help}" for s in STRATEGY_TABLE.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,9 +320,8 @@ class ParallelBatchSampler(DefaultBatchSampler):
             generator=generator,
             seed=seed,
         )
-        self.strategy = str(strategy).lower()
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"strategy: unknown {strategy!r} (valid: {', '.join(STRATEGIES)})")
+        self.spec = get_strategy(strategy)
+        self.strategy = self.spec.name
         if not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"alpha: must be in [0, 1], got {alpha}")
         if isinstance(languages, str):  # "en,de" from a command line
@@ -340,8 +420,9 @@ class ParallelBatchSampler(DefaultBatchSampler):
         )
         same = mask & (self._qlang == self._plang)
         cross = mask & (self._qlang != self._plang)
-        wants_mono = self.strategy == "x-x-mono" or (self.strategy == "hybrid" and self.alpha > 0)
-        wants_cross = self.strategy == "x-y" or (self.strategy == "hybrid" and self.alpha < 1)
+        spec = self.spec
+        wants_mono = spec.wants_mono(self.alpha) and not spec.english_only
+        wants_cross = spec.wants_cross(self.alpha)
 
         self._mono: dict[str, _Pool] = {}
         self._cross: _Pool | None = None
@@ -370,14 +451,14 @@ class ParallelBatchSampler(DefaultBatchSampler):
                     f"{self.query_lang_column} != {self.passage_lang_column}"
                 )
             self._cross = _Pool("cross", self._ids, np.flatnonzero(cross))
-        if self.strategy == "x-x":
+        if spec.mixed:
             if not same.any():
                 raise DataError(
                     f"strategy: x-x needs same-language pairs, but no row has "
                     f"{self.query_lang_column} == {self.passage_lang_column}"
                 )
             self._mixed = _Pool("x-x", self._ids, np.flatnonzero(same))
-        if self.strategy == "en-en":
+        if spec.english_only:
             if languages is not None and ENGLISH not in languages:
                 raise ConfigError(f"languages: strategy en-en needs 'en', got {list(languages)}")
             rows = np.flatnonzero(same & (self._qlang == self._lang_index.get(ENGLISH, -2)))
@@ -442,11 +523,9 @@ class ParallelBatchSampler(DefaultBatchSampler):
 
     def _draw_kind(self, rng: random.Random) -> tuple[BatchType, _Pool]:
         """Pick the batch type (and mono language) shared by one group."""
-        if self.strategy == "x-y":
-            return "cross", self._cross  # type: ignore[return-value]
-        if self.strategy == "x-x":
-            return "mono", self._mixed  # type: ignore[return-value]
-        if self.strategy == "hybrid" and not rng.random() < self.alpha:
+        if self._mixed is not None:
+            return "mono", self._mixed
+        if not self.spec.draw_mono(rng, self.alpha):
             return "cross", self._cross  # type: ignore[return-value]
         lang = rng.choices(self._mono_langs, cum_weights=self._cum_weights)[0]
         return "mono", self._mono[lang]
@@ -571,8 +650,12 @@ def loss_columns(
 
 __all__ = [
     "STRATEGIES",
+    "STRATEGY_TABLE",
     "ParallelBatchSampler",
     "SampledBatch",
+    "Strategy",
     "describe_batches",
+    "get_strategy",
     "loss_columns",
+    "strategy_help",
 ]

@@ -1,0 +1,142 @@
+"""Option schemas: one place where an option's default, range, choices and help live.
+
+A configuration class (:class:`babelir.training.config.TrainConfig`, ...) is a pydantic
+dataclass whose fields are declared with :func:`option`. From it babelir derives the
+command-line options (:mod:`babelir.cli.schema`), the keys accepted in ``compare``'s YAML
+and the validation of both, so an option is written once (as Tevatron's ``arguments.py``
+does with ``HfArgumentParser``).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic.fields import FieldInfo
+
+from babelir.errors import ConfigError
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    cli: str | None = None,
+    short: str | None = None,
+    yaml: str | bool = True,
+    **constraints: Any,
+) -> Any:
+    """A schema field: ``default``, one-line ``help``, pydantic ``constraints`` (ge, gt...).
+
+    ``cli`` overrides the option name (default ``--field-name``), ``short`` adds e.g.
+    ``-s``; ``yaml`` is False for options that are not part of a YAML section, or a string
+    naming the YAML key when it differs from the field name.
+    """
+    extra = {"cli": cli, "short": short, "yaml": yaml}
+    return Field(default, description=help, json_schema_extra=extra, **constraints)
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """A schema field as the CLI and YAML loaders see it."""
+
+    name: str
+    info: FieldInfo
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        extra = self.info.json_schema_extra
+        return extra if isinstance(extra, dict) else {}
+
+    @property
+    def default(self) -> Any:
+        return self.info.get_default(call_default_factory=True)
+
+    @property
+    def cli_name(self) -> str:
+        return self.extra.get("cli") or "--" + self.name.replace("_", "-")
+
+    @property
+    def yaml_key(self) -> str | None:
+        y = self.extra.get("yaml", True)
+        if y is False:
+            return None
+        return y if isinstance(y, str) else self.name
+
+    @property
+    def choices(self) -> tuple[Any, ...] | None:
+        ann = _strip_optional(self.info.annotation)
+        return typing.get_args(ann) if typing.get_origin(ann) is Literal else None
+
+    @property
+    def is_list(self) -> bool:
+        return typing.get_origin(_strip_optional(self.info.annotation)) is list
+
+    def help_text(self) -> str:
+        """Help with the choices and range appended, so --help states what is accepted."""
+        parts = [self.info.description or ""]
+        if self.choices:
+            parts.append("One of: " + ", ".join(map(str, self.choices)) + ".")
+        bounds = constraint_text(self.info)
+        if bounds:
+            parts.append(f"Range: {bounds}.")
+        return " ".join(p for p in parts if p)
+
+
+def _strip_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def constraint_text(info: FieldInfo) -> str:
+    symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    out = []
+    for m in info.metadata:
+        for key, sym in symbols.items():
+            value = getattr(m, key, None)
+            if value is not None:
+                out.append(f"{sym} {value:g}" if isinstance(value, float) else f"{sym} {value}")
+    return ", ".join(out)
+
+
+def options(cls: type) -> Iterator[OptionInfo]:
+    """The fields of a schema class in declaration order."""
+    for name, info in cls.__pydantic_fields__.items():  # type: ignore[attr-defined]
+        yield OptionInfo(name, info)
+
+
+def option_map(cls: type) -> dict[str, OptionInfo]:
+    return {o.name: o for o in options(cls)}
+
+
+def build(cls: type, values: dict[str, Any], name_of: Callable[[str], str]) -> Any:
+    """``cls(**values)`` with errors as one-line ConfigErrors naming the option.
+
+    ``name_of`` turns a field name into what the user typed (``--warmup-ratio``,
+    ``train.warmup_ratio``).
+    """
+    try:
+        return cls(**values)
+    except ValidationError as e:
+        raise ConfigError(format_validation(e, name_of)) from None
+
+
+def format_validation(e: ValidationError, name_of: Callable[[str], str]) -> str:
+    errors = e.errors()
+    err = errors[0]
+    loc = [str(x) for x in err["loc"]]
+    where = name_of(loc[0]) + "".join(f"[{x}]" if x.isdigit() else f".{x}" for x in loc[1:])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden" or err["type"] == "unexpected_keyword_argument":
+        msg = "unknown option"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    if not loc or loc[0] in ("__root__",):
+        return msg + more
+    return f"{where}: {msg}{more}"

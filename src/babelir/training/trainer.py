@@ -1,0 +1,509 @@
+"""Train a retriever with controlled batch composition on sentence-transformers.
+
+The model, loss, optimizer, schedule, checkpointing and multi-GPU (DDP through
+accelerate) are sentence-transformers' ``SentenceTransformerTrainer``; babelir adds the
+pair table (:func:`babelir.data.parallel.pair_table`), the batch sampler
+(:class:`babelir.sampling.ParallelBatchSampler`) that decides which batches the model
+sees (x-x-mono, x-y, hybrid (Elmahdy et al., arXiv 2408.10536), x-x or en-en), a
+validation split with checkpoint selection (:mod:`babelir.training.validation`) and
+crash-safe resume (:mod:`babelir.training.checkpoints`).
+
+Example::
+
+    from babelir.training import TrainConfig, train
+    train(TrainConfig(strategy="hybrid", alpha=0.5, train_data="xquad-r",
+                      articles="%4!=0", output="runs/hybrid", max_steps=100))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from babelir import __version__
+from babelir.data.types import ParallelQA
+from babelir.errors import ConfigError
+from babelir.io import atomic_path, write_json
+from babelir.sampling import get_strategy
+from babelir.training.checkpoints import (
+    CompleteCheckpoint,
+    check_resume,
+    latest_checkpoint,
+    whole_run_loss,
+)
+from babelir.training.config import TrainConfig
+from babelir.training.save import MARKER, is_trained, save_model
+from babelir.training.validation import (
+    ValidationSet,
+    better,
+    count_articles,
+    split_articles,
+    split_items,
+)
+
+VALIDATION = "validation.json"
+BEST = "best-weights.safetensors"
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "MARKER",
+    "TrainConfig",
+    "TrainingData",
+    "build_training_data",
+    "check_output",
+    "is_trained",
+    "latest_checkpoint",
+    "train",
+]
+
+
+def _mixed_precision(precision: str) -> dict[str, bool]:
+    """bf16/fp16 autocast only on CUDA; on CPU the trainer runs fp32."""
+    if not torch.cuda.is_available() or precision == "fp32":
+        return {"bf16": False, "fp16": False}
+    if precision == "fp16":
+        return {"bf16": False, "fp16": True}
+    bf16_ok = torch.cuda.is_bf16_supported()
+    if precision == "bf16" and not bf16_ok:
+        raise ConfigError("precision: bf16 requested but this GPU does not support it")
+    return {"bf16": bf16_ok, "fp16": not bf16_ok}
+
+
+def _cpu_distributed() -> bool:
+    """Launched by torchrun with several processes and no GPU."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+@dataclass
+class TrainingData:
+    """The training items, the sampler's pair table and the validation items."""
+
+    data: ParallelQA
+    table: dict[str, list[str]]
+    val: ParallelQA | None
+    train_articles: str | None  # the effective training selection (LAReQA data)
+    val_articles: str | None
+    val_note: str | None = None  # why there is no validation split, when there is none
+
+    def validation_record(self) -> dict[str, Any]:
+        return {
+            "articles": self.val_articles,
+            "items": len(self.val.items) if self.val else 0,
+            "item_ids": sorted(it.id for it in self.val.items) if self.val else [],
+            "note": self.val_note,
+        }
+
+
+def _is_item_data(source: str) -> bool:
+    """JSONL files and mMARCO folders split by item; LAReQA folders split by article."""
+    from babelir.data.mmarco import MMarco
+
+    path = Path(source)
+    return source == "mmarco" or path.is_file() or (path.is_dir() and MMarco.detect(path))
+
+
+def build_training_data(cfg: TrainConfig) -> TrainingData:
+    """Load the parallel data, carve out the validation split, build the pair table.
+
+    The validation split comes out of the training side only (articles, or items for
+    JSONL/mMARCO) and is checked disjoint from ``eval_articles`` when those are given.
+    """
+    from babelir.data.lareqa import (
+        ArticleSelection,
+        check_disjoint,
+        load_benchmark,
+        resolve_benchmark_dir,
+    )
+    from babelir.data.parallel import PAPER_TRAIN_LANGUAGES, load_parallel, pair_table
+    from babelir.settings import data_dir as resolve_data_dir
+
+    data_dir = resolve_data_dir(cfg.data_dir)
+    source = str(cfg.train_data)
+    load = {
+        "languages": cfg.languages,
+        "passage": cfg.passage,
+        "max_triples": cfg.max_triples,
+    }
+    val_data: ParallelQA | None = None
+    train_articles = val_articles = note = None
+    if _is_item_data(source):
+        data = load_parallel(source, data_dir, articles=cfg.articles, **load)
+    else:
+        _, folder = resolve_benchmark_dir(source, data_dir)
+        langs = cfg.languages or sorted(p.stem for p in folder.glob("*.json"))
+        n_articles = count_articles(folder, "en" if "en" in langs else langs[0])
+        try:
+            train_articles, val_articles = split_articles(
+                cfg.articles, cfg.val_articles, n_articles
+            )
+        except ConfigError as e:
+            if cfg.val_articles != "auto" or cfg.select != "last":
+                raise
+            train_articles, val_articles, note = cfg.articles, None, str(e)
+        data = load_parallel(source, data_dir, articles=train_articles, **load)
+        if val_articles is not None:
+            val_data = load_parallel(source, data_dir, articles=val_articles, **load)
+    if cfg.languages is None:
+        default = [x for x in PAPER_TRAIN_LANGUAGES if x in data.languages]
+        data = data.select_languages(default or data.languages)
+    if _is_item_data(source):
+        try:
+            data, val_data = split_items(data, cfg.val_articles)
+        except ConfigError as e:
+            if cfg.val_articles != "auto" or cfg.select != "last":
+                raise
+            note = str(e)
+    if val_data is not None:
+        val_data = val_data.select_languages(data.languages)
+        check_disjoint(data.ids, val_data.ids, "training vs validation items")
+    if note:
+        log.warning("no validation split: %s", note)
+    if cfg.eval_articles is not None and not _is_item_data(source):
+        _, folder = resolve_benchmark_dir(source, data_dir)
+        held = load_benchmark(
+            folder,
+            data_dir,
+            languages=data.languages,
+            articles=ArticleSelection.parse(cfg.eval_articles),
+        )
+        check_disjoint(
+            data.ids, held.question_ids, f"articles {cfg.articles} vs {cfg.eval_articles}"
+        )
+        if val_data is not None:
+            check_disjoint(
+                val_data.ids, held.question_ids, f"validation vs evaluation {cfg.eval_articles}"
+            )
+    cross = get_strategy(cfg.strategy).needs_cross_pairs(cfg.alpha)
+    table = pair_table(data, cross=cross, hard_negatives=cfg.hard_negatives, seed=cfg.seed)
+    return TrainingData(data, table, val_data, train_articles, val_articles, note)
+
+class SamplerFactory:
+    """The callable the trainer calls to build our batch sampler (ST's documented hook).
+
+    A class rather than a ``functools.partial`` so that pickling it (transformers saves
+    the training arguments into every checkpoint) does not copy the whole pair table.
+    """
+
+    def __init__(self, cfg: TrainConfig, table: dict[str, list[str]]) -> None:
+        self.strategy = cfg.strategy
+        self.alpha = cfg.alpha
+        self.language_temperature = cfg.language_temperature
+        self.table = table
+
+    def __call__(self, dataset: Any, **kwargs: Any):
+        from babelir.sampling import ParallelBatchSampler
+
+        return ParallelBatchSampler(
+            dataset,
+            **kwargs,
+            strategy=self.strategy,
+            alpha=self.alpha,
+            language_temperature=self.language_temperature,
+            metadata=self.table,
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "table": None}
+
+    def __repr__(self) -> str:
+        return f"SamplerFactory(strategy={self.strategy!r}, alpha={self.alpha})"
+
+
+def _make_loss(cfg: TrainConfig, model):
+    from sentence_transformers.sentence_transformer import losses
+
+    # symmetric = query->passage and passage->query terms, each normalised on its own:
+    # sentence-transformers 6's replacement for its deprecated *Symmetric* losses
+    sym = (
+        {"directions": ("query_to_doc", "doc_to_query"), "partition_mode": "per_direction"}
+        if cfg.symmetric
+        else {}
+    )
+    if cfg.loss == "cached-mnrl":
+        return losses.CachedMultipleNegativesRankingLoss(
+            model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size, **sym
+        )
+    loss = losses.MultipleNegativesRankingLoss(model, scale=cfg.scale, **sym)
+    if cfg.length_sorted:
+        # Same embeddings and gradients as one padded block, without computing padding
+        # (halves the step time of multilingual-e5-small at batch 32 on a CPU).
+        from babelir.training.fast import LengthSortedLoss
+
+        loss = LengthSortedLoss(loss)
+    return loss
+
+
+def _tokenize_once(trainer, model) -> None:
+    """Tokenize each training text once, not once per epoch (same tensors, tested).
+
+    Bounded to 100k cached texts (measured ~1 KB per 25-token text with tensor overhead,
+    so ~0.1-0.3 GB at most); texts beyond that are tokenized as usual.
+    """
+    from babelir.training.fast import PretokenizedPreprocess
+
+    collator = getattr(trainer, "data_collator", None)
+    if collator is not None and hasattr(collator, "preprocess_fn"):
+        collator.preprocess_fn = PretokenizedPreprocess.for_model(model, max_entries=100_000)
+
+
+def _tokenize_stats(trainer) -> dict[str, int] | None:
+    pre = getattr(getattr(trainer, "data_collator", None), "preprocess_fn", None)
+    if not hasattr(pre, "hits"):
+        return None
+    return {"texts_reused": pre.hits, "texts_tokenized": pre.misses}
+
+
+def freeze_word_embeddings(model) -> int:
+    """Stop training the token-embedding matrix; returns the parameters frozen.
+
+    In multilingual-e5-small the 250k x 384 matrix is 96M of its 118M parameters, and
+    most rows get no gradient in a batch anyway; freezing it removes their optimizer state.
+    """
+    frozen = 0
+    for module in model.modules():
+        emb = getattr(module, "word_embeddings", None)
+        if isinstance(emb, torch.nn.Embedding):
+            emb.weight.requires_grad_(False)
+            frozen += emb.weight.numel()
+    return frozen
+
+
+def check_output(cfg: TrainConfig) -> None:
+    """Fail before any work when the output cannot be written."""
+    out = Path(cfg.output)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output: {out} exists and is not a folder")
+    parent = next((p for p in [out, *out.parents] if p.exists()), None)
+    if parent is not None and not os.access(parent, os.W_OK):
+        raise ConfigError(f"--output: {parent} is not writable")
+
+
+class Validator(TrainerCallback):
+    """Validate every ``every`` steps; keep the curve and the best weights on disk.
+
+    The curve and the best trainable weights are written atomically next to the
+    checkpoints, so a resumed run keeps them (training is deterministic on resume, so a
+    best step later than the resumed checkpoint is reached again with the same weights).
+    """
+
+    def __init__(
+        self, vset: ValidationSet, cfg: TrainConfig, model: Any, prefixes: tuple[str, str],
+        every: int, folder: Path,
+    ) -> None:  # fmt: skip
+        self.vset, self.cfg, self.model, self.prefixes = vset, cfg, model, prefixes
+        self.every, self.folder = every, folder
+        self.curve: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.seconds = 0.0
+
+    def restore(self, upto_step: int) -> None:
+        path = self.folder / VALIDATION
+        if path.is_file():
+            doc = json.loads(path.read_text("utf-8"))
+            self.curve = [p for p in doc.get("curve", []) if p["step"] <= upto_step]
+            self.best = doc.get("best") if (self.folder / BEST).is_file() else None
+
+    def measure(self, step: int) -> None:
+        if any(p["step"] == step for p in self.curve):
+            return
+        t0 = time.perf_counter()
+        point = {"step": step}
+        point.update(
+            self.vset.measure(
+                self.model,
+                query_prefix=self.prefixes[0],
+                passage_prefix=self.prefixes[1],
+                scale=self.cfg.scale,
+                precision=self.cfg.precision,
+            )
+        )
+        self.seconds += time.perf_counter() - t0
+        self.curve.append(point)
+        if self.cfg.select != "last" and better(self.cfg.select, point, self.best):
+            self.best = point
+            self._save_best()
+        write_json(self.folder / VALIDATION, {"curve": self.curve, "best": self.best})
+        log.info("validation at step %d: %s", step, point)
+
+    def _save_best(self) -> None:
+        from safetensors.torch import save_file
+
+        state = {
+            n: p.detach().to("cpu", copy=True).contiguous()
+            for n, p in self.model.named_parameters()
+            if p.requires_grad
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.folder / BEST) as tmp:
+            save_file(state, str(tmp), metadata={"step": str(self.best["step"])})
+
+    def load_best(self) -> None:
+        """Put the best validated weights into the model (trainable parameters only)."""
+        from safetensors.torch import load_file
+
+        state = load_file(str(self.folder / BEST))
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value.to(params[name].device))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and state.global_step == 0:
+            self.measure(0)  # the base model: where every curve starts
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        step = state.global_step
+        if state.is_world_process_zero and (step % self.every == 0 or step == state.max_steps):
+            self.measure(step)
+        return control
+
+
+def _eval_every(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    if cfg.eval_steps:
+        return cfg.eval_steps
+    total = cfg.max_steps or max(1, round((cfg.epochs or 1) * steps_per_epoch))
+    return max(1, total // 8)
+
+
+def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
+    """Train one model; returns the output folder (a sentence-transformers model)."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.training_args import (
+        SentenceTransformerTrainingArguments,
+    )
+
+    from babelir.models.loading import load_model, resolve_prefixes
+    from babelir.sampling import loss_columns
+
+    check_output(cfg)
+    output = Path(cfg.output)
+    ckpt_dir = output / "checkpoints"
+    resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
+    if resume_from is not None:  # before loading anything: a changed config is refused
+        check_resume(resume_from, cfg.identity(), cfg.allow_config_change)
+    t0 = time.perf_counter()
+    td = build_training_data(cfg)
+    dataset = loss_columns(Dataset.from_dict(td.table))
+    factory = SamplerFactory(cfg, td.table)
+    # Build one sampler up front: bad data (too few items for a batch, en-en without
+    # English...) fails here, before the model is loaded.
+    probe = factory(dataset, batch_size=cfg.batch_size, drop_last=True, seed=cfg.seed)
+
+    model = load_model(cfg.model, device=cfg.device, max_seq_length=cfg.max_seq_length)
+    qp, pp = resolve_prefixes(cfg.model, model, cfg.query_prefix, cfg.passage_prefix)
+    frozen = freeze_word_embeddings(model) if cfg.freeze_embeddings else 0
+    loss = _make_loss(cfg, model)
+
+    if not cfg.resume and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    validator = None
+    if td.val is not None and cfg.eval_steps != 0:
+        vset = ValidationSet.from_data(td.val, cfg.batch_size, seed=cfg.seed)
+        every = _eval_every(cfg, len(probe))
+        validator = Validator(vset, cfg, model, (qp, pp), every, ckpt_dir)
+        if resume_from is not None:
+            validator.restore(int(resume_from.name.split("-")[-1]))
+    elif cfg.select != "last":
+        raise ConfigError(f"select: '{cfg.select}' needs validation (eval_steps is 0)")
+    prompts = {"query": qp, "positive": pp}
+    if "negative" in dataset.column_names:
+        prompts["negative"] = pp
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(ckpt_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        max_steps=cfg.max_steps if cfg.max_steps is not None else -1,
+        num_train_epochs=cfg.epochs if cfg.epochs is not None else 1.0,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=float(cfg.warmup_ratio),  # a float < 1 is a ratio in transformers 5
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # Without CUDA, torchrun's processes must still form a (gloo) DDP group.
+        use_cpu=not torch.cuda.is_available(),
+        ddp_backend="gloo" if _cpu_distributed() else None,
+        weight_decay=cfg.weight_decay,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        batch_sampler=factory,
+        prompts={k: v for k, v in prompts.items() if v},
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        logging_steps=cfg.logging_steps,
+        report_to="none",
+        dataloader_drop_last=True,
+        disable_tqdm=not show_progress,
+        **_mixed_precision(cfg.precision),
+    )
+    callbacks: list[TrainerCallback] = [CompleteCheckpoint(cfg.identity())]
+    if validator is not None:
+        callbacks.insert(0, validator)  # validate before the step's checkpoint is marked
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks
+    )
+    _tokenize_once(trainer, model)
+    t1 = time.perf_counter()
+    if _finished(resume_from, cfg):
+        # Crashed after the last step but before the model was saved: nothing to redo.
+        model = load_model(str(resume_from), device=cfg.device, max_seq_length=cfg.max_seq_length)
+        state = json.loads((resume_from / "trainer_state.json").read_text())
+        global_step, log_history = int(state["global_step"]), state["log_history"]
+        if validator is not None:
+            validator.model = model
+    else:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        global_step, log_history = int(trainer.state.global_step), trainer.state.log_history
+    t2 = time.perf_counter()
+
+    selection: dict[str, Any] = {"select": cfg.select, "step": global_step, "point": None}
+    if validator is not None and validator.best is not None:
+        validator.load_best()
+        selection.update(step=validator.best["step"], point=validator.best)
+    info = {
+        "babelir_version": __version__,
+        "config": cfg.to_dict(),
+        "base_model": cfg.model or "multilingual-e5-small",
+        "train_items": len(td.data.items),
+        "train_languages": td.data.languages,
+        "train_articles": td.train_articles,
+        "validation": td.validation_record(),
+        "pair_rows": len(dataset),
+        "batches_per_epoch": len(probe),
+        "global_steps": global_step,
+        "frozen_parameters": frozen,
+        "query_prefix": qp,
+        "passage_prefix": pp,
+        "train_loss": whole_run_loss(log_history),
+        "train_loss_covers": "every logged step of the run, resumed parts included",
+        "log_history": log_history,
+        "selection": selection,
+        "curve": validator.curve if validator else [],
+        "timing_s": {
+            "prepare": round(t1 - t0, 2),
+            "train": round(t2 - t1, 2),
+            "validation": round(validator.seconds, 2) if validator else 0.0,
+        },
+        "tokenization": _tokenize_stats(trainer),
+        "resumed_from": str(resume_from) if resume_from else None,
+    }
+    if trainer.is_world_process_zero():  # under torchrun only rank 0 writes
+        save_model(model, output, info)
+        if not cfg.keep_checkpoints:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+    log.info("saved %s", output)
+    return output
+
+
+def _finished(checkpoint: Path | None, cfg: TrainConfig) -> bool:
+    if checkpoint is None or cfg.max_steps is None:
+        return False
+    return int(checkpoint.name.split("-")[-1]) >= cfg.max_steps

@@ -1,0 +1,215 @@
+"""Validation during training: a held-out split of the training side, its loss and mAP.
+
+The paper keeps the checkpoint with the lowest validation loss on held-out data that is
+neither training nor test data. babelir carves the validation split out of the training
+articles (LAReQA data) or items (JSONL, mMARCO), never out of the evaluation articles,
+and every ``eval_steps`` computes on it:
+
+* **val_loss**: InfoNCE with in-batch negatives at the training scale, on fixed batches
+  that are the same for every strategy (half single-language, half X->Y), so the curves
+  of different strategies are comparable;
+* **val_mono_map / val_cross_map / val_multi_map**: LAReQA mAP with the validation
+  questions against the validation positives (one per language per item), cheap because
+  every text is encoded once per validation and both numbers reuse the embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from babelir.data.types import ArticleSelection, ParallelQA
+from babelir.errors import ConfigError, DataError
+
+VAL_EVERY = 10  # 'auto': every 10th training article (or item) validates
+
+
+# --------------------------------------------------------------------------- the split
+
+
+def split_articles(train: str, val: str, n_articles: int) -> tuple[str, str | None]:
+    """(training selection, validation selection) as explicit article lists.
+
+    ``val`` is 'auto' (every 10th selected article, at least one), 'none', or an explicit
+    selection that must lie inside ``train``; the validation articles are removed from
+    training, so the two are disjoint by construction.
+    """
+    chosen = _indices(ArticleSelection.parse(train), n_articles)
+    if val == "none":
+        return train, None
+    if val == "auto":
+        if len(chosen) < 2:
+            raise ConfigError(
+                f"val_articles: 'auto' needs at least 2 training articles, articles "
+                f"'{train}' selects {len(chosen)}; set val_articles to 'none'"
+            )
+        step = min(VAL_EVERY, len(chosen))
+        held = [a for k, a in enumerate(chosen) if k % step == step // 2]
+    else:
+        held = _indices(ArticleSelection.parse(val), n_articles)
+        outside = sorted(set(held) - set(chosen))
+        if outside:
+            raise ConfigError(
+                f"val_articles: {', '.join(map(str, outside[:5]))} not among the training "
+                f"articles '{train}'"
+            )
+        if len(held) == len(chosen):
+            raise ConfigError("val_articles: leaves no training article")
+    if not held:
+        raise ConfigError(f"val_articles: '{val}' selects no article")
+    keep = [a for a in chosen if a not in set(held)]
+    return ",".join(map(str, keep)), ",".join(map(str, held))
+
+
+def _indices(selection: ArticleSelection, n_articles: int) -> list[int]:
+    return [a for a in range(n_articles) if selection.selects(a)]
+
+
+def split_items(data: ParallelQA, val: str) -> tuple[ParallelQA, ParallelQA | None]:
+    """The same for item-level data (JSONL, mMARCO): every 10th item by sorted id."""
+    if val == "none":
+        return data, None
+    if val != "auto":
+        raise ConfigError(
+            "val_articles: an explicit selection needs LAReQA-format data (articles); "
+            "use 'auto' or 'none' for JSONL or mMARCO"
+        )
+    ids = sorted(item.id for item in data.items)
+    if len(ids) < 2 * VAL_EVERY:
+        raise ConfigError(
+            f"val_articles: 'auto' needs at least {2 * VAL_EVERY} items, got {len(ids)}; "
+            "set val_articles to 'none'"
+        )
+    held = set(ids[VAL_EVERY // 2 :: VAL_EVERY])
+    train = [it for it in data.items if it.id not in held]
+    val = [it for it in data.items if it.id in held]
+    return ParallelQA(train, source=data.source), ParallelQA(val, source=data.source)
+
+
+def count_articles(folder: Path, lang: str) -> int:
+    """Articles in one language file of a LAReQA folder (all files are parallel)."""
+    path = Path(folder) / f"{lang}.json"
+    try:
+        doc = json.loads(path.read_text("utf-8"))
+        return len(doc["data"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: cannot count articles ({e})") from None
+
+
+# --------------------------------------------------------------------------- the measures
+
+
+@dataclass
+class ValidationSet:
+    """Validation texts, encoded once per validation, and the fixed loss batches."""
+
+    languages: list[str]
+    question_texts: list[str]
+    question_blocks: np.ndarray
+    passage_texts: list[str]
+    passage_blocks: np.ndarray
+    relevant: list[np.ndarray]
+    loss_batches: list[tuple[np.ndarray, np.ndarray]]  # (question rows, passage rows)
+    item_ids: list[str]
+
+    @classmethod
+    def from_data(cls, data: ParallelQA, batch_size: int, seed: int = 0) -> ValidationSet:
+        langs = sorted({lang for item in data.items for lang in item.sides})
+        if len(data.items) < 2:
+            raise DataError("validation split: fewer than 2 items")
+        q_texts: list[str] = []
+        q_blocks: list[int] = []
+        q_rows: dict[tuple[int, str], int] = {}
+        p_texts: list[str] = []
+        p_blocks: list[int] = []
+        p_rows: dict[tuple[int, str], int] = {}
+        for i, item in enumerate(data.items):
+            for lang, side in item.sides.items():
+                q_rows[(i, lang)] = len(q_texts)
+                q_texts.append(side.query)
+                q_blocks.append(langs.index(lang))
+                p_rows[(i, lang)] = len(p_texts)
+                p_texts.append(side.positive)
+                p_blocks.append(langs.index(lang))
+        relevant = []
+        for i, item in enumerate(data.items):
+            rows = np.array([p_rows[(i, lang)] for lang in item.sides], dtype=np.int64)
+            relevant.extend(rows for _ in item.sides)
+        rng = np.random.default_rng(seed)
+        size = max(2, min(batch_size, len(data.items)))
+        batches: list[tuple[np.ndarray, np.ndarray]] = []
+        for k, x in enumerate(langs):  # one mono and one cross pass per language
+            y = langs[(k + 1) % len(langs)]
+            for pl in (x, y) if y != x else (x,):
+                members = [i for i, it in enumerate(data.items) if x in it.sides and pl in it.sides]
+                order = rng.permutation(members).tolist()
+                for s in range(0, len(order) - size + 1, size):
+                    chunk = order[s : s + size]
+                    batches.append(
+                        (
+                            np.array([q_rows[(i, x)] for i in chunk]),
+                            np.array([p_rows[(i, pl)] for i in chunk]),
+                        )
+                    )
+        return cls(
+            langs,
+            q_texts,
+            np.array(q_blocks),
+            p_texts,
+            np.array(p_blocks),
+            relevant,
+            batches,
+            [it.id for it in data.items],
+        )
+
+    def measure(
+        self,
+        model: Any,
+        *,
+        query_prefix: str,
+        passage_prefix: str,
+        scale: float,
+        batch_size: int = 64,
+        precision: str = "auto",
+    ) -> dict[str, float | None]:
+        """Validation loss and mAP of ``model`` now (eval mode; its mode is restored)."""
+        from babelir.encoding import encode_texts
+        from babelir.evaluation.metrics import evaluate_embeddings
+
+        enc = {"batch_size": batch_size, "show_progress": False, "precision": precision}
+        q = encode_texts(model, self.question_texts, prefix=query_prefix, **enc)
+        p = encode_texts(model, self.passage_texts, prefix=passage_prefix, **enc)
+        losses = []
+        for qr, pr in self.loss_batches:
+            logits = scale * (q[qr].astype(np.float64) @ p[pr].astype(np.float64).T)
+            logits -= logits.max(1, keepdims=True)
+            logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+            losses.append(float(-np.mean(np.diag(logp))))
+        m = evaluate_embeddings(
+            q, p, self.question_blocks, self.passage_blocks, self.relevant, self.languages
+        ).to_dict()
+        out: dict[str, float | None] = {
+            "val_loss": float(np.mean(losses)) if losses else None,
+            "val_mono_map": m["map"]["mono"],
+            "val_cross_map": m["map"]["cross"] if len(self.languages) > 1 else None,
+            "val_multi_map": m["map"]["multi"],
+        }
+        maps = [v for k, v in out.items() if k.endswith("_map") and v is not None]
+        out["val_map"] = float(np.mean(maps)) if maps else None
+        return out
+
+
+def better(select: str, value: dict[str, Any], best: dict[str, Any] | None) -> bool:
+    """Whether a validation point beats the best so far under ``select``."""
+    key, sign = ("val_loss", -1.0) if select == "best-val-loss" else ("val_map", 1.0)
+    v = value.get(key)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return False
+    if best is None or best.get(key) is None:
+        return True
+    return sign * v > sign * best[key]
