@@ -230,6 +230,21 @@ def test_collect_fit_texts_from_a_benchmark_and_refusal(two_article_bench):
         t.check_evaluation(texts=same.question_texts[:1])
 
 
+def test_fit_texts_of_a_run_are_its_training_texts(two_article_bench, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {"train_data": str(two_article_bench), "articles": "1", "eval_articles": "0"}
+    (run / "babelir-train.json").write_text(
+        json.dumps({"config": config, "train_languages": ["en", "zh"]})
+    )
+    fit = collect_fit_texts(run)
+    direct = collect_fit_texts(two_article_bench, articles="1", languages="en,zh")
+    assert fit.queries == direct.queries and fit.passages == direct.passages
+    assert fit.info["run"] == str(run) and fit.info["run_eval_articles"] == "0"
+    with pytest.raises(ConfigError, match="trained on articles 1"):
+        collect_fit_texts(run, articles="0")
+
+
 def test_exported_lsar_folder_loads_with_plain_sentence_transformers(
     tiny_model_dir, two_article_bench, tmp_path
 ):
@@ -268,7 +283,10 @@ def _call(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_cli_debias_and_evaluate_end_to_end(tiny_model_dir, two_article_bench, tmp_path, capsys):
+def test_cli_debias_and_evaluate_end_to_end(
+    tiny_model_dir, two_article_bench, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("BABELIR_CACHE_DIR", str(tmp_path / "cache"))  # debias uses the cache
     common = [
         "--model", str(tiny_model_dir), "--max-seq-length", "64", "--precision", "fp32", "-q"
     ]  # fmt: skip

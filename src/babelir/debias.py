@@ -663,6 +663,8 @@ def _from_run(
         seed=seed,
     )
     fit.info["run"] = str(folder)
+    if cfg.get("eval_articles"):
+        fit.info["run_eval_articles"] = cfg["eval_articles"]
     return fit
 
 

@@ -70,6 +70,9 @@ def debias(
     batch_size: Annotated[int, typer.Option(help="Encoding batch size.")] = 64,
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
     device: Annotated[str | None, typer.Option(help="cpu, cuda ... (default: auto).")] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Fit language debiasing on unlabeled training-side text and save it.
@@ -79,6 +82,7 @@ def debias(
     evaluation articles too.
     """
     from babelir.debias import METHODS, collect_fit_texts, export_lsar_model, fit_model
+    from babelir.embedding_cache import EmbeddingCache
     from babelir.errors import ConfigError
     from babelir.models.loading import load_model, resolve_prefixes
 
@@ -95,6 +99,8 @@ def debias(
         languages=languages,
         max_per_language=max_per_language,
     )
+    if eval_articles is None:  # a run's own held-out split, when it recorded one
+        eval_articles = fit.info.get("run_eval_articles")
     if eval_articles is not None:
         _check_held_out(fit, eval_articles, data_dir)
     st = load_model(model, device=device, max_seq_length=max_seq_length)
@@ -110,6 +116,7 @@ def debias(
         batch_size=batch_size,
         precision=precision,
         show_progress=not quiet,
+        cache=None if no_cache else EmbeddingCache(),
         extra_info={
             "model": name,
             "eval_articles": eval_articles,
