@@ -26,15 +26,11 @@ from babelir.data.miracl import (
     read_topics,
 )
 from babelir.data.registry import MIRACL_LANGUAGES
+from babelir.cli.miracl import evaluate_miracl_cli
 from babelir.errors import ConfigError, DataError
-from babelir.evaluation.miracl import (
-    NDCG,
-    RECALL,
-    evaluate_miracl_cli,
-    ndcg_at_k,
-    recall_at_k,
-    score_run,
-)
+from babelir.evaluation.miracl import NDCG, RECALL, ndcg_at_k, recall_at_k, score_run
+from babelir.index.faiss_backend import IndexSpec
+from babelir.options import EncodeOptions
 
 DEV_TOPICS = {
     "ar": 2896, "bn": 411, "de": 305, "en": 799, "es": 648, "fa": 632, "fi": 1271, "fr": 343,
@@ -210,9 +206,7 @@ def test_evaluate_miracl_end_to_end(tmp_path: Path, miracl_dir, capsys):
         "languages": "yo,de",
         "corpus": root / "corpus",
         "passage_format": "{text}",
-        "max_seq_length": 64,
-        "batch_size": 256,
-        "quiet": True,
+        "options": EncodeOptions(max_seq_length=64, batch_size=256, show_progress=False),
         "work_dir": tmp_path / "work",
         "shard_size": 1000,
     }
@@ -250,7 +244,7 @@ def test_evaluate_miracl_end_to_end(tmp_path: Path, miracl_dir, capsys):
     assert saved[NDCG] == pytest.approx(macro, abs=1e-6)
 
     # an IVF run reuses the encoded shards and reports its recall against exact search
-    ivf = evaluate_miracl_cli(output=None, index="ivf", nlist=8, nprobe=8, **common)
+    ivf = evaluate_miracl_cli(output=None, index=IndexSpec("ivf", nlist=8, nprobe=8), **common)
     assert ivf is not None and ivf["index"] == {"kind": "ivf", "nlist": 8, "nprobe": 8}
     for lang in ("yo", "de"):
         row = ivf["per_language"][lang]
@@ -348,8 +342,7 @@ def test_unscored_topics_and_qrels_are_counted(tmp_path: Path, capsys):
         data_dir=root,
         languages="sw",
         output=None,
-        max_seq_length=64,
-        quiet=True,
+        options=EncodeOptions(max_seq_length=64, show_progress=False),
         work_dir=tmp_path / "w",
     )
     assert doc is not None and doc["passage_format"] == DEFAULT_PASSAGE_FORMAT

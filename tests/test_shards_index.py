@@ -304,6 +304,34 @@ def test_cli_index_and_search(
         assert code == 2 and msg in err and "Traceback" not in err, (args, err)
 
 
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (b"\xff\xfe not utf-8\n", r"bad\.jsonl:2: not UTF-8 text"),
+        (b'{"docid": "2", "text": \n', r"bad\.jsonl:2: malformed JSON"),
+    ],
+    ids=["not-utf8", "malformed"],
+)
+def test_cli_index_bad_jsonl_leaves_nothing(
+    tmp_path: Path, model_dir: Path, capsys, monkeypatch, bad: bytes, message: str
+):
+    """A bad line 2 is named as line 2 and leaves no manifest (issue 13)."""
+    import re
+
+    monkeypatch.setenv("BABELIR_CACHE_DIR", str(tmp_path / "cache"))
+    good = [json.dumps({"docid": str(i), "text": f"kalo {i}"}).encode() + b"\n" for i in (1, 3)]
+    corpus = tmp_path / "bad.jsonl"
+    corpus.write_bytes(good[0] + bad + good[1])
+    args = ["--corpus", str(corpus), "--model", str(model_dir), "-q"]
+    code, _, err = _cli(["index", str(tmp_path / "new"), *args], capsys)
+    assert code == 2 and re.search(message, err) and "line 0" not in err, err
+    assert not (tmp_path / "new").exists()  # created by this run: removed again
+    (tmp_path / "mine").mkdir()  # the user's folder stays, but holds nothing of the run
+    code, _, err = _cli(["index", str(tmp_path / "mine"), *args, "--shard-size", "1"], capsys)
+    assert code == 2 and re.search(message, err), err
+    assert list((tmp_path / "mine").rglob("*")) == []
+
+
 # --------------------------------------------------------------------------- torchrun
 
 _WORKER = """

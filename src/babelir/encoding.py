@@ -26,14 +26,12 @@ import numpy as np
 import torch
 
 from babelir.errors import ConfigError
+from babelir.options import DEFAULT_MAX_TOKENS, PRECISIONS, EncodeOptions
 
 if TYPE_CHECKING:
     from babelir.embedding_cache import EmbeddingCache
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-#: Padded tokens per forward pass. Measured on a 2-core Zen 3: 1024-2048 is fastest for
-#: multilingual-e5-small (activations stay in L2/L3); 8192 is ~1.7x slower.
-DEFAULT_MAX_TOKENS = 2048
+__all__ = ["DEFAULT_MAX_TOKENS", "PRECISIONS", "EncodeOptions", "encode_texts", "encode_to_disk"]
 #: Fixed cost of one forward pass, in tokens (layer dispatch, small-matrix inefficiency);
 #: it stops the batch planner from cutting many tiny batches.
 DEFAULT_BATCH_OVERHEAD = 64
@@ -102,9 +100,15 @@ def autocast(precision: str, device: str | torch.device) -> contextlib.AbstractC
 
 
 def encoder_settings(
-    model: Any, precision: str = "auto", max_tokens: int = DEFAULT_MAX_TOKENS
+    model: Any,
+    precision: str | None = None,
+    max_tokens: int | None = None,
+    *,
+    options: EncodeOptions | None = None,
 ) -> dict[str, Any]:
     """How embeddings were computed, for metrics.json: results depend on precision."""
+    opts = EncodeOptions.of(options, precision=precision, max_tokens=max_tokens)
+    precision, max_tokens = opts.precision, opts.max_tokens
     device = model_device(model)
     return {
         "precision": resolve_precision(precision, device),
@@ -211,11 +215,19 @@ def _forward(model: Any, texts: list[str], precision: str, device: torch.device)
     return emb.cpu().numpy()
 
 
-def _check(max_tokens: int, batch_size: int) -> None:
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise ConfigError(f"max_tokens must be a positive integer, got {max_tokens!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+def _check_truncation(model: Any, max_seq_length: int | None) -> None:
+    """Refuse options that say one truncation while the model applies another.
+
+    Truncation is set when the model is loaded (:func:`load_encoder`), where its position
+    limit is checked; a mismatch here would record (and cache) embeddings under the wrong
+    length.
+    """
+    actual = getattr(model, "max_seq_length", None)
+    if max_seq_length is not None and actual is not None and actual != max_seq_length:
+        raise ConfigError(
+            f"max_seq_length: the options say {max_seq_length} but the model truncates at "
+            f"{actual} (load it with babelir.encoding.load_encoder)"
+        )
 
 
 def _encode_unique(
@@ -260,25 +272,38 @@ def encode_texts(
     texts: Sequence[str],
     *,
     prefix: str = "",
-    batch_size: int = 64,
-    show_progress: bool = True,
+    options: EncodeOptions | None = None,
     desc: str | None = None,
-    precision: str = "auto",
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    cache: EmbeddingCache | None = None,
     fingerprint: str | None = None,
+    batch_size: int | None = None,
+    show_progress: bool | None = None,
+    precision: str | None = None,
+    max_tokens: int | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> np.ndarray:
     """Encode ``texts`` (prefixed) into L2-normalised float32 rows, in input order.
 
-    ``batch_size`` caps rows per forward pass, ``max_tokens`` caps padded tokens.
-    ``precision``: auto | fp32 | bf16 | fp16 (see :func:`resolve_precision`). With a
-    ``cache``, only texts it lacks are encoded and then stored; ``fingerprint`` names the
-    model in its keys (default: :func:`memo_fingerprint` of the in-memory model; a
-    folder's ``model_fingerprint(path)`` is cheaper but a different id, so use one form per
-    cache).
+    ``options`` says how (:class:`~babelir.options.EncodeOptions`); the keyword arguments
+    ``batch_size``, ``show_progress``, ``precision``, ``max_tokens`` and ``cache`` override
+    its fields when given. ``batch_size`` caps rows per forward pass, ``max_tokens`` padded
+    tokens; ``precision``: auto | fp32 | bf16 | fp16 (see :func:`resolve_precision`). With a
+    cache, only texts it lacks are encoded and then stored; ``fingerprint`` names the model
+    in its keys (default: :func:`memo_fingerprint` of the in-memory model; a folder's
+    ``model_fingerprint(path)`` is cheaper but a different id, so use one form per cache).
+    ``prefix`` is explicit because one options object serves queries and passages.
     """
-    _check(max_tokens, batch_size)
-    resolved = resolve_precision(precision, model_device(model))
+    opts = EncodeOptions.of(
+        options,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        precision=precision,
+        max_tokens=max_tokens,
+        cache=cache,
+    )
+    _check_truncation(model, opts.max_seq_length)
+    batch_size, max_tokens = opts.batch_size, opts.max_tokens
+    cache = opts.embedding_cache()
+    resolved = resolve_precision(opts.precision, model_device(model))
     if len(texts) == 0:
         return np.zeros((0, _dim(model)), dtype=np.float32)
     unique = list(dict.fromkeys(texts))
@@ -300,7 +325,7 @@ def encode_texts(
             precision=resolved,
             max_tokens=max_tokens,
             batch_size=batch_size,
-            show_progress=show_progress,
+            show_progress=opts.show_progress,
             desc=desc,
         )
         if cache is not None:
@@ -368,27 +393,38 @@ def encode_to_disk(
     path: str | os.PathLike[str],
     *,
     prefix: str = "",
+    options: EncodeOptions | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    batch_size: int = 64,
-    show_progress: bool = True,
     desc: str | None = None,
-    precision: str = "auto",
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    cache: EmbeddingCache | None = None,
     fingerprint: str | None = None,
+    batch_size: int | None = None,
+    show_progress: bool | None = None,
+    precision: str | None = None,
+    max_tokens: int | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> int:
     """Stream ``texts`` (any iterable, e.g. a file reader) into a float32 ``.npy`` at ``path``.
 
     Texts are read and encoded ``chunk_size`` at a time and appended with plain writes (not
     a memmap, whose dirty pages would count as resident memory), so peak memory does not
     grow with the corpus. The file appears atomically only when complete. Rows equal
-    :func:`encode_texts` of the same texts. Returns the number of rows.
+    :func:`encode_texts` of the same texts and options (keywords override ``options`` as
+    there). Returns the number of rows.
     """
     from babelir.io import atomic_path
 
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    _check(max_tokens, batch_size)
+    opts = EncodeOptions.of(
+        options,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        precision=precision,
+        max_tokens=max_tokens,
+        cache=cache,
+    )
+    cache = opts.embedding_cache()
+    opts = opts.merged(cache=cache if cache is not None else False)  # open it once
     if cache is not None and fingerprint is None:
         fingerprint = memo_fingerprint(model)
     rows, dim = 0, _dim(model)
@@ -399,12 +435,8 @@ def encode_to_disk(
                 model,
                 chunk,
                 prefix=prefix,
-                batch_size=batch_size,
-                show_progress=show_progress,
+                options=opts,
                 desc=f"{desc or 'encoding'} {rows + len(chunk)}",
-                precision=precision,
-                max_tokens=max_tokens,
-                cache=cache,
                 fingerprint=fingerprint,
             )
             dim = emb.shape[1]
@@ -417,3 +449,24 @@ def encode_to_disk(
         f.flush()
         os.fsync(f.fileno())
     return rows
+
+
+def load_encoder(
+    name: str | os.PathLike[str] | None,
+    options: EncodeOptions | None = None,
+    *,
+    device: str | None = None,
+) -> tuple[Any, EncodeOptions]:
+    """Load a model as ``options`` ask, and return it with the options it was loaded with.
+
+    The model truncates at ``options.max_seq_length`` (None: its own); the returned options
+    carry that effective length and the resolved query/passage prefixes (model defaults
+    where the options left them None), so what is recorded is what was computed.
+    """
+    from babelir.models.loading import load_model, resolve_prefixes
+
+    opts = options or EncodeOptions()
+    model = load_model(name, device=device, max_seq_length=opts.max_seq_length)
+    qp, pp = resolve_prefixes(name, model, opts.query_prefix, opts.passage_prefix)
+    effective = getattr(model, "max_seq_length", None)
+    return model, opts.merged(query_prefix=qp, passage_prefix=pp, max_seq_length=effective)

@@ -24,7 +24,7 @@ size come from the environment or an initialised ``torch.distributed``; see
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import os
 import time
@@ -35,9 +35,13 @@ from typing import Any
 
 import numpy as np
 
+from babelir.data.corpus import files_fingerprint
 from babelir.encoding import encode_texts, model_device, resolve_precision
-from babelir.errors import ConfigError, DataError
+from babelir.errors import BabelirError, ConfigError, DataError
 from babelir.io import write_json, write_npy
+from babelir.options import EncodeOptions
+
+__all__ = ["ShardSet", "encode_shards", "files_fingerprint", "rank_and_world"]
 
 SHARD_FORMAT = "babelir-shards-v1"
 DEFAULT_SHARD_SIZE = 50_000
@@ -91,15 +95,6 @@ def rank_device() -> str | None:
 
 def shard_name(i: int) -> str:
     return f"shard-{i:05d}"
-
-
-def files_fingerprint(paths: Sequence[Path]) -> str:
-    """Hash of file names, sizes and mtimes: cheap detection of a changed corpus."""
-    h = hashlib.sha256(b"babelir-files-v1\0")
-    for p in paths:
-        st = Path(p).stat()
-        h.update(f"{Path(p).resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    return h.hexdigest()[:16]
 
 
 def _chunks(records: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
@@ -265,22 +260,31 @@ def encode_shards(
     folder: str | os.PathLike[str],
     *,
     prefix: str = "",
+    options: EncodeOptions | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
-    batch_size: int = 64,
     config: dict[str, Any] | None = None,
     rank: int | None = None,
     world_size: int | None = None,
-    show_progress: bool = True,
     on_shard: Callable[[int], None] | None = None,
-    precision: str = "auto",
+    batch_size: int | None = None,
+    show_progress: bool | None = None,
+    precision: str | None = None,
 ) -> EncodeReport:
     """Encode ``(id, text)`` records into shards under ``folder`` (see module docstring).
 
-    ``config`` (JSON values: model fingerprint, passage format, corpus fingerprint...)
-    is stored in the manifest and must match on resume. ``records`` may be a one-shot
-    iterator; it is not read at all when the folder is already complete. Under an
-    initialised process group all ranks wait for each other before returning.
+    ``options`` says how to encode (``batch_size``, ``show_progress``, ``precision``
+    override it); the embedding cache is never used, as the shards are their own resumable
+    cache. ``config`` (JSON values: model fingerprint, passage format, corpus
+    fingerprint...) is stored in the manifest with the prefix, shard size and resolved
+    precision, and must match on resume. ``records`` may be a one-shot iterator; it is not
+    read at all when the folder is already complete. If reading ``records`` fails (a bad
+    input line), what this call wrote is removed again, so no manifest of a corpus that
+    cannot be read stays behind. Under an initialised process group all ranks wait for
+    each other before returning.
     """
+    opts = EncodeOptions.of(
+        options, batch_size=batch_size, show_progress=show_progress, precision=precision
+    )
     if shard_size < 1:
         raise ConfigError(f"shard size must be >= 1, got {shard_size}")
     if rank is None or world_size is None:
@@ -290,10 +294,9 @@ def encode_shards(
     if not 0 <= rank < world_size:
         raise ConfigError(f"rank {rank} is not in 0..{world_size - 1}")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     # The resolved precision is part of the config: shards encoded in bf16 and fp32 must
     # not be mixed in one folder on resume.
-    resolved = resolve_precision(precision, model_device(model))
+    resolved = resolve_precision(opts.precision, model_device(model))
     cfg = {"prefix": prefix, "shard_size": shard_size, "precision": resolved, **(config or {})}
     t0 = time.perf_counter()
     old = _read_manifest(folder)
@@ -302,11 +305,12 @@ def encode_shards(
         if old.get("complete"):
             n = len(old["shards"])
             return EncodeReport(folder, rank, world_size, n, 0, n, sum(old["shards"]), 0, 0.0, True)
-    else:
-        write_json(folder / MANIFEST, {"format": SHARD_FORMAT, "config": cfg, "complete": False})
+    created_folder = not folder.exists()
+    written: list[Path] = []  # this call's files, removed again if the input is bad
+    shard_opts = opts.merged(show_progress=False, cache=False)
 
     bar = None
-    if show_progress and rank == 0:
+    if opts.show_progress and rank == 0:
         from tqdm.auto import tqdm
 
         bar = tqdm(unit="passage", desc=f"encoding {folder.name}", dynamic_ncols=True)
@@ -317,6 +321,13 @@ def encode_shards(
             if i % world_size != rank:
                 continue
             ids = [str(x) for x, _ in chunk]
+            if old is None and not (folder / MANIFEST).is_file():
+                # Written once a first shard of input has been read: a corpus that fails
+                # on its first lines leaves no manifest behind.
+                folder.mkdir(parents=True, exist_ok=True)
+                manifest = {"format": SHARD_FORMAT, "config": cfg, "complete": False}
+                write_json(folder / MANIFEST, manifest)
+                written.append(folder / MANIFEST)
             if _shard_done(folder, i, ids):
                 skipped += 1
             else:
@@ -324,11 +335,11 @@ def encode_shards(
                     model,
                     [t for _, t in chunk],
                     prefix=prefix,
-                    batch_size=batch_size,
-                    show_progress=False,
+                    options=shard_opts,
                     desc=shard_name(i),
-                    precision=resolved,
                 )
+                for name in (f"{shard_name(i)}.ids.json", f"{shard_name(i)}.npy"):
+                    written.append(folder / name)
                 write_json(folder / f"{shard_name(i)}.ids.json", ids, indent=None)
                 write_npy(folder / f"{shard_name(i)}.npy", np.asarray(emb, dtype=np.float32))
                 encoded += 1
@@ -337,6 +348,9 @@ def encode_shards(
                     on_shard(i)
             if bar is not None:
                 bar.update(len(chunk) * world_size)
+    except BabelirError:
+        _remove(written, folder if created_folder else None)
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -356,6 +370,15 @@ def encode_shards(
         time.perf_counter() - t0,
         complete,
     )
+
+
+def _remove(paths: Sequence[Path], folder: Path | None) -> None:
+    """Delete ``paths`` and then ``folder`` if it is left empty (best effort)."""
+    for p in reversed(paths):
+        p.unlink(missing_ok=True)
+    if folder is not None:
+        with contextlib.suppress(OSError):  # not empty: another rank's files, or the user's
+            folder.rmdir()
 
 
 def _finish(folder: Path, cfg: dict[str, Any], n_shards: int) -> bool:

@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from babelir.cli.app import DataDirOpt, LanguagesOpt, ModelOpt, app, console, fail, out
+from babelir.options import EncodeOptions, option_help
 
 IndexKindOpt = Annotated[
     str,
@@ -31,6 +32,7 @@ NprobeOpt = Annotated[
     int | None, typer.Option(help="IVF cells probed per query (default: nlist/16).")
 ]
 EfSearchOpt = Annotated[int | None, typer.Option(help="HNSW efSearch (default 128).")]
+PrecisionOpt = Annotated[str, typer.Option(help=option_help("precision"))]
 
 
 @app.command("index")
@@ -61,10 +63,11 @@ def index_command(
         str, typer.Option(help="Passage text from its fields, e.g. '{title} {text}' or '{text}'.")
     ] = "{title} {text}",
     shard_size: Annotated[int, typer.Option(help="Passages per shard (resume unit).")] = 50_000,
-    batch_size: Annotated[int, typer.Option(help="Encoding batch size.")] = 64,
-    max_seq_length: Annotated[
-        int | None, typer.Option(help="Truncate inputs to this many tokens (default: the model's).")
-    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(help=option_help("batch_size"))
+    ] = EncodeOptions.batch_size,
+    max_seq_length: Annotated[int | None, typer.Option(help=option_help("max_seq_length"))] = None,
+    precision: PrecisionOpt = EncodeOptions.precision,
     query_prefix: Annotated[
         str | None, typer.Option(help="Text put before each query (model default).")
     ] = None,
@@ -83,10 +86,13 @@ def index_command(
     """Encode a corpus in resumable shards and build a FAISS index of it."""
     import os
 
+    from babelir.data.corpus import open_corpus
     from babelir.data.lareqa import parse_languages
     from babelir.data.miracl import check_passage_format
-    from babelir.index import IndexSpec, build_search_index, open_corpus
-    from babelir.models.loading import load_model, model_fingerprint, resolve_prefixes
+    from babelir.encoding import load_encoder
+    from babelir.index.build import build_search_index
+    from babelir.index.faiss_backend import IndexSpec
+    from babelir.models.loading import model_fingerprint
     from babelir.settings import data_dir as resolve_data_dir
     from babelir.shards import init_distributed, rank_device
 
@@ -96,12 +102,19 @@ def index_command(
     spec = IndexSpec(
         kind=index, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search or 128
     )
+    options = EncodeOptions(
+        batch_size=batch_size,
+        max_seq_length=max_seq_length,
+        precision=precision,
+        show_progress=not quiet,
+        query_prefix=query_prefix,
+        passage_prefix=passage_prefix,
+    )
     source = open_corpus(
         corpus, resolve_data_dir(data_dir), languages=parse_languages(languages), lang=lang
     )
     rank, world = init_distributed()
-    st = load_model(model, device=device or rank_device(), max_seq_length=max_seq_length)
-    qp, pp = resolve_prefixes(model, st, query_prefix, passage_prefix)
+    st, options = load_encoder(model, options, device=device or rank_device())
     name = model or "multilingual-e5-small"
     if os.path.isdir(name):
         name = str(Path(name).resolve())  # so `babelir search` finds it from anywhere
@@ -109,17 +122,13 @@ def index_command(
         st,
         source,
         output,
+        options=options,
         spec=spec,
         model_name=name,
         model_fingerprint=model_fingerprint(st),
-        query_prefix=qp,
-        passage_prefix=pp,
         passage_format=passage_format,
-        max_seq_length=st.max_seq_length,
         shard_size=shard_size,
-        batch_size=batch_size,
         overwrite=overwrite,
-        show_progress=not quiet,
     )
     enc = report.encode
     if report.meta is None:
@@ -160,9 +169,10 @@ def search_command(
     nprobe: NprobeOpt = None,
     ef_search: EfSearchOpt = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda ... (default: auto).")] = None,
+    precision: PrecisionOpt = EncodeOptions.precision,
 ) -> None:
     """Query an index: top-k passages with score, language, docid and text."""
-    from babelir.index import SearchIndex
+    from babelir.index.search import SearchIndex
     from babelir.models.loading import load_model, model_fingerprint
 
     texts = list(queries or [])
@@ -181,6 +191,7 @@ def search_command(
             fail(f"query {i} is empty")
     if k < 1:
         fail(f"--k must be >= 1, got {k}")
+    options = EncodeOptions(precision=precision, show_progress=False)
     idx = SearchIndex(index_dir, nprobe=nprobe, ef_search=ef_search)
     meta = idx.meta
     st = load_model(model or meta["model"], device=device, max_seq_length=meta["max_seq_length"])
@@ -190,7 +201,7 @@ def search_command(
             f"(fingerprint {meta['model_fingerprint']}); scores may be meaningless",
             highlight=False,
         )
-    results = idx.search_texts(st, texts, k)
+    results = idx.search_texts(st, texts, k, options=options)
     idx.close()
     if as_json:
         doc = [

@@ -36,20 +36,14 @@ from typing import Any
 import numpy as np
 
 from babelir import __version__
-from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT, MiraclLanguage, format_passage
-from babelir.encoding import encode_texts
+from babelir.data.corpus import files_fingerprint
+from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT, MiraclLanguage
+from babelir.encoding import encode_texts, encoder_settings, model_device, resolve_precision
 from babelir.errors import DataError
-from babelir.index import (
-    IndexSpec,
-    approximate_search,
-    build_faiss_index,
-    exact_search,
-    load_faiss,
-    overlap_at_k,
-    save_faiss,
-)
+from babelir.index.corpus_index import index_corpus, shard_config
+from babelir.index.faiss_backend import IndexSpec
 from babelir.io import atomic_dir, write_json, write_text
-from babelir.shards import ShardSet, encode_shards, files_fingerprint
+from babelir.options import EncodeOptions
 
 NDCG, RECALL = "ndcg@10", "recall@100"
 TOP_K = 100
@@ -183,43 +177,46 @@ def evaluate_language(
     ml: MiraclLanguage,
     work_dir: Path,
     *,
+    options: EncodeOptions,
     passage_format: str = DEFAULT_PASSAGE_FORMAT,
-    query_prefix: str = "",
-    passage_prefix: str = "",
     index: IndexSpec | None = None,
     model_fingerprint: str = "",
-    max_seq_length: int | None = None,
     shard_size: int = 50_000,
-    batch_size: int = 64,
-    show_progress: bool = True,
     exact_check_queries: int = 200,
 ) -> LanguageResult | None:
-    """Encode (or reuse) one language's corpus, retrieve, and score; None on ranks > 0."""
+    """Encode (or reuse) one language's corpus, retrieve, and score; None on ranks > 0.
+
+    ``options`` (prefixes, batch size, precision, cache for the queries) is used for the
+    passages and the queries alike; approximate search is checked against exact search on
+    the first ``exact_check_queries`` queries.
+    """
     from babelir.shards import rank_and_world
 
     index = index or IndexSpec()
     t0 = time.perf_counter()
-    config = {
-        "model_fingerprint": model_fingerprint,
-        "passage_format": passage_format,
-        "max_seq_length": max_seq_length,
-        "corpus": files_fingerprint(ml.corpus_files),
-    }
-    folder = shard_folder(work_dir, ml.lang, {"prefix": passage_prefix, **config})
-    records = ((p.docid, format_passage(p, passage_format)) for p in ml.passages())
-    rep = encode_shards(
+    corpus_fp = files_fingerprint(ml.corpus_files)
+    config = shard_config(
         model,
-        records,
-        folder,
-        prefix=passage_prefix,
-        shard_size=shard_size,
-        batch_size=batch_size,
-        config=config,
-        show_progress=show_progress,
+        model_fingerprint=model_fingerprint,
+        passage_format=passage_format,
+        corpus_fingerprint=corpus_fp,
     )
-    if not rep.complete or rank_and_world()[0] != 0:
+    resolved = resolve_precision(options.precision, model_device(model))
+    key = {"prefix": options.passage_prefix or "", "precision": resolved, **config}
+    built = index_corpus(
+        model,
+        ml.passages(),
+        shard_folder(work_dir, ml.lang, key),
+        options=options,
+        model_fingerprint=model_fingerprint,
+        corpus_fingerprint=corpus_fp,
+        spec=index,
+        passage_format=passage_format,
+        shard_size=shard_size,
+    )
+    if built is None or rank_and_world()[0] != 0:
         return None
-    shards = ShardSet.open(folder)
+    shards = built.shards
     t1 = time.perf_counter()
 
     relevant = {q for q, j in ml.qrels.items() if any(g > 0 for g in j.values())}
@@ -229,26 +226,12 @@ def evaluate_language(
     q = encode_texts(
         model,
         [ml.topics[x] for x in qids],
-        prefix=query_prefix,
-        batch_size=batch_size,
-        show_progress=False,
+        prefix=options.query_prefix or "",
+        options=options.merged(show_progress=False),
         desc=f"queries {ml.lang}",
     )
     k = TOP_K
-    recall = None
-    if index.exact:
-        scores, rows = exact_search(shards, q, k)
-    else:
-        faiss_index = _cached_index(shards, index, show_progress)
-        scores, rows = approximate_search(faiss_index, q, k)
-        n = min(exact_check_queries, len(qids))
-        _, exact_rows = exact_search(shards, q[:n], k)
-        recall = {
-            "k": k,
-            "recall": round(overlap_at_k(rows[:n], exact_rows, k), 4),
-            "num_queries": n,
-            "query_source": "queries",
-        }
+    scores, rows, recall = built.search_checked(q, k, num_check=exact_check_queries)
     t2 = time.perf_counter()
 
     run: dict[str, list[tuple[str, float]]] = {}
@@ -287,23 +270,12 @@ def evaluate_language(
     )
 
 
-def _cached_index(shards: ShardSet, spec: IndexSpec, show_progress: bool) -> Any:
-    """Build an approximate index once per shard folder and settings; reuse it later."""
-    spec = spec.resolved(shards.num_rows)
-    tag = hashlib.sha256(json.dumps(spec.describe(), sort_keys=True).encode()).hexdigest()[:10]
-    path = shards.folder / f"index-{spec.kind.replace(',', '_')}-{tag}.faiss"
-    if path.is_file():
-        return load_faiss(path, spec)
-    index = build_faiss_index(shards, spec, show_progress=show_progress)
-    save_faiss(index, path)
-    return index
-
-
 def evaluate_miracl(
     model: Any,
     languages: Sequence[MiraclLanguage],
     work_dir: Path,
     *,
+    options: EncodeOptions | None = None,
     passage_format: str = DEFAULT_PASSAGE_FORMAT,
     index: IndexSpec | None = None,
     info: dict[str, Any] | None = None,
@@ -311,20 +283,31 @@ def evaluate_miracl(
 ) -> MiraclResult | None:
     """Evaluate every language (see :func:`evaluate_language` for ``kwargs``).
 
-    Returns None on torchrun ranks other than 0 (they only encode their shards).
+    The prefixes and encoder settings (resolved precision included) are recorded in the
+    result's info (metrics.json). Returns None on torchrun ranks other than 0 (they only
+    encode their shards).
     """
+    opts = options or EncodeOptions()
     index = index or IndexSpec()
     results = []
     for ml in languages:
         res = evaluate_language(
-            model, ml, work_dir, passage_format=passage_format, index=index, **kwargs
+            model, ml, work_dir, options=opts, passage_format=passage_format, index=index, **kwargs
         )
         if res is not None:
             results.append(res)
     if len(results) < len(languages):
         return None
     split = languages[0].split if languages else "dev"
-    return MiraclResult(split, results, passage_format, index.describe(), dict(info or {}))
+    meta = dict(info or {})
+    meta.update(
+        {
+            "query_prefix": opts.query_prefix or "",
+            "passage_prefix": opts.passage_prefix or "",
+            "encoder": encoder_settings(model, options=opts),
+        }
+    )
+    return MiraclResult(split, results, passage_format, index.describe(), meta)
 
 
 def write_miracl_result(result: MiraclResult, output: Path, *, save_run: bool = False) -> None:
@@ -345,119 +328,3 @@ def write_miracl_result(result: MiraclResult, output: Path, *, save_run: bool = 
     for f in sorted(pending.iterdir(), key=lambda p: p.name == "metrics.json"):
         f.replace(output / f.name)
     pending.rmdir()
-
-
-def miracl_table(m: Mapping[str, Any]) -> Any:
-    """A rich table of a MIRACL metrics.json document."""
-    from rich.table import Table
-
-    t = Table(
-        title=f"{m.get('model', '?')} on MIRACL {m['split']} ({m['index']['kind']} search, "
-        f"passages '{m['passage_format']}')",
-        title_justify="left",
-    )
-    for col in ("lang", "nDCG@10", "R@100", "queries", "passages", "missing judged docids"):
-        t.add_column(col, justify="right")
-    for lang, row in m["per_language"].items():
-        t.add_row(
-            lang,
-            f"{row[NDCG]:.4f}",
-            f"{row[RECALL]:.4f}",
-            str(row["num_queries"]),
-            str(row["num_passages"]),
-            str(row["qrels_docids_missing_from_corpus"]),
-        )
-    t.add_row(
-        "macro",
-        f"{m[NDCG]:.4f}",
-        f"{m[RECALL]:.4f}",
-        str(m["num_queries"]),
-        str(m["num_passages"]),
-        str(m["qrels_docids_missing_from_corpus"]),
-        style="bold",
-    )
-    return t
-
-
-def evaluate_miracl_cli(
-    *,
-    model: str | None,
-    data_dir: Path | None,
-    languages: str | None,
-    output: Path | None,
-    query_prefix: str | None = None,
-    passage_prefix: str | None = None,
-    max_seq_length: int = 128,
-    batch_size: int = 64,
-    device: str | None = None,
-    quiet: bool = False,
-    split: str = "dev",
-    corpus: Path | None = None,
-    passage_format: str = DEFAULT_PASSAGE_FORMAT,
-    index: str = "flat",
-    nlist: int | None = None,
-    nprobe: int | None = None,
-    work_dir: Path | None = None,
-    shard_size: int = 50_000,
-    save_run: bool = False,
-) -> dict[str, Any] | None:
-    """``babelir evaluate --benchmark miracl``: print the table, write metrics.json.
-
-    Under ``torchrun`` every rank encodes its shards of each language and rank 0 scores
-    and writes; the others return None. Returns the metrics.json document on rank 0.
-    """
-    from rich.console import Console
-
-    from babelir.data.miracl import check_passage_format, load_miracl
-    from babelir.models.loading import load_model, model_fingerprint, resolve_prefixes
-    from babelir.settings import cache_dir
-    from babelir.settings import data_dir as resolve_data_dir
-    from babelir.shards import init_distributed, rank_device
-
-    check_passage_format(passage_format)
-    spec = IndexSpec(kind=index, nlist=nlist, nprobe=nprobe)
-    langs = load_miracl(resolve_data_dir(data_dir), languages, split=split, corpus=corpus)
-    init_distributed()
-    st = load_model(model, device=device or rank_device(), max_seq_length=max_seq_length)
-    qp, pp = resolve_prefixes(model, st, query_prefix, passage_prefix)
-    fingerprint = model_fingerprint(st)
-    info = {
-        "model": model or "multilingual-e5-small",
-        "model_fingerprint": fingerprint,
-        "max_seq_length": max_seq_length,
-        "device": str(st.device),
-        "query_prefix": qp,
-        "passage_prefix": pp,
-    }
-    result = evaluate_miracl(
-        st,
-        langs,
-        Path(work_dir) if work_dir else cache_dir() / "shards",
-        passage_format=passage_format,
-        index=spec,
-        info=info,
-        query_prefix=qp,
-        passage_prefix=pp,
-        model_fingerprint=fingerprint,
-        max_seq_length=max_seq_length,
-        shard_size=shard_size,
-        batch_size=batch_size,
-        show_progress=not quiet,
-    )
-    if result is None:
-        return None
-    doc = result.metrics_json()
-    Console().print(miracl_table(doc))
-    err = Console(stderr=True)
-    for lang, row in doc["per_language"].items():
-        if row["qrels_docids_missing_from_corpus"]:
-            err.print(
-                f"warning: {lang}: {row['qrels_docids_missing_from_corpus']} judged docids "
-                f"({row['relevant_docids_missing_from_corpus']} relevant) are not in the corpus; "
-                f"they count as not retrieved",
-                highlight=False,
-            )
-    if output is not None:
-        write_miracl_result(result, output, save_run=save_run)
-        err.print(f"wrote {Path(output) / 'metrics.json'}")
-    return doc

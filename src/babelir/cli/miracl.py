@@ -1,0 +1,90 @@
+"""The body of ``babelir evaluate --benchmark miracl``: load, evaluate, print, write.
+
+Kept apart from :mod:`babelir.cli.evaluate` (which parses the options) because it is
+also called directly by tests, and from :mod:`babelir.evaluation.miracl` (the pipeline)
+because it prints to a console.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT
+from babelir.index.faiss_backend import IndexSpec
+from babelir.options import EncodeOptions
+
+
+def evaluate_miracl_cli(
+    *,
+    model: str | None,
+    data_dir: Path | None,
+    languages: str | None,
+    output: Path | None,
+    options: EncodeOptions | None = None,
+    device: str | None = None,
+    split: str = "dev",
+    corpus: Path | None = None,
+    passage_format: str = DEFAULT_PASSAGE_FORMAT,
+    index: IndexSpec | None = None,
+    work_dir: Path | None = None,
+    shard_size: int = 50_000,
+    save_run: bool = False,
+) -> dict[str, Any] | None:
+    """``babelir evaluate --benchmark miracl``: print the table, write metrics.json.
+
+    ``options`` (max length, prefixes, batch size, precision, cache, progress) is applied
+    to the model as loaded and to every text encoded. Under ``torchrun`` every rank
+    encodes its shards of each language and rank 0 scores and writes; the others return
+    None. Returns the metrics.json document on rank 0.
+    """
+    from rich.console import Console
+
+    from babelir.data.miracl import check_passage_format, load_miracl
+    from babelir.encoding import load_encoder
+    from babelir.evaluation.miracl import evaluate_miracl, write_miracl_result
+    from babelir.models.loading import model_fingerprint
+    from babelir.reporting.miracl_table import miracl_table
+    from babelir.settings import cache_dir
+    from babelir.settings import data_dir as resolve_data_dir
+    from babelir.shards import init_distributed, rank_device
+
+    check_passage_format(passage_format)
+    langs = load_miracl(resolve_data_dir(data_dir), languages, split=split, corpus=corpus)
+    init_distributed()
+    st, opts = load_encoder(model, options, device=device or rank_device())
+    fingerprint = model_fingerprint(st)
+    info = {
+        "model": model or "multilingual-e5-small",
+        "model_fingerprint": fingerprint,
+        "max_seq_length": opts.max_seq_length,
+        "device": str(st.device),
+    }
+    result = evaluate_miracl(
+        st,
+        langs,
+        Path(work_dir) if work_dir else cache_dir() / "shards",
+        options=opts,
+        passage_format=passage_format,
+        index=index or IndexSpec(),
+        info=info,
+        model_fingerprint=fingerprint,
+        shard_size=shard_size,
+    )
+    if result is None:
+        return None
+    doc = result.metrics_json()
+    Console().print(miracl_table(doc))
+    err = Console(stderr=True)
+    for lang, row in doc["per_language"].items():
+        if row["qrels_docids_missing_from_corpus"]:
+            err.print(
+                f"warning: {lang}: {row['qrels_docids_missing_from_corpus']} judged docids "
+                f"({row['relevant_docids_missing_from_corpus']} relevant) are not in the corpus; "
+                f"they count as not retrieved",
+                highlight=False,
+            )
+    if output is not None:
+        write_miracl_result(result, output, save_run=save_run)
+        err.print(f"wrote {Path(output) / 'metrics.json'}", highlight=False)
+    return doc
