@@ -87,33 +87,39 @@ def evaluate(
     language bias. miracl: nDCG@10 and Recall@100 per language (a corpus is needed).
     """
     from babelir.data.lareqa import load_benchmark
-    from babelir.embedding_cache import EmbeddingCache
     from babelir.evaluation.lareqa import EvaluationResult, evaluate_model, write_result
     from babelir.reporting.tables import metrics_table
     from babelir.settings import data_dir as resolve_data_dir
 
     if output is not None and output.exists() and not output.is_dir():
         fail(f"--output {output} exists and is not a folder")
+    from babelir.options import EncodeOptions
+
+    # One options object for every path that encodes (checked here, before any work).
+    encode_options = EncodeOptions(
+        batch_size=batch_size,
+        max_seq_length=max_seq_length,
+        precision=precision,
+        cache=not no_cache,
+        show_progress=not quiet,
+        query_prefix=query_prefix,
+        passage_prefix=passage_prefix,
+    )
     if benchmark == "miracl":
-        from babelir.evaluation.miracl import evaluate_miracl_cli
+        from babelir.cli.miracl import evaluate_miracl_cli
+        from babelir.index.faiss_backend import IndexSpec
 
         evaluate_miracl_cli(
             model=model,
             data_dir=data_dir,
             languages=languages,
             output=output,
-            query_prefix=query_prefix,
-            passage_prefix=passage_prefix,
-            max_seq_length=max_seq_length,
-            batch_size=batch_size,
+            options=encode_options,
             device=device,
-            quiet=quiet,
             split=split,
             corpus=corpus,
             passage_format=passage_format,
-            index=index,
-            nlist=nlist,
-            nprobe=nprobe,
+            index=IndexSpec(kind=index, nlist=nlist, nprobe=nprobe),
             work_dir=work_dir,
             shard_size=shard_size,
             save_run=save_embeddings,
@@ -129,27 +135,17 @@ def evaluate(
     if from_embeddings is not None:
         result = _score_saved(bench, from_embeddings)
     else:
-        from babelir.models.loading import load_model, model_fingerprint, resolve_prefixes
+        from babelir.encoding import load_encoder
+        from babelir.models.loading import model_fingerprint
 
-        st = load_model(model, device=device, max_seq_length=max_seq_length)
-        qp, pp = resolve_prefixes(model, st, query_prefix, passage_prefix)
+        st, opts = load_encoder(model, encode_options, device=device)
         info = {
             "model": model or "multilingual-e5-small",
             "model_fingerprint": model_fingerprint(st),
-            "max_seq_length": max_seq_length,
+            "max_seq_length": opts.max_seq_length,
             "device": str(st.device),
         }
-        result = evaluate_model(
-            st,
-            bench,
-            query_prefix=qp,
-            passage_prefix=pp,
-            batch_size=batch_size,
-            show_progress=not quiet,
-            info=info,
-            precision=precision,
-            cache=None if no_cache else EmbeddingCache(),
-        )
+        result = evaluate_model(st, bench, options=opts, info=info)
     assert isinstance(result, EvaluationResult)
     out.print(metrics_table(result.metrics_json()))
     if output is not None:

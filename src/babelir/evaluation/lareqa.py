@@ -19,6 +19,7 @@ from babelir.data.lareqa import Benchmark
 from babelir.encoding import encode_texts
 from babelir.evaluation.metrics import LareqaMetrics, evaluate_embeddings
 from babelir.io import atomic_dir, write_json, write_jsonl, write_npy
+from babelir.options import EncodeOptions
 
 #: Languages no paper model saw in training (zero-shot at evaluation).
 ZERO_SHOT_LANGUAGES = ("el", "vi")
@@ -84,31 +85,41 @@ def evaluate_model(
     model: Any,
     benchmark: Benchmark,
     *,
-    query_prefix: str = "",
-    passage_prefix: str = "",
-    batch_size: int = 64,
-    show_progress: bool = True,
+    options: EncodeOptions | None = None,
     info: dict[str, Any] | None = None,
-    precision: str = "auto",
+    query_prefix: str | None = None,
+    passage_prefix: str | None = None,
+    batch_size: int | None = None,
+    show_progress: bool | None = None,
+    precision: str | None = None,
     cache: Any = None,
 ) -> EvaluationResult:
     """Encode a benchmark with ``model`` and compute every LAReQA setting.
 
-    ``precision`` (auto | fp32 | bf16 | fp16) and the resolved choice are recorded in
-    the result's info (metrics.json); ``cache`` is an optional EmbeddingCache.
+    ``options`` says how to encode; the other keyword arguments override its fields when
+    given (``query_prefix``/``passage_prefix`` default to ``""`` here: resolve the model's
+    defaults with :func:`babelir.encoding.load_encoder`). The precision asked for and the
+    resolved one are recorded in the result's info (metrics.json); ``cache`` is an optional
+    EmbeddingCache (or True for the default one).
     """
     from babelir.encoding import encoder_settings
 
+    opts = EncodeOptions.of(
+        options,
+        query_prefix=query_prefix,
+        passage_prefix=passage_prefix,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        precision=precision,
+        cache=cache,
+    )
+    store = opts.embedding_cache()  # opened once for questions and candidates
+    enc = opts.merged(cache=store if store is not None else False)
+    qp, pp = opts.query_prefix or "", opts.passage_prefix or ""
     t0 = time.perf_counter()
-    opts = {
-        "batch_size": batch_size,
-        "show_progress": show_progress,
-        "precision": precision,
-        "cache": cache,
-    }
-    q = encode_texts(model, benchmark.question_texts, prefix=query_prefix, desc="questions", **opts)
+    q = encode_texts(model, benchmark.question_texts, prefix=qp, options=enc, desc="questions")
     c = encode_texts(
-        model, benchmark.candidate_texts(), prefix=passage_prefix, desc="candidates", **opts
+        model, benchmark.candidate_texts(), prefix=pp, options=enc, desc="candidates"
     )
     t1 = time.perf_counter()
     metrics = score_benchmark(benchmark, q, c)
@@ -116,9 +127,9 @@ def evaluate_model(
     meta = dict(info or {})
     meta.update(
         {
-            "query_prefix": query_prefix,
-            "passage_prefix": passage_prefix,
-            "encoder": encoder_settings(model, precision),
+            "query_prefix": qp,
+            "passage_prefix": pp,
+            "encoder": encoder_settings(model, options=opts),
             "timing_s": {"encode": round(t1 - t0, 3), "metrics": round(t2 - t1, 3)},
         }
     )
