@@ -63,8 +63,14 @@ def child(args: argparse.Namespace) -> dict:
     import torch
 
     from babelir.encoding import encode_texts
-    from babelir.index import IndexSpec, build_faiss_index, exact_search, overlap_at_k
+    from babelir.index.faiss_backend import (
+        IndexSpec,
+        build_faiss_index,
+        exact_search,
+        overlap_at_k,
+    )
     from babelir.models.loading import load_model
+    from babelir.options import EncodeOptions
     from babelir.shards import ShardSet, encode_shards
 
     torch.set_num_threads(args.threads)
@@ -77,13 +83,14 @@ def child(args: argparse.Namespace) -> dict:
         passages(args.child),
         work,
         shard_size=args.shard_size,
-        batch_size=args.batch_size,
-        show_progress=False,
+        options=EncodeOptions(batch_size=args.batch_size, show_progress=False),
     )
     t_enc = time.perf_counter() - t0
     shards = ShardSet.open(work)
     queries = encode_texts(
-        model, [t for _, t in passages(args.queries, seed=7)], batch_size=512, show_progress=False
+        model,
+        [t for _, t in passages(args.queries, seed=7)],
+        options=EncodeOptions(batch_size=512, show_progress=False),
     )
     t0 = time.perf_counter()
     _, exact = exact_search(shards, queries, 100)

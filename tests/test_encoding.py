@@ -22,12 +22,13 @@ from babelir import encoding
 from babelir.embedding_cache import EmbeddingCache
 from babelir.encoding import (
     encode_texts,
-    encode_to_disk,
     encoder_settings,
     resolve_precision,
     token_budget_batches,
 )
 from babelir.errors import BabelirError, ConfigError
+from babelir.options import EncodeOptions
+from babelir.streaming import encode_to_disk
 from babelir.training.fast import (
     LengthSortedLoss,
     PretokenizedPreprocess,
@@ -259,6 +260,11 @@ def test_stream_to_disk_equals_in_memory(tiny, tmp_path: Path) -> None:
     memory = encode_texts(tiny, TEXTS, prefix="p: ", precision="fp32", show_progress=False)
     np.testing.assert_allclose(on_disk, memory, atol=1e-6)
     assert sorted(p.name for p in out.parent.iterdir()) == ["corpus.npy"]
+    # the same through an options object, and keywords override its fields
+    opts = EncodeOptions(precision="bf16", show_progress=False)
+    again = tmp_path / "again.npy"
+    encode_to_disk(tiny, iter(TEXTS), again, prefix="p: ", options=opts, precision="fp32")
+    np.testing.assert_allclose(np.load(again), np.load(out), atol=1e-6)  # not bf16
 
 
 def test_stream_failure_leaves_nothing(tiny, tmp_path: Path) -> None:

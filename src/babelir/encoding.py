@@ -9,7 +9,8 @@ pads heavily. Instead texts are sorted by *token* length and cut into batches of
 once, and the forward pass runs under ``torch.inference_mode`` with bf16/fp16 autocast
 where the hardware computes it natively. An optional
 :class:`~babelir.embedding_cache.EmbeddingCache` skips texts already encoded, and
-:func:`encode_to_disk` streams a corpus of any size to an ``.npy`` at flat memory.
+:func:`babelir.streaming.encode_to_disk` streams a corpus of any size to an ``.npy`` at
+flat memory. How to encode is one :class:`~babelir.options.EncodeOptions` object.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import contextlib
 import functools
 import os
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +32,10 @@ from babelir.options import DEFAULT_MAX_TOKENS, PRECISIONS, EncodeOptions
 if TYPE_CHECKING:
     from babelir.embedding_cache import EmbeddingCache
 
-__all__ = ["DEFAULT_MAX_TOKENS", "PRECISIONS", "EncodeOptions", "encode_texts", "encode_to_disk"]
+__all__ = ["DEFAULT_MAX_TOKENS", "PRECISIONS", "EncodeOptions", "encode_texts", "load_encoder"]
 #: Fixed cost of one forward pass, in tokens (layer dispatch, small-matrix inefficiency);
 #: it stops the batch planner from cutting many tiny batches.
 DEFAULT_BATCH_OVERHEAD = 64
-#: Texts per chunk of :func:`encode_to_disk`; sorting inside a chunk this size already
-#: removes almost all padding, and memory stays bounded by it.
-DEFAULT_CHUNK_SIZE = 8192
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _fingerprints: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], str]] = (
     weakref.WeakKeyDictionary()
@@ -140,7 +138,8 @@ def memo_fingerprint(model: Any) -> str:
     return memo[1]
 
 
-def _dim(model: Any) -> int:
+def embedding_dim(model: Any) -> int:
+    """The model's declared embedding size (0 when it declares none)."""
     getter = getattr(model, "get_embedding_dimension", None) or getattr(
         model, "get_sentence_embedding_dimension", None
     )
@@ -242,7 +241,7 @@ def _encode_unique(
 ) -> np.ndarray:
     """Encode distinct, already prefixed texts in token-budget batches."""
     device = model_device(model)
-    out = np.empty((len(texts), _dim(model)), dtype=np.float32)
+    out = np.empty((len(texts), embedding_dim(model)), dtype=np.float32)
     batches = token_budget_batches(_token_lengths(model, texts), max_tokens, batch_size)
     bar = None
     if show_progress and len(texts) > batch_size:
@@ -305,7 +304,7 @@ def encode_texts(
     cache = opts.embedding_cache()
     resolved = resolve_precision(opts.precision, model_device(model))
     if len(texts) == 0:
-        return np.zeros((0, _dim(model)), dtype=np.float32)
+        return np.zeros((0, embedding_dim(model)), dtype=np.float32)
     unique = list(dict.fromkeys(texts))
     where = {t: i for i, t in enumerate(unique)}
     cached: dict[int, np.ndarray] = {}
@@ -339,118 +338,6 @@ def encode_texts(
     return table[[where[t] for t in texts]]
 
 
-def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for text in texts:
-        if not isinstance(text, str):
-            raise ConfigError(f"texts must be strings, got {type(text).__name__}")
-        chunk.append(text)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-@functools.cache
-def _malloc_trim() -> Any:
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    with contextlib.suppress(OSError, AttributeError):
-        return ctypes.CDLL(name).malloc_trim if name else None
-    return None
-
-
-def release_memory() -> None:
-    """Hand freed heap back to the OS (glibc only; a no-op elsewhere).
-
-    Batches of ever-different shapes fragment glibc's heap, which keeps the freed pages:
-    measured, streaming 15k texts in chunks grew RSS by 340 MB without this, 6 MB with it.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-def _npy_header(rows: int, dim: int, size: int = 128) -> bytes:
-    """A version-1.0 .npy header of a fixed byte size, so it can be rewritten in place."""
-    body = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}"
-    pad = size - 10 - len(body) - 1
-    if pad < 0:
-        raise ConfigError(f"array of shape ({rows}, {dim}) is too large for an .npy header")
-    return (
-        b"\x93NUMPY\x01\x00"
-        + (size - 10).to_bytes(2, "little")
-        + (body + " " * pad + "\n").encode("latin1")
-    )
-
-
-def encode_to_disk(
-    model: Any,
-    texts: Iterable[str],
-    path: str | os.PathLike[str],
-    *,
-    prefix: str = "",
-    options: EncodeOptions | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    desc: str | None = None,
-    fingerprint: str | None = None,
-    batch_size: int | None = None,
-    show_progress: bool | None = None,
-    precision: str | None = None,
-    max_tokens: int | None = None,
-    cache: EmbeddingCache | None = None,
-) -> int:
-    """Stream ``texts`` (any iterable, e.g. a file reader) into a float32 ``.npy`` at ``path``.
-
-    Texts are read and encoded ``chunk_size`` at a time and appended with plain writes (not
-    a memmap, whose dirty pages would count as resident memory), so peak memory does not
-    grow with the corpus. The file appears atomically only when complete. Rows equal
-    :func:`encode_texts` of the same texts and options (keywords override ``options`` as
-    there). Returns the number of rows.
-    """
-    from babelir.io import atomic_path
-
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    opts = EncodeOptions.of(
-        options,
-        batch_size=batch_size,
-        show_progress=show_progress,
-        precision=precision,
-        max_tokens=max_tokens,
-        cache=cache,
-    )
-    cache = opts.embedding_cache()
-    opts = opts.merged(cache=cache if cache is not None else False)  # open it once
-    if cache is not None and fingerprint is None:
-        fingerprint = memo_fingerprint(model)
-    rows, dim = 0, _dim(model)
-    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
-        f.write(_npy_header(0, dim))
-        for chunk in _chunks(texts, chunk_size):
-            emb = encode_texts(
-                model,
-                chunk,
-                prefix=prefix,
-                options=opts,
-                desc=f"{desc or 'encoding'} {rows + len(chunk)}",
-                fingerprint=fingerprint,
-            )
-            dim = emb.shape[1]
-            f.write(np.ascontiguousarray(emb, dtype="<f4").tobytes())
-            rows += len(chunk)
-            del emb
-            release_memory()
-        f.seek(0)
-        f.write(_npy_header(rows, dim))
-        f.flush()
-        os.fsync(f.fileno())
-    return rows
-
-
 def load_encoder(
     name: str | os.PathLike[str] | None,
     options: EncodeOptions | None = None,
@@ -470,3 +357,12 @@ def load_encoder(
     qp, pp = resolve_prefixes(name, model, opts.query_prefix, opts.passage_prefix)
     effective = getattr(model, "max_seq_length", None)
     return model, opts.merged(query_prefix=qp, passage_prefix=pp, max_seq_length=effective)
+
+
+def __getattr__(name: str) -> Any:
+    """``encode_to_disk`` moved to :mod:`babelir.streaming`; old imports keep working."""
+    if name in ("encode_to_disk", "release_memory"):
+        from babelir import streaming
+
+        return getattr(streaming, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
