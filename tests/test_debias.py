@@ -269,6 +269,10 @@ def test_exported_lsar_folder_loads_with_plain_sentence_transformers(
     assert plain.shape == ours.shape
     assert np.abs(plain - ours).max() < 1e-5
     assert DebiasTransform.load(out).data_fingerprint == t.data_fingerprint
+    # The fit's prefixes travel as prompts (an e5 folder's name no longer implies them).
+    t.fit_info.update(query_prefix="query: ", passage_prefix="passage: ")
+    again = SentenceTransformer(str(export_lsar_model(st, t, tmp_path / "p")), device="cpu")
+    assert again.prompts["query"] == "query: " and again.prompts["passage"] == "passage: "
 
 
 def _call(capsys, *args: str) -> tuple[int, str, str]:

@@ -229,15 +229,15 @@ class DebiasTransform:
             and question_ids
             and _same_benchmark(self.fit_info, benchmark_name, benchmark_path)
         ):
-            from babelir.data.lareqa import check_disjoint
-
-            try:
-                check_disjoint(fit_ids, question_ids, what or "debias fit vs evaluation")
-            except ConfigError as e:
+            shared = sorted(set(fit_ids) & set(question_ids))
+            if shared:
                 raise ConfigError(
-                    f"{e} (the {self.method} transform was fitted on articles "
-                    f"{self.fit_info.get('articles')} of {self.fit_info.get('benchmark')})"
-                ) from None
+                    f"debias fit/eval overlap{(' in ' + what) if what else ''}: "
+                    f"{len(shared)} question ids are in both (e.g. {', '.join(shared[:3])}); "
+                    f"the {self.method} transform was fitted on articles "
+                    f"{self.fit_info.get('articles')} of {self.fit_info.get('benchmark')}: "
+                    f"evaluate on disjoint --articles or refit"
+                )
         if self.fit_text_hashes is not None and len(texts):
             overlap = np.intersect1d(text_hashes(texts), self.fit_text_hashes)
             if len(overlap):
@@ -792,9 +792,14 @@ def export_lsar_model(
     device = getattr(model, "device", None)
     modules = [*list(model), dense, Normalize()]
     debiased = SentenceTransformer(modules=modules, device="cpu")  # shares model's modules
-    prompts = getattr(model, "prompts", None)
+    # Keep the prefixes the fit used (e5's "query: "/"passage: " are implied by the base
+    # model's *name*, which the exported folder no longer carries): saved as prompts.
+    prompts = dict(getattr(model, "prompts", None) or {})
+    for key in ("query", "passage"):
+        if transform.fit_info.get(f"{key}_prefix") and not prompts.get(key):
+            prompts[key] = transform.fit_info[f"{key}_prefix"]
     if prompts:
-        debiased.prompts = dict(prompts)
+        debiased.prompts = prompts
         debiased.default_prompt_name = getattr(model, "default_prompt_name", None)
     output = Path(output)
     with atomic_dir(output) as tmp:
