@@ -12,7 +12,7 @@ import yaml
 from sklearn.metrics import average_precision_score
 from tiny_model import make_tiny_model
 
-from babelir.compare import load_config, run_compare, validate
+from babelir.compare import PROFILES, describe, load_config, prepare, run_compare, validate
 from babelir.data.lareqa import load_benchmark
 from babelir.data.parallel import from_lareqa
 from babelir.errors import ConfigError
@@ -54,7 +54,7 @@ def _base_cfg(data_dir: Path, model: str | None = None) -> dict:
     [
         (lambda c: c.update(colour="red"), "colour: unknown key"),
         (lambda c: c["train"].update(stepz=3), "train.stepz: unknown key"),
-        (lambda c: c.update(strategies=["x-x-mono", "x-q"]), "unknown strategy 'x-q'"),
+        (lambda c: c.update(strategies=["x-x-mono", "x-q"]), "strategy: unknown 'x-q'"),
         (lambda c: c.update(alphas=[0.5, 1.5]), "alpha 1.5 is outside"),
         (
             lambda c: c.update(benchmarks=[{"path": "/no/such/mlqa-r"}]),
@@ -74,7 +74,7 @@ def test_bad_config_fails_before_training(change, message, tmp_path, shared_data
 
 
 def test_profiles_parse_and_bad_files_are_named(tmp_path):
-    for name in ("smoke", "quick", "paper"):
+    for name in PROFILES:
         cfg, _ = load_config(profile=name)
         assert cfg.name == name
     with pytest.raises(ConfigError, match="unknown profile 'fast'"):
@@ -165,28 +165,64 @@ def test_compare_end_to_end_on_a_tiny_model(tmp_path, shared_data_dir, tiny_dir)
 
 def test_interrupted_training_resumes(tmp_path, shared_data_dir, tiny_dir, monkeypatch):
     """A run whose training died mid-way continues from its checkpoint on the re-run."""
-    import babelir.training.train as train_mod
+    import babelir.training.trainer as train_mod
 
     cfg_dict = _base_cfg(shared_data_dir, str(tiny_dir))
     cfg_dict["strategies"] = ["hybrid"]
     cfg_dict["train"]["max_steps"] = 20  # save_steps = 10: one checkpoint before the crash
     cfg, _ = load_config(config_file=_write(tmp_path, cfg_dict))
     out = tmp_path / "cmp"
-    real_save = train_mod._save_model
+    real_save = train_mod.save_model
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_mod, "_save_model", crash)
+    monkeypatch.setattr(train_mod, "save_model", crash)
     with pytest.raises(KeyboardInterrupt):
         run_compare(cfg, out, show_progress=False)
     run_dir = next((out / "runs").iterdir())
     assert not (run_dir / "babelir-train.json").exists()  # no half-finished model claimed
     assert (run_dir / "checkpoints").is_dir()
-    monkeypatch.setattr(train_mod, "_save_model", real_save)
+    monkeypatch.setattr(train_mod, "save_model", real_save)
     run_compare(cfg, out, show_progress=False)
     info = json.loads((run_dir / "babelir-train.json").read_text())
     assert info["resumed_from"] is not None and info["global_steps"] == 20
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_shipped_profile_validates_and_plans(profile, tmp_path, shared_data_dir, monkeypatch):
+    """A dry run of each profile: every strategy checked against its own pair table."""
+    import babelir.compare.plan as plan_mod
+
+    monkeypatch.setattr(plan_mod, "base_identity", lambda model: "test-base")  # no model build
+    cfg, _ = load_config(profile=profile)
+    cfg.data_dir = str(shared_data_dir)
+    plan, facts = prepare(cfg, tmp_path / "out")
+    lines = describe(plan, facts)
+    assert len(plan.train_jobs) == len(cfg.seeds) * len(cfg.variants())
+    for job in plan.train_jobs:  # each job line names its strategy, seed and step budget
+        assert any(
+            job.label in line and f"seed {job.seed}" in line and "pair rows" in line
+            for line in lines
+        )
+    assert facts["validation"]["items"] > 0  # every profile validates on a held-out slice
+    assert set(facts["strategies"]) == {job.label for job in plan.train_jobs}
+
+
+def test_cli_dry_run_exits_zero_for_paper_profiles(shared_data_dir, tmp_path):
+    import subprocess
+    import sys
+
+    for profile in ("paper", "paper-lite"):
+        r = subprocess.run(
+            [sys.executable, "-m", "babelir.cli.main", "compare", "--profile", profile,
+             "--dry-run", "--data-dir", str(shared_data_dir), "--output", str(tmp_path / profile)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "train hybrid" in r.stdout and "select best-val-loss" in r.stdout
+        assert ("seed 2" in r.stdout) == (profile == "paper")
+        assert not (tmp_path / profile).exists()  # a dry run writes nothing
 
 
 def test_stats_hand_computed():

@@ -132,11 +132,11 @@ def format_validation(e: ValidationError, name_of: Callable[[str], str]) -> str:
     errors = e.errors()
     err = errors[0]
     loc = [str(x) for x in err["loc"]]
-    where = name_of(loc[0]) + "".join(f"[{x}]" if x.isdigit() else f".{x}" for x in loc[1:])
     msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden" or err["type"] == "unexpected_keyword_argument":
-        msg = "unknown option"
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        msg = "unknown key"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    if not loc or loc[0] in ("__root__",):
+    if not loc:
         return msg + more
+    where = name_of(loc[0]) + "".join(f"[{x}]" if x.isdigit() else f".{x}" for x in loc[1:])
     return f"{where}: {msg}{more}"

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from babelir.cli.app import DataDirOpt, app, console
+from babelir.cli.app import out as out_console
 
 
 @app.command()
@@ -17,8 +18,11 @@ def compare(
         typer.Option(
             "--profile",
             "-p",
-            help="Shipped settings: smoke (CI, minutes), quick (default, < 15 min on a "
-            "laptop CPU), paper (3 seeds, all strategies; sized for a GPU).",
+            help="Shipped settings: smoke (CI, minutes: checks the pipeline), quick (default: "
+            "the paper's comparison past the first-epoch transient, 1 seed, ~15 min on 2 CPU "
+            "cores), study (3 seeds, error bars over seeds, ~2.5 h on 2 CPU cores, "
+            "resumable), paper (all strategies, 3 seeds, batch 100; sized for a GPU), "
+            "paper-lite (a first GPU check, minutes).",
         ),
     ] = None,
     config: Annotated[
@@ -46,6 +50,14 @@ def compare(
     ] = None,
     data_dir: DataDirOpt = None,
     force: Annotated[bool, typer.Option(help="Recompute cached runs and evaluations.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Validate the config and data, print the planned jobs (strategy, seed, "
+            "steps, pair counts) and exit without training.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the overall bar.")] = False,
 ) -> None:
     """Train one model per batch strategy and compare them with the base model.
@@ -55,7 +67,7 @@ def compare(
     """
     from tqdm.auto import tqdm
 
-    from babelir.compare import BenchmarkSpec, load_config, run_compare
+    from babelir.compare import BenchmarkSpec, describe, load_config, prepare, run_compare
 
     cfg, raw = load_config(profile, config)
     if model is not None:
@@ -65,6 +77,11 @@ def compare(
     for path in benchmark or []:
         cfg.benchmarks.append(BenchmarkSpec(path=str(path)))
     out = output or Path("runs") / f"compare-{cfg.name}"
+    if dry_run:
+        plan, facts = prepare(cfg, out)
+        for line in describe(plan, facts):
+            out_console.print(line, highlight=False, markup=False, soft_wrap=True)
+        return
     bar = tqdm(total=None, desc="babelir compare", position=0, leave=True, unit="job")
 
     def on_phase(what: str, done: int, total: int) -> None:

@@ -23,7 +23,8 @@ TRAIN_OPTIONS = [
     "epochs", "learning_rate", "warmup_ratio", "weight_decay", "max_seq_length", "loss",
     "scale", "symmetric", "hard_negatives", "mini_batch_size", "freeze_embeddings",
     "length_sorted", "language_temperature", "seed", "query_prefix", "passage_prefix",
-    "precision", "eval_steps", "select", "save_steps", "resume", "allow_config_change",
+    "precision", "eval_steps", "val_items", "select", "save_steps", "resume",
+    "allow_config_change",
     "keep_checkpoints", "device",
 ]  # fmt: skip
 BATCH_OPTIONS = [

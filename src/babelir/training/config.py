@@ -124,6 +124,12 @@ class TrainConfig:
         "validation computes the loss and mono/cross/multi mAP on the validation split.",
         ge=0,
     )
+    val_items: int = opt(
+        64,
+        "Validation items scored at each validation (evenly spaced by id; the whole split "
+        "stays out of training). Bounds the cost of a validation.",
+        ge=2,
+    )
     select: Selection = opt(
         "last",
         "Which weights to keep: the last step, or the validated step with the lowest "

@@ -31,6 +31,7 @@ from transformers import TrainerCallback
 
 from babelir import __version__
 from babelir.data.types import ParallelQA
+from babelir.embedding_cache import EmbeddingCache
 from babelir.errors import ConfigError
 from babelir.io import atomic_path, write_json
 from babelir.sampling import get_strategy
@@ -324,6 +325,8 @@ class Validator(TrainerCallback):
                 passage_prefix=self.prefixes[1],
                 scale=self.cfg.scale,
                 precision=self.cfg.precision,
+                # the untrained model is the same for every run of a comparison: cached
+                cache=EmbeddingCache() if step == 0 else None,
             )
         )
         self.seconds += time.perf_counter() - t0
@@ -409,7 +412,7 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
         shutil.rmtree(ckpt_dir)
     validator = None
     if td.val is not None and cfg.eval_steps != 0:
-        vset = ValidationSet.from_data(td.val, cfg.batch_size, seed=cfg.seed)
+        vset = ValidationSet.from_data(td.val, cfg.batch_size, max_items=cfg.val_items)
         every = _eval_every(cfg, len(probe))
         validator = Validator(vset, cfg, model, (qp, pp), every, ckpt_dir)
         if resume_from is not None:

@@ -118,7 +118,19 @@ class ValidationSet:
     item_ids: list[str]
 
     @classmethod
-    def from_data(cls, data: ParallelQA, batch_size: int, seed: int = 0) -> ValidationSet:
+    def from_data(
+        cls, data: ParallelQA, batch_size: int, max_items: int | None = None
+    ) -> ValidationSet:
+        """Texts and loss batches of (at most ``max_items``, evenly spaced by id) items.
+
+        Everything here depends on the data only, not on the run's seed or strategy, so
+        the curves of all runs of a comparison are measured on the same texts and batches.
+        """
+        items = sorted(data.items, key=lambda it: it.id)
+        if max_items is not None and len(items) > max_items:
+            keep = np.linspace(0, len(items) - 1, max_items).round().astype(int)
+            items = [items[i] for i in sorted(set(keep.tolist()))]
+        data = ParallelQA(items, source=data.source)
         langs = sorted({lang for item in data.items for lang in item.sides})
         if len(data.items) < 2:
             raise DataError("validation split: fewer than 2 items")
@@ -140,7 +152,7 @@ class ValidationSet:
         for i, item in enumerate(data.items):
             rows = np.array([p_rows[(i, lang)] for lang in item.sides], dtype=np.int64)
             relevant.extend(rows for _ in item.sides)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(0)
         size = max(2, min(batch_size, len(data.items)))
         batches: list[tuple[np.ndarray, np.ndarray]] = []
         for k, x in enumerate(langs):  # one mono and one cross pass per language
@@ -176,12 +188,18 @@ class ValidationSet:
         scale: float,
         batch_size: int = 64,
         precision: str = "auto",
+        cache: Any = None,
     ) -> dict[str, float | None]:
         """Validation loss and mAP of ``model`` now (eval mode; its mode is restored)."""
         from babelir.encoding import encode_texts
         from babelir.evaluation.metrics import evaluate_embeddings
 
-        enc = {"batch_size": batch_size, "show_progress": False, "precision": precision}
+        enc = {
+            "batch_size": batch_size,
+            "show_progress": False,
+            "precision": precision,
+            "cache": cache,
+        }
         q = encode_texts(model, self.question_texts, prefix=query_prefix, **enc)
         p = encode_texts(model, self.passage_texts, prefix=passage_prefix, **enc)
         losses = []

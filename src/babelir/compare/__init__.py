@@ -1,0 +1,33 @@
+"""`babelir compare`: the paper's comparison on your model and data, with statistics.
+
+Trains one model per batch strategy from the same base model (identical data, steps,
+learning rate and seed), evaluates the base model and every trained model on every
+configured benchmark (optionally with post-hoc debiasing rows), and writes one report
+(:mod:`babelir.reporting.report`).
+
+* :mod:`.config` - the YAML schema (profiles ``smoke``, ``quick``, ``study``, ``paper``,
+  ``paper-lite`` ship with the package);
+* :mod:`.plan` - validation, jobs and their cache keys, the ``--dry-run`` description;
+* :mod:`.runner` - training, evaluation and the report's typed input.
+
+Work is cached in the output folder, keyed by a hash of everything that affects it:
+re-running reuses finished training runs and evaluations, continues an interrupted
+training run from its last complete checkpoint, and ``force`` recomputes.
+"""
+
+from babelir.compare.config import PROFILES, BenchmarkSpec, CompareConfig, load_config
+from babelir.compare.plan import Plan, describe, make_plan, validate
+from babelir.compare.runner import prepare, run_compare
+
+__all__ = [
+    "PROFILES",
+    "BenchmarkSpec",
+    "CompareConfig",
+    "Plan",
+    "describe",
+    "load_config",
+    "make_plan",
+    "prepare",
+    "run_compare",
+    "validate",
+]

@@ -1,0 +1,276 @@
+"""What ``babelir compare`` will do: validated inputs, jobs, cache keys and folders.
+
+Every job's folder name carries a hash of everything that changes its result (base model
+weights, the training identity, benchmark, encoding options), so re-running reuses
+finished work and a changed setting never reuses a stale result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from babelir.compare.config import BenchmarkSpec, CompareConfig
+from babelir.errors import BabelirError, ConfigError, DataError
+from babelir.training.config import TrainConfig
+
+CACHE_FORMAT = 2  # bump when cached training/evaluation outputs change meaning
+
+
+@dataclass
+class TrainJob:
+    label: str
+    strategy: str
+    alpha: float | None
+    seed: int
+    key: str
+    folder: Path
+    train_config: TrainConfig
+
+
+@dataclass
+class EvalJob:
+    """One evaluation; a ``debias`` job re-scores its ``source`` job's saved embeddings."""
+
+    label: str
+    seed: int | None
+    benchmark: BenchmarkSpec
+    key: str
+    folder: Path
+    model_path: str | None  # None: the base model
+    train_key: str | None
+    debias: str | None = None
+    source: EvalJob | None = None
+    fit_folder: Path | None = None
+
+
+@dataclass
+class Plan:
+    config: CompareConfig
+    output: Path
+    train_jobs: list[TrainJob] = field(default_factory=list)
+    eval_jobs: list[EvalJob] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.train_jobs) + len(self.eval_jobs)
+
+
+def _hash(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def base_identity(model: str | None) -> str:
+    """What identifies the base model in cache keys (weights hash for local folders)."""
+    from babelir.models.loading import model_fingerprint
+    from babelir.models.offline_e5 import build_offline_e5
+
+    if model in (None, "default", "multilingual-e5-small"):
+        return "offline-e5:" + model_fingerprint(build_offline_e5())
+    if Path(model).expanduser().is_dir():
+        return "folder:" + model_fingerprint(Path(model).expanduser())
+    return "hub:" + str(model)
+
+
+def data_dir(cfg: CompareConfig) -> Path:
+    from babelir.settings import data_dir as resolve
+
+    return resolve(cfg.data_dir)
+
+
+def benchmark_dir(spec: BenchmarkSpec, root: Path) -> Path:
+    from babelir.data.lareqa import resolve_benchmark_dir
+
+    if (spec.name is None) == (spec.path is None):
+        raise ConfigError("benchmarks: each entry needs exactly one of 'name' and 'path'")
+    if spec.path is not None and not Path(spec.path).expanduser().is_dir():
+        raise ConfigError(f"benchmarks.path: {spec.path} is not a folder")
+    return resolve_benchmark_dir(spec.name or spec.path, root)[1]
+
+
+def load_spec(spec: BenchmarkSpec, root: Path):
+    from babelir.data.lareqa import load_benchmark
+
+    return load_benchmark(
+        benchmark_dir(spec, root),
+        root,
+        languages=spec.languages,
+        articles=spec.articles,
+        candidate_mode=spec.candidates,
+    )
+
+
+def validate(cfg: CompareConfig) -> dict[str, Any]:
+    """Everything that can fail before training: data, languages, splits, strategies.
+
+    Each strategy is checked against its own pair table (x-y needs cross-language rows,
+    en-en English ones...). Training and validation items are checked disjoint from the
+    evaluation questions of every benchmark built from the training folder. Returns the
+    facts the plan and the report show.
+    """
+    from babelir.data.lareqa import check_disjoint, resolve_benchmark_dir
+    from babelir.sampling import ParallelBatchSampler, get_strategy
+    from babelir.training.trainer import build_training_data
+
+    root = data_dir(cfg)
+    facts: dict[str, Any] = {"benchmarks": {}, "strategies": {}}
+    tables: dict[bool, Any] = {}
+    first = None
+    for strategy, alpha in cfg.variants():
+        tcfg = cfg.train_config(strategy, alpha, cfg.seeds[0])
+        cross = get_strategy(strategy).needs_cross_pairs(tcfg.alpha)
+        if cross not in tables:
+            tables[cross] = build_training_data(tcfg)
+        td = tables[cross]
+        first = first or td
+        try:
+            sampler = ParallelBatchSampler(
+                td.table,
+                batch_size=tcfg.batch_size,
+                strategy=strategy,
+                alpha=tcfg.alpha,
+                num_replicas=1,
+                language_temperature=tcfg.language_temperature,
+            )
+        except BabelirError as e:
+            raise ConfigError(f"train ({strategy} batches): {e}") from None
+        facts["strategies"][cfg.label(strategy, alpha)] = {
+            "pair_rows": len(td.table["id"]),
+            "batches_per_epoch": len(sampler),
+        }
+    assert first is not None
+    facts["train_items"] = len(first.data.items)
+    facts["train_languages"] = first.data.languages
+    facts["train_articles"] = first.train_articles
+    facts["validation"] = {k: v for k, v in first.validation_record().items() if k != "item_ids"}
+    train_dir = None
+    if not Path(str(first.data.source)).is_file():
+        try:
+            train_dir = resolve_benchmark_dir(cfg.train_config("x-y", None, 0).train_data, root)[1]
+        except BabelirError:
+            train_dir = None
+    for i, spec in enumerate(cfg.benchmarks):
+        try:
+            bench = load_spec(spec, root)
+        except DataError as e:
+            raise ConfigError(f"benchmarks[{i}]: {e}") from None
+        folder = benchmark_dir(spec, root)
+        if train_dir is not None and folder.resolve() == Path(train_dir).resolve():
+            where = f"train.articles vs benchmarks[{i}].articles"
+            check_disjoint(first.data.ids, bench.question_ids, where)
+            if first.val is not None:
+                check_disjoint(first.val.ids, bench.question_ids, f"validation vs benchmarks[{i}]")
+        facts["benchmarks"][spec.title()] = bench.summary()
+    return facts
+
+
+def make_plan(cfg: CompareConfig, output: Path) -> Plan:
+    """Training and evaluation jobs with their cache keys and folders."""
+    plan = Plan(cfg, output)
+    base_id = base_identity(cfg.model)
+    root = str(Path(cfg.data_dir).resolve()) if cfg.data_dir else None
+    for seed in cfg.seeds:
+        for strategy, alpha in cfg.variants():
+            tcfg = cfg.train_config(strategy, alpha, seed)
+            ident = {"base": base_id, "train": tcfg.identity(), "data_dir": root}
+            key = _hash({"format": CACHE_FORMAT, **ident})[:16]
+            label = cfg.label(strategy, alpha)
+            slug = label.replace(" ", "").replace("(", "-").replace(")", "").replace("=", "")
+            folder = output / "runs" / f"{slug}-s{seed}-{key[:8]}"
+            steps = tcfg.max_steps or 100
+            tcfg = cfg.train_config(
+                strategy,
+                alpha,
+                seed,
+                output=folder,
+                save_steps=max(5, tcfg.eval_steps or steps // 8),
+                logging_steps=5,
+            )
+            plan.train_jobs.append(TrainJob(label, strategy, alpha, seed, key, folder, tcfg))
+    ev = cfg.encode_options().describe()
+    ev.pop("show_progress", None)
+    for spec in cfg.benchmarks:
+        bspec = spec.model_dump()
+        bspec["resolved"] = str(benchmark_dir(spec, data_dir(cfg)).resolve())
+        key = _hash({"format": CACHE_FORMAT, "model": base_id, "bench": bspec, "eval": ev})[:16]
+        base = EvalJob("base", None, spec, key, output / "evals" / f"base-{key[:8]}", None, None)
+        plan.eval_jobs.append(base)
+        sources = [(base, base_id)]
+        for job in plan.train_jobs:
+            key = _hash({"format": CACHE_FORMAT, "model": job.key, "bench": bspec, "eval": ev})
+            ej = EvalJob(
+                job.label,
+                job.seed,
+                spec,
+                key[:16],
+                output / "evals" / f"{job.folder.name}-{key[:8]}",
+                str(job.folder),
+                job.key,
+            )
+            plan.eval_jobs.append(ej)
+            sources.append((ej, job.key))
+        for method in cfg.debias:
+            for src, model_key in sources:
+                fit = {
+                    "method": method,
+                    "model": model_key,
+                    "per_language": cfg.debias_fit_per_language,
+                    # the base model is fitted on the training side of the config, a trained
+                    # model on its own training texts (the same articles and languages)
+                    "train": cfg.train,
+                    "eval": ev,
+                }
+                fit_key = _hash({"format": CACHE_FORMAT, **fit})[:16]
+                key = _hash({"source": src.key, "fit": fit_key})[:16]
+                plan.eval_jobs.append(
+                    EvalJob(
+                        f"{src.label}+{method}",
+                        src.seed,
+                        spec,
+                        key,
+                        output / "evals" / f"{src.folder.name}+{method}-{key[:8]}",
+                        src.model_path,
+                        src.train_key,
+                        debias=method,
+                        source=src,
+                        fit_folder=output / "debias" / f"{method}-{fit_key}",
+                    )
+                )
+    return plan
+
+
+def describe(plan: Plan, facts: dict[str, Any]) -> list[str]:
+    """The plan as lines for ``--dry-run``: each job with what defines it."""
+    cfg = plan.config
+    lines = [
+        f"profile {cfg.name}: {len(plan.train_jobs)} training + {len(plan.eval_jobs)} "
+        f"evaluation jobs, seeds {cfg.seeds}",
+        f"training data: {facts['train_items']} items in {', '.join(facts['train_languages'])}"
+        + (f", articles {facts['train_articles']}" if facts.get("train_articles") else ""),
+    ]
+    val = facts.get("validation") or {}
+    lines.append(
+        f"validation: {val.get('items', 0)} items"
+        + (f" (articles {val['articles']})" if val.get("articles") else "")
+        + (f"; {val['note']}" if val.get("note") else "")
+    )
+    for job in plan.train_jobs:
+        c = job.train_config
+        s = facts["strategies"].get(job.label, {})
+        budget = f"{c.max_steps} steps" if c.max_steps else f"{c.epochs} epochs"
+        lines.append(
+            f"train {job.label:<22} seed {job.seed}  {budget} x batch {c.batch_size}, "
+            f"lr {c.learning_rate:g}, {s.get('pair_rows', '?')} pair rows "
+            f"({s.get('batches_per_epoch', '?')} batches/epoch), select {c.select}"
+            f"  -> {job.folder}"
+        )
+    for ej in plan.eval_jobs:
+        b = facts["benchmarks"].get(ej.benchmark.title(), {})
+        nq, nc = b.get("num_questions", "?"), b.get("num_candidates", "?")
+        size = f"{nq} questions x {nc} candidates"
+        lines.append(f"evaluate {ej.label:<25} on {ej.benchmark.title()} ({size})")
+    return lines

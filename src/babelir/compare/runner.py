@@ -1,0 +1,314 @@
+"""Run a compare plan: train, evaluate, debias, then hand typed records to the report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from babelir import __version__
+from babelir.compare.config import CompareConfig
+from babelir.compare.plan import EvalJob, Plan, data_dir, load_spec, make_plan, validate
+from babelir.evaluation.records import is_evaluated, load_evaluation, save_evaluation
+
+Progress = Callable[[str, int, int], None]
+
+
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[3]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5,
+        )  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _versions() -> dict[str, str]:
+    import platform
+
+    import sentence_transformers
+    import torch
+    import transformers
+
+    return {
+        "babelir": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "sentence_transformers": sentence_transformers.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def _evaluate(job: EvalJob, cfg: CompareConfig, show_progress: bool) -> None:
+    """Evaluate one model on one benchmark; saves metrics, per-query arrays, embeddings."""
+    from babelir.embedding_cache import EmbeddingCache
+    from babelir.evaluation.lareqa import evaluate_model
+    from babelir.models.loading import load_model, resolve_prefixes
+
+    bench = load_spec(job.benchmark, data_dir(cfg))
+    name = job.model_path or cfg.model
+    opts = cfg.encode_options(show_progress=show_progress, cache=EmbeddingCache())
+    model = load_model(name, max_seq_length=opts.max_seq_length)
+    qp, pp = resolve_prefixes(cfg.model, model)
+    info = {"model": job.label, "model_path": name, "seed": job.seed}
+    result = evaluate_model(
+        model, bench, options=opts, info=info, query_prefix=qp, passage_prefix=pp
+    )
+    result.info["benchmark_label"] = job.benchmark.title()
+    save_evaluation(result, job.folder)
+
+
+def _fit_debias(job: EvalJob, cfg: CompareConfig, show_progress: bool):
+    """The job's transform, fitted once on the model's training-side texts and cached."""
+    from babelir.debias import DebiasTransform, collect_fit_texts, fit_model
+    from babelir.embedding_cache import EmbeddingCache
+    from babelir.models.loading import load_model, resolve_prefixes
+
+    assert job.fit_folder is not None and job.debias is not None
+    if (job.fit_folder / "debias.json").is_file():
+        return DebiasTransform.load(job.fit_folder)
+    tcfg = cfg.train_config("x-x-mono", None, cfg.seeds[0])
+    if job.model_path:  # a trained model: its own training texts
+        fit = collect_fit_texts(
+            job.model_path, cfg.data_dir, max_per_language=cfg.debias_fit_per_language
+        )
+    else:
+        fit = collect_fit_texts(
+            tcfg.train_data,
+            cfg.data_dir,
+            articles=tcfg.articles,
+            languages=tcfg.languages,
+            max_per_language=cfg.debias_fit_per_language,
+        )
+    opts = cfg.encode_options()
+    model = load_model(job.model_path or cfg.model, max_seq_length=opts.max_seq_length)
+    qp, pp = resolve_prefixes(cfg.model, model)
+    transform = fit_model(
+        model,
+        fit,
+        job.debias,
+        query_prefix=qp,
+        passage_prefix=pp,
+        batch_size=opts.batch_size,
+        precision=opts.precision,
+        show_progress=show_progress,
+        cache=EmbeddingCache(),
+    )
+    transform.save(job.fit_folder)
+    return transform
+
+
+def _evaluate_debiased(job: EvalJob, cfg: CompareConfig, show_progress: bool) -> None:
+    """Re-score the source evaluation's saved embeddings after the post-hoc transform."""
+    from babelir.evaluation.lareqa import (
+        Embeddings,
+        EvaluationResult,
+        load_saved_embeddings,
+        score_benchmark,
+    )
+
+    assert job.source is not None
+    transform = _fit_debias(job, cfg, show_progress)
+    bench = load_spec(job.benchmark, data_dir(cfg))
+    transform.check_evaluation(
+        benchmark_name=job.benchmark.name,
+        benchmark_path=str(job.benchmark.path) if job.benchmark.path else None,
+        question_ids=bench.question_ids,
+        what=f"{job.label} on {job.benchmark.title()}",
+    )
+    emb, _, _ = load_saved_embeddings(job.source.folder)
+    q = transform.apply(emb.questions, langs=bench.question_langs)
+    c = transform.apply(emb.candidates, langs=bench.candidate_langs)
+    source_doc = load_evaluation(job.source.folder).metrics
+    info = {
+        "model": job.label,
+        "model_path": job.model_path or cfg.model,
+        "seed": job.seed,
+        "debias": transform.summary(),
+        "encoder": source_doc.get("encoder"),
+        "benchmark_label": job.benchmark.title(),
+    }
+    result = EvaluationResult(bench, score_benchmark(bench, q, c), Embeddings(q, c), info)
+    save_evaluation(result, job.folder, save_embeddings=False)
+
+
+def _curves(plan: Plan):
+    from babelir.reporting.schema import RunCurve
+
+    out = []
+    for job in plan.train_jobs:
+        doc = json.loads((job.folder / "babelir-train.json").read_text("utf-8"))
+        sel = doc.get("selection") or {}
+        out.append(
+            RunCurve(
+                job.label,
+                job.seed,
+                doc.get("curve") or [],
+                sel.get("step") if sel.get("select") not in (None, "last") else None,
+            )
+        )
+    return out
+
+
+def prepare(cfg: CompareConfig, output: Path) -> tuple[Plan, dict[str, Any]]:
+    """Validate and plan (everything ``--dry-run`` shows), without training."""
+    facts = validate(cfg)
+    return make_plan(cfg, output), facts
+
+
+def run_compare(
+    cfg: CompareConfig,
+    output: Path,
+    *,
+    force: bool = False,
+    show_progress: bool = True,
+    on_phase: Progress | None = None,
+    raw_config: dict[str, Any] | None = None,
+) -> Path:
+    """Validate, train, evaluate and report. Returns the path of report.md."""
+    from babelir.reporting.report import write_report
+    from babelir.reporting.schema import EvalRecord, Provenance, ReportInput, RunInfo
+    from babelir.training.trainer import is_trained
+    from babelir.training.trainer import train as run_train
+
+    t_start = time.perf_counter()
+    commit = _git_commit()  # the code that runs, not whatever HEAD is when it ends
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    plan, facts = prepare(cfg, output)
+    timings["validate"] = round(time.perf_counter() - t, 2)
+    output.mkdir(parents=True, exist_ok=True)
+    if force:
+        for path in [j.folder for j in plan.train_jobs] + [e.folder for e in plan.eval_jobs]:
+            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(output / "debias", ignore_errors=True)
+    done = 0
+    reused = {"train": 0, "eval": 0}
+    step_log: list[dict[str, Any]] = []
+
+    def tick(what: str) -> None:
+        nonlocal done
+        done += 1
+        if on_phase:
+            on_phase(what, done, plan.total)
+
+    if on_phase:  # the overall bar knows its length before the first (long) job
+        on_phase(
+            f"planned {len(plan.train_jobs)} training + {len(plan.eval_jobs)} eval jobs",
+            0,
+            plan.total,
+        )
+    t = time.perf_counter()
+    for job in plan.train_jobs:
+        t_job = time.perf_counter()
+        if is_trained(job.folder):
+            reused["train"] += 1
+            status = "reused"
+        else:
+            job.train_config.resume = (job.folder / "checkpoints").is_dir()
+            run_train(job.train_config, show_progress=show_progress)
+            status = "trained"
+        seconds = round(time.perf_counter() - t_job, 2)
+        step_log.append(
+            {"phase": "train", "label": job.label, "seed": job.seed, "status": status,
+             "seconds": seconds}
+        )  # fmt: skip
+        tick(f"train {job.label} (seed {job.seed}): {status}")
+    timings["train"] = round(time.perf_counter() - t, 2)
+
+    t = time.perf_counter()
+    for ej in plan.eval_jobs:
+        t_job = time.perf_counter()
+        if is_evaluated(ej.folder):
+            reused["eval"] += 1
+            status = "reused"
+        elif ej.debias:
+            _evaluate_debiased(ej, cfg, show_progress)
+            status = "debiased"
+        else:
+            _evaluate(ej, cfg, show_progress)
+            status = "evaluated"
+        step_log.append(
+            {"phase": "evaluate", "label": ej.label, "seed": ej.seed,
+             "benchmark": ej.benchmark.title(), "status": status,
+             "seconds": round(time.perf_counter() - t_job, 2)}
+        )  # fmt: skip
+        tick(f"evaluate {ej.label} on {ej.benchmark.title()}: {status}")
+    timings["evaluate"] = round(time.perf_counter() - t, 2)
+
+    records = []
+    for ej in plan.eval_jobs:
+        stored = load_evaluation(ej.folder)
+        records.append(
+            EvalRecord(
+                ej.label, ej.seed, ej.benchmark.title(), stored.metrics, stored.per_query,
+                str(ej.folder),
+            )
+        )  # fmt: skip
+    runs = [
+        RunInfo(j.label, j.strategy, j.alpha, j.seed, j.key, str(j.folder))
+        for j in plan.train_jobs
+    ]
+    labels = list(dict.fromkeys(["base", *[j.label for j in plan.train_jobs]]))
+    labels += [f"{lab}+{m}" for m in cfg.debias for lab in labels]
+    provenance = Provenance(
+        versions=_versions(),
+        git_commit=commit,
+        timing_s=timings,
+        reused=reused,
+        config=cfg.model_dump(),
+        raw_config=raw_config,
+        facts=facts,
+        steps=step_log,
+        t_start=t_start,
+    )
+    inp = ReportInput(
+        name=cfg.name,
+        description=cfg.description,
+        reference=cfg.reference,
+        evaluations=records,
+        runs=runs,
+        provenance=provenance,
+        setup=_setup(cfg),
+        labels=labels,
+        seeds=cfg.seeds,
+        curves=_curves(plan),
+        permutations=cfg.permutations,
+        bootstrap=cfg.bootstrap,
+        margin=cfg.margin,
+    )
+    return write_report(inp, output)
+
+
+def _setup(cfg: CompareConfig):
+    from babelir.reporting.schema import TrainingSetup
+
+    t = cfg.train_config("x-x-mono", None, cfg.seeds[0])
+    return TrainingSetup(
+        model=cfg.model,
+        data=t.train_data,
+        articles=t.articles,
+        batch_size=t.batch_size,
+        learning_rate=t.learning_rate,
+        max_seq_length=t.max_seq_length,
+        max_steps=t.max_steps,
+        epochs=t.epochs,
+        freeze_embeddings=t.freeze_embeddings,
+        extra={"warmup": t.warmup_ratio, "validation": t.val_articles, "select": t.select},
+    )
