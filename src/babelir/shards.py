@@ -19,7 +19,7 @@ reads the whole stream (parsing is cheap next to encoding), so all agree on the 
 boundaries without talking to each other, and whichever rank sees the last shard land
 writes the manifest (identical bytes from any rank). Under ``torchrun`` the rank and world
 size come from the environment or an initialised ``torch.distributed``; see
-:func:`init_distributed` and :func:`rank_device`.
+:mod:`babelir.distributed`.
 """
 
 from __future__ import annotations
@@ -36,58 +36,25 @@ from typing import Any
 import numpy as np
 
 from babelir.data.corpus import files_fingerprint
+from babelir.distributed import barrier, init_distributed, rank_and_world, rank_device
 from babelir.encoding import encode_texts, model_device, resolve_precision
 from babelir.errors import BabelirError, ConfigError, DataError
 from babelir.io import write_json, write_npy
 from babelir.options import EncodeOptions
 
-__all__ = ["ShardSet", "encode_shards", "files_fingerprint", "rank_and_world"]
+__all__ = [
+    "ShardSet",
+    "barrier",
+    "encode_shards",
+    "files_fingerprint",
+    "init_distributed",
+    "rank_and_world",
+    "rank_device",
+]
 
 SHARD_FORMAT = "babelir-shards-v1"
 DEFAULT_SHARD_SIZE = 50_000
 MANIFEST = "manifest.json"
-
-
-# --------------------------------------------------------------------------- distribution
-
-
-def rank_and_world() -> tuple[int, int]:
-    """(rank, world size): an initialised process group, else torchrun's env, else (0, 1)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def init_distributed() -> tuple[int, int]:
-    """Join torchrun's process group if launched by it; returns (rank, world size).
-
-    Only barriers are exchanged (shards go through the file system), so gloo serves on
-    CPU and GPU machines alike.
-    """
-    import torch.distributed as dist
-
-    rank, world = rank_and_world()
-    if world > 1 and not dist.is_initialized() and "MASTER_ADDR" in os.environ:
-        dist.init_process_group("gloo")
-    return rank, world
-
-
-def barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def rank_device() -> str | None:
-    """``cuda:<LOCAL_RANK>`` for a torchrun rank on a GPU machine, else None (auto)."""
-    import torch
-
-    if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
-        return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
-    return None
 
 
 # --------------------------------------------------------------------------- helpers

@@ -41,13 +41,13 @@ def evaluate_miracl_cli(
     from rich.console import Console
 
     from babelir.data.miracl import check_passage_format, load_miracl
+    from babelir.distributed import init_distributed, rank_device
     from babelir.encoding import load_encoder
     from babelir.evaluation.miracl import evaluate_miracl, write_miracl_result
     from babelir.models.loading import model_fingerprint
     from babelir.reporting.miracl_table import miracl_table
     from babelir.settings import cache_dir
     from babelir.settings import data_dir as resolve_data_dir
-    from babelir.shards import init_distributed, rank_device
 
     check_passage_format(passage_format)
     langs = load_miracl(resolve_data_dir(data_dir), languages, split=split, corpus=corpus)

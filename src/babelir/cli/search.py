@@ -89,12 +89,12 @@ def index_command(
     from babelir.data.corpus import open_corpus
     from babelir.data.lareqa import parse_languages
     from babelir.data.miracl import check_passage_format
+    from babelir.distributed import init_distributed, rank_device
     from babelir.encoding import load_encoder
     from babelir.index.build import build_search_index
     from babelir.index.faiss_backend import IndexSpec
     from babelir.models.loading import model_fingerprint
     from babelir.settings import data_dir as resolve_data_dir
-    from babelir.shards import init_distributed, rank_device
 
     if output.exists() and not output.is_dir():
         fail(f"{output} exists and is not a folder")

@@ -190,7 +190,7 @@ def evaluate_language(
     passages and the queries alike; approximate search is checked against exact search on
     the first ``exact_check_queries`` queries.
     """
-    from babelir.shards import rank_and_world
+    from babelir.distributed import rank_and_world
 
     index = index or IndexSpec()
     t0 = time.perf_counter()

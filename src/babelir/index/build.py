@@ -17,6 +17,7 @@ from typing import Any
 from babelir import __version__
 from babelir.data.corpus import CorpusSource
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT
+from babelir.distributed import barrier, rank_and_world
 from babelir.errors import BabelirError, ConfigError, DataError
 from babelir.index.corpus_index import index_corpus, shard_config
 from babelir.index.docstore import Docstore
@@ -24,7 +25,6 @@ from babelir.index.faiss_backend import IndexSpec
 from babelir.index.layout import DOCSTORE, FAISS_FILE, INDEX_META, SHARDS
 from babelir.io import write_json
 from babelir.options import EncodeOptions
-from babelir.shards import barrier, rank_and_world
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT, Passage, format_passage
+from babelir.distributed import in_process_group, rank_and_world
 from babelir.index.faiss_backend import (
     IndexSpec,
     approximate_search,
@@ -29,13 +30,7 @@ from babelir.index.faiss_backend import (
     save_faiss,
 )
 from babelir.options import EncodeOptions
-from babelir.shards import (
-    DEFAULT_SHARD_SIZE,
-    EncodeReport,
-    ShardSet,
-    encode_shards,
-    rank_and_world,
-)
+from babelir.shards import DEFAULT_SHARD_SIZE, EncodeReport, ShardSet, encode_shards
 
 
 def shard_config(
@@ -110,12 +105,6 @@ class CorpusIndex:
         return scores, rows, self.recall
 
 
-def _process_group() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized()
-
-
 def index_corpus(
     model: Any,
     passages: Iterable[Passage],
@@ -164,7 +153,7 @@ def index_corpus(
         world_size=world_size,
     )
     t1 = time.perf_counter()
-    if not rep.complete or (rank != 0 and _process_group()):
+    if not rep.complete or (rank != 0 and in_process_group()):
         return None
     shards = ShardSet.open(shard_dir)
     spec = spec.resolved(shards.num_rows)
