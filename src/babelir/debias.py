@@ -860,3 +860,42 @@ def model_card(transform: DebiasTransform, *, model_name: str | None = None) -> 
     if info.get("run"):
         lines.insert(-3, f"Fitted on the training texts of the babelir run `{info['run']}`.")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def check_benchmark(transform: DebiasTransform, bench: Any, what: str = "") -> None:
+    """Refuse (ConfigError) a LAReQA ``Benchmark`` that overlaps ``transform``'s fit texts."""
+    transform.check_evaluation(
+        benchmark_name=bench.name,
+        benchmark_path=bench.path,
+        question_ids=bench.question_ids,
+        texts=[*bench.question_texts, *bench.candidate_texts()],
+        what=what or f"articles {bench.articles} of {bench.name}",
+    )
+
+
+def debias_result(result: Any, transform: DebiasTransform, *, fit_path: Any = None) -> Any:
+    """An ``EvaluationResult`` re-scored on debiased embeddings, the transform recorded in
+    its info (``metrics.json["debias"]``). Checks the fit/eval split first; the extra
+    field ``model_fingerprint_matches`` says whether the fit used the evaluated model."""
+    import time
+
+    from babelir.evaluation.lareqa import Embeddings, EvaluationResult, score_benchmark
+
+    b = result.benchmark
+    check_benchmark(transform, b)
+    t0 = time.perf_counter()
+    q = transform.apply(result.embeddings.questions, b.question_langs)
+    c = transform.apply(result.embeddings.candidates, b.candidate_langs)
+    t1 = time.perf_counter()
+    info = dict(result.info)
+    record = {**transform.summary(), "apply_s": round(t1 - t0, 4)}
+    if fit_path is not None:
+        record["fit_path"] = str(fit_path)
+    ours, fitted = info.get("model_fingerprint"), transform.fit_info.get("model_fingerprint")
+    if ours and fitted:
+        record["model_fingerprint_matches"] = ours == fitted
+    info["debias"] = record
+    return EvaluationResult(b, score_benchmark(b, q, c), Embeddings(q, c), info)
