@@ -80,6 +80,14 @@ def evaluate(
         typer.Option(help="MIRACL shard folder (default <cache>/shards); reused, resumable."),
     ] = None,
     shard_size: Annotated[int, typer.Option(help="MIRACL passages per shard.")] = 50_000,
+    debias: Annotated[
+        str | None,
+        typer.Option(help="Evaluation-time debiasing: center, lir or lsar (with --debias-fit)."),
+    ] = None,
+    debias_fit: Annotated[
+        Path | None,
+        typer.Option(help="Fit written by `babelir debias` (transform or LSAR model folder)."),
+    ] = None,
 ) -> None:
     """Score an encoder on a benchmark.
 
@@ -105,6 +113,8 @@ def evaluate(
         query_prefix=query_prefix,
         passage_prefix=passage_prefix,
     )
+    if benchmark == "miracl" and (debias or debias_fit):
+        fail("--debias applies to LAReQA-format benchmarks, not miracl")
     if benchmark == "miracl":
         from babelir.cli.miracl import evaluate_miracl_cli
         from babelir.index.faiss_backend import IndexSpec
@@ -132,6 +142,7 @@ def evaluate(
         articles=articles,
         candidate_mode=candidates,
     )
+    transform = _load_debias(debias, debias_fit, bench)
     if from_embeddings is not None:
         result = _score_saved(bench, from_embeddings)
     else:
@@ -147,6 +158,8 @@ def evaluate(
         }
         result = evaluate_model(st, bench, options=opts, info=info)
     assert isinstance(result, EvaluationResult)
+    if transform is not None:
+        result = _apply_debias(result, transform, debias_fit)
     out.print(metrics_table(result.metrics_json()))
     if output is not None:
         write_result(result, output, save_embeddings=save_embeddings)
@@ -170,3 +183,37 @@ def _score_saved(bench, folder: Path):
         )
     metrics = score_benchmark(bench, np.asarray(emb.questions), np.asarray(emb.candidates))
     return EvaluationResult(bench, metrics, emb, {"model": f"embeddings:{folder}"})
+
+
+def _load_debias(method: str | None, fit: Path | None, bench):
+    """The fitted transform of --debias-fit, refused if it was fitted on evaluation texts."""
+    if method is None and fit is None:
+        return None
+    from babelir.debias import METHODS, DebiasTransform, check_benchmark
+    from babelir.errors import ConfigError
+
+    if fit is None:
+        raise ConfigError(f"--debias {method}: give the fit with --debias-fit (babelir debias)")
+    if method is not None and method not in METHODS:
+        raise ConfigError(f"--debias: unknown '{method}' (valid: {', '.join(METHODS)})")
+    transform = DebiasTransform.load(fit)
+    if method is not None and method != transform.method:
+        raise ConfigError(f"--debias {method}: {fit} holds a {transform.method} fit")
+    check_benchmark(transform, bench, f"{fit} vs articles {bench.articles} of {bench.name}")
+    return transform
+
+
+def _apply_debias(result, transform, fit: Path):
+    """Re-score the benchmark on debiased embeddings; record the transform in metrics.json."""
+    from rich.markup import escape
+
+    from babelir.debias import debias_result
+
+    result = debias_result(result, transform, fit_path=fit)
+    if result.info["debias"].get("model_fingerprint_matches") is False:
+        console.print(
+            "[yellow]warning:[/] "
+            + escape(f"--debias-fit {fit} was fitted on another model than the one evaluated"),
+            highlight=False,
+        )
+    return result
