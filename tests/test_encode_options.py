@@ -182,3 +182,48 @@ def test_truncation_mismatch_is_refused(data):
     assert encoding.encode_texts(model, ["maji"], options=opts).shape == (1, 32)
     with pytest.raises(ConfigError, match="truncates at 32"):
         encoding.encode_texts(model, ["maji"], options=opts.merged(max_seq_length=16))
+
+
+def test_compare_style_keywords_reach_the_encoder(data, seen: list[str], shared_data_dir: Path):
+    """compare calls evaluate_model with keywords, not options: they must still arrive."""
+    from babelir.data.lareqa import load_benchmark
+    from babelir.evaluation.lareqa import evaluate_model
+
+    _, model_dir = data
+    model, _ = encoding.load_encoder(str(model_dir))
+    fixture = shared_data_dir / "fixtures" / "xquad-r"
+    bench = load_benchmark(fixture, shared_data_dir, languages="en")
+    result = evaluate_model(
+        model,
+        bench,
+        query_prefix="q: ",
+        passage_prefix="p: ",
+        batch_size=16,
+        show_progress=False,
+        info={"model": "tiny"},
+        precision="bf16",
+        cache=None,
+    )
+    assert set(seen) == {"bf16"}
+    assert result.info["encoder"]["precision"] == "bf16" and result.info["query_prefix"] == "q: "
+    seen.clear()
+    opts = EncodeOptions(precision="bf16", batch_size=16, show_progress=False)
+    evaluate_model(model, bench, options=opts, precision="fp32")  # a keyword overrides
+    assert set(seen) == {"fp32"}
+
+
+@pytest.mark.parametrize("command", ["evaluate", "index", "search"])
+def test_cli_defaults_match_the_options_schema(command: str):
+    """The encoding options of each command default to EncodeOptions' values (no drift)."""
+    import typer
+
+    import babelir.cli.main  # noqa: F401  (registers the commands)
+    from babelir.cli.app import app
+
+    cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    params = {p.name: p for p in cmd.params}
+    defaults = EncodeOptions()
+    assert params["precision"].default == defaults.precision
+    assert "fp16" in params["precision"].help
+    if "batch_size" in params:
+        assert params["batch_size"].default == defaults.batch_size

@@ -1,11 +1,14 @@
 """MIRACL-format evaluation: nDCG@10 and Recall@100 per language, macro-averaged.
 
 Per language (queries of X against the corpus of X, MIRACL's monolingual setting): the
-corpus is encoded into shards (:mod:`babelir.shards`: streamed, resumable, splittable
-across ``torchrun`` ranks, and reused by later runs of the same model and settings), each
+corpus is encoded into shards and made searchable by the routine ``babelir index`` uses
+(:func:`babelir.index.corpus_index.index_corpus`: streamed, resumable, splittable across
+``torchrun`` ranks, and reused by later runs of the same model and settings), each
 query's top-100 is retrieved (exact inner product by default; FAISS IVF/HNSW on request,
 with their recall against exact search reported), and the run is scored by ir-measures
-with its pytrec_eval (trec_eval) provider.
+with its pytrec_eval (trec_eval) provider. Passages and queries are encoded with one
+:class:`~babelir.options.EncodeOptions`. The terminal table is in
+:mod:`babelir.reporting.miracl_table`, the command in :mod:`babelir.cli.miracl`.
 
 Conventions (``conventions`` in metrics.json; checked in ``tests/test_miracl.py``):
 
@@ -167,7 +170,8 @@ class MiraclResult:
 
 
 def shard_folder(work_dir: Path, lang: str, split_config: Mapping[str, Any]) -> Path:
-    """One folder per (language, model, prefix, format, corpus): reused by later runs."""
+    """One folder per (language, model, prefix, precision, truncation, format, corpus),
+    reused by later runs: a run in bf16 never resumes shards encoded in fp32."""
     digest = hashlib.sha256(json.dumps(split_config, sort_keys=True).encode()).hexdigest()[:12]
     return Path(work_dir) / f"miracl-{lang}-{digest}"
 
