@@ -1,4 +1,6 @@
-"""The files of an index folder (``babelir index``), shared by building and searching::
+"""The files of an index folder (``babelir index``), shared by building and searching.
+
+::
 
     shards/          embeddings + ids (babelir.shards): resumable, multi-process
     docstore.sqlite  row -> docid, lang, title, text (SQLite: no pickle, random access)

@@ -30,7 +30,6 @@ class Hit:
     text: str
 
 
-
 class SearchIndex:
     """An index folder opened for queries (see module docstring)."""
 
