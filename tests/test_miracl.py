@@ -14,6 +14,7 @@ import pytest
 import pytrec_eval
 from tiny_model import make_tiny_model
 
+from babelir.cli.miracl import evaluate_miracl_cli
 from babelir.data.miracl import (
     DEFAULT_PASSAGE_FORMAT,
     Passage,
@@ -26,7 +27,6 @@ from babelir.data.miracl import (
     read_topics,
 )
 from babelir.data.registry import MIRACL_LANGUAGES
-from babelir.cli.miracl import evaluate_miracl_cli
 from babelir.errors import ConfigError, DataError
 from babelir.evaluation.miracl import NDCG, RECALL, ndcg_at_k, recall_at_k, score_run
 from babelir.index.faiss_backend import IndexSpec
