@@ -167,22 +167,10 @@ def evaluate(
 
 
 def _score_saved(bench, folder: Path):
-    import numpy as np
+    """Score embeddings saved by --save-embeddings: validated, then aligned by key."""
+    from babelir.evaluation.lareqa import score_saved
 
-    from babelir.errors import DataError
-    from babelir.evaluation.lareqa import EvaluationResult, load_saved_embeddings, score_benchmark
-
-    try:
-        emb, qs, cs = load_saved_embeddings(folder)
-    except FileNotFoundError as e:
-        raise DataError(f"{e.filename}: not found (write it with --save-embeddings)") from None
-    if len(qs) != bench.num_questions or len(cs) != bench.num_candidates:
-        raise DataError(
-            f"{folder}: saved embeddings hold {len(qs)} questions / {len(cs)} candidates but "
-            f"the benchmark selection has {bench.num_questions} / {bench.num_candidates}"
-        )
-    metrics = score_benchmark(bench, np.asarray(emb.questions), np.asarray(emb.candidates))
-    return EvaluationResult(bench, metrics, emb, {"model": f"embeddings:{folder}"})
+    return score_saved(bench, folder)
 
 
 def _load_debias(method: str | None, fit: Path | None, bench):

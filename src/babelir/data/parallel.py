@@ -102,8 +102,6 @@ def from_jsonl(path: str | Path, *, languages: Sequence[str] | str | None = None
     try:
         for lineno, line in _read_lines(path):
             _add_jsonl_row(items, line, f"{path}:{lineno}")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text after line {lineno} ({e.reason})") from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         what = "truncated" if isinstance(e, EOFError) else "not a valid gzip file"
         raise DataError(f"{path}: {what} after line {lineno} ({e or 'unexpected end'})") from None
@@ -115,10 +113,17 @@ def from_jsonl(path: str | Path, *, languages: Sequence[str] | str | None = None
 
 
 def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Numbered non-blank lines of a (gzipped) UTF-8 file."""
+    """Numbered non-blank lines of a (gzipped) UTF-8 file, decoded line by line so an
+    encoding error names its own line."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with opener(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start})"
+                ) from None
             if line.strip():
                 yield lineno, line
 

@@ -17,6 +17,7 @@ import numpy as np
 from babelir import __version__
 from babelir.data.lareqa import Benchmark
 from babelir.encoding import encode_texts
+from babelir.errors import BabelirError, DataError, ModelError
 from babelir.evaluation.metrics import LareqaMetrics, evaluate_embeddings
 from babelir.io import atomic_dir, write_json, write_jsonl, write_npy
 from babelir.options import EncodeOptions
@@ -122,6 +123,8 @@ def evaluate_model(
         model, benchmark.candidate_texts(), prefix=pp, options=enc, desc="candidates"
     )
     t1 = time.perf_counter()
+    check_finite(q, benchmark.question_texts, "model output for questions", ModelError)
+    check_finite(c, benchmark.candidate_texts(), "model output for candidates", ModelError)
     metrics = score_benchmark(benchmark, q, c)
     t2 = time.perf_counter()
     meta = dict(info or {})
@@ -175,15 +178,157 @@ def write_result(result: EvaluationResult, output: Path, *, save_embeddings: boo
     pending.rmdir()
 
 
-def load_saved_embeddings(folder: Path) -> tuple[Embeddings, list[dict], list[dict]]:
-    """Read what ``--save-embeddings`` wrote (no pickles: ``allow_pickle=False``)."""
-    import json
+def check_finite(
+    array: np.ndarray, texts: list[str], where: str, error: type[BabelirError] = DataError
+) -> None:
+    """Refuse rows holding NaN or inf, naming the first texts: such a row scores as
+    nothing or everything and silently moves every metric."""
+    bad = np.flatnonzero(~np.isfinite(array).all(axis=1)) if array.size else np.empty(0, int)
+    if bad.size:
+        shown = "; ".join(f"row {i}: {texts[i][:60]!r}" for i in bad[:3] if i < len(texts))
+        raise error(f"{where}: {bad.size} embeddings hold NaN or inf ({shown})")
 
-    q = np.load(folder / "questions.npy", allow_pickle=False)
-    c = np.load(folder / "candidates.npy", allow_pickle=False)
-    qs = [json.loads(x) for x in (folder / "questions.jsonl").read_text("utf-8").splitlines()]
-    cs = [json.loads(x) for x in (folder / "candidates.jsonl").read_text("utf-8").splitlines()]
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (write it with --save-embeddings)") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a .npy file") from None
+    except (ValueError, OSError, EOFError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path}: not a readable .npy array ({reason})") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        raise DataError(f"{path}: not a .npy array")
+    if array.ndim != 2:
+        raise DataError(f"{path}: expected a 2-D array (rows x dimensions), not {array.shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise DataError(f"{path}: expected floating-point embeddings, got dtype {array.dtype}")
+    return array
+
+
+_SAVED_FIELDS = {
+    "questions.jsonl": {"id": (str, int), "lang": str, "text": str},
+    "candidates.jsonl": {"lang": str, "text": str, "relevant_ids": list},
+}
+
+
+def _load_rows(path: Path) -> list[dict]:
+    from babelir.data.jsonl import parse_object
+
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (write it with --save-embeddings)") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a JSONL file") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    rows = []
+    for lineno, line in enumerate(lines, 1):
+        where = f"{path}:{lineno}"
+        row = parse_object(line, where)
+        for key, kind in _SAVED_FIELDS[path.name].items():
+            if not isinstance(row.get(key), kind):
+                raise DataError(f"{where}: missing field '{key}' or wrong type")
+        rows.append(row)
+    return rows
+
+
+def load_saved_embeddings(folder: Path) -> tuple[Embeddings, list[dict], list[dict]]:
+    """Read what ``--save-embeddings`` wrote (no pickles: ``allow_pickle=False``).
+
+    Every array must be a 2-D float array with one finite row per line of its metadata,
+    and both must share a dimension; anything else is a one-line DataError.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: saved-embeddings folder not found")
+    q = _load_array(folder / "questions.npy")
+    c = _load_array(folder / "candidates.npy")
+    qs = _load_rows(folder / "questions.jsonl")
+    cs = _load_rows(folder / "candidates.jsonl")
+    for array, rows, name in ((q, qs, "questions"), (c, cs, "candidates")):
+        if len(array) != len(rows):
+            raise DataError(
+                f"{folder}: {name}.npy has {len(array)} rows but {name}.jsonl has {len(rows)} "
+                f"lines"
+            )
+        check_finite(array, [r["text"] for r in rows], str(folder / f"{name}.npy"))
+    if q.shape[1] != c.shape[1]:
+        raise DataError(
+            f"{folder}: questions.npy has dimension {q.shape[1]} but candidates.npy "
+            f"{c.shape[1]}"
+        )
     return Embeddings(q, c), qs, cs
+
+
+def align_saved(
+    benchmark: Benchmark, embeddings: Embeddings, qs: list[dict], cs: list[dict], folder: Path
+) -> Embeddings:
+    """The saved rows in ``benchmark``'s row order, matched by key, never by position.
+
+    Questions match on (language, id) and must have the same text; candidates on
+    (language, text, occurrence of that text) and must have the same relevant ids. A
+    saved superset (more languages or articles) is fine; a missing or different row is
+    refused, so embeddings saved for ``en,de`` can never be scored as ``de,en``.
+    """
+    q_index: dict[tuple[str, str], int] = {}
+    for k, row in enumerate(qs):
+        key = (row["lang"], str(row["id"]))
+        if key in q_index:
+            raise DataError(f"{folder}/questions.jsonl:{k + 1}: question {key[1]} ({key[0]}) twice")
+        q_index[key] = k
+    q_rows = []
+    for lang, qid, text in zip(
+        benchmark.question_langs, benchmark.question_ids, benchmark.question_texts, strict=True
+    ):
+        k = q_index.get((lang, qid))
+        if k is None or qs[k]["text"] != text:
+            what = "is absent" if k is None else "has another text"
+            raise DataError(
+                f"{folder}/questions.jsonl: question {qid} ({lang}) {what}; the embeddings were "
+                f"saved for another benchmark, selection or --languages"
+            )
+        q_rows.append(k)
+    c_index: dict[tuple[str, str, int], int] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for k, row in enumerate(cs):
+        n = seen.get((row["lang"], row["text"]), 0)
+        seen[(row["lang"], row["text"])] = n + 1
+        c_index[(row["lang"], row["text"], n)] = k
+    c_rows = []
+    seen.clear()
+    for lang, text, rel in zip(
+        benchmark.candidate_langs,
+        benchmark.candidate_texts(),
+        benchmark.candidate_relevant_ids,
+        strict=True,
+    ):
+        n = seen.get((lang, text), 0)
+        seen[(lang, text)] = n + 1
+        k = c_index.get((lang, text, n))
+        if k is None or sorted(map(str, cs[k]["relevant_ids"])) != sorted(rel):
+            what = "is absent" if k is None else "has other relevant ids"
+            raise DataError(
+                f"{folder}/candidates.jsonl: candidate {text[:50]!r} ({lang}) {what}; the "
+                f"embeddings were saved for another benchmark, selection or --candidates mode"
+            )
+        c_rows.append(k)
+    return Embeddings(
+        np.asarray(embeddings.questions[q_rows], dtype=np.float32),
+        np.asarray(embeddings.candidates[c_rows], dtype=np.float32),
+    )
+
+
+def score_saved(benchmark: Benchmark, folder: Path) -> EvaluationResult:
+    """Metrics of ``benchmark`` from embeddings saved by ``--save-embeddings``, validated
+    (:func:`load_saved_embeddings`) and aligned by key (:func:`align_saved`)."""
+    emb, qs, cs = load_saved_embeddings(folder)
+    emb = align_saved(benchmark, emb, qs, cs, Path(folder))
+    metrics = score_benchmark(benchmark, emb.questions, emb.candidates)
+    return EvaluationResult(benchmark, metrics, emb, {"model": f"embeddings:{folder}"})
 
 
 def benchmark_from_saved(
