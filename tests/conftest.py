@@ -9,8 +9,11 @@
   ``babelir.models.loading.load_model(real_model_path)``; tests that call ``load_model()``
   for the default model should set ``BABELIR_CACHE_DIR`` to ``real_model_path.parents[1]``.
 
-Both skip (with the reason) when their inputs are missing, except under CI (``CI`` set),
-where a missing input is a failure: a green CI must not hide a missing install step.
+Both skip (with the reason) when their inputs are missing, except under CI (``CI`` or
+``BABELIR_REQUIRE_DATA`` set), where a missing input is a failure: a green CI must not
+hide a missing install step. A skipped run ends with one prominent line per missing
+input naming how many tests, in which files, did not run and why; ``make test`` fetches
+the pinned data first, so locally this line means the fetch failed (offline).
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from babelir.errors import ModelError
 from babelir.models.offline_e5 import MODEL_DIRNAME, build_offline_e5
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+_MARK = "babelir input missing: "
 
 
 def _missing(reason: str) -> None:
-    if os.environ.get("CI"):
+    if os.environ.get("CI") or os.environ.get("BABELIR_REQUIRE_DATA"):
         pytest.fail(reason)
-    pytest.skip(reason)
+    pytest.skip(_MARK + reason)
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +41,32 @@ def shared_data_dir() -> Path:
     env = os.environ.get("BABELIR_DATA_DIR")
     path = Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data"
     if not path.is_dir():
-        _missing(f"real data folder {path} not found (set BABELIR_DATA_DIR)")
+        _missing(f"real data folder {path} not found (`make test-data`, or set BABELIR_DATA_DIR)")
+    if not (path / "fixtures").is_dir():
+        _missing(
+            f"{path / 'fixtures'} not found (small slices shipped with the shared data folder; "
+            f"point BABELIR_DATA_DIR at it)"
+        )
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One loud line per missing input: a newcomer must see that the suite did not all run."""
+    by_reason: dict[str, dict[str, int]] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        text = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else ""
+        if _MARK in text:
+            reason = text.split(_MARK, 1)[1]
+            files = by_reason.setdefault(reason, {})
+            name = report.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+            files[name] = files.get(name, 0) + 1
+    for reason, files in by_reason.items():
+        count = sum(files.values())
+        where = ", ".join(f"{f} ({n})" for f, n in sorted(files.items()))
+        terminalreporter.write_sep(
+            "!", f"{count} tests did NOT run: {reason}; in {where}", red=True, bold=True
+        )
 
 
 @pytest.fixture(scope="session")
