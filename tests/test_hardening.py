@@ -395,6 +395,15 @@ def test_training_jsonl_that_is_not_utf8_or_not_gzip(tmp_path: Path) -> None:
         from_jsonl(truncated)
 
 
+def test_non_utf8_yaml_config_is_one_line(tmp_path: Path) -> None:
+    from babelir.compare.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"c\.yaml: not UTF-8 text"):
+        load_config(config_file=path)
+
+
 # --------------------------------------------------------------------------- 5. markup
 
 

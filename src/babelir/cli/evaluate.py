@@ -163,7 +163,7 @@ def evaluate(
     out.print(metrics_table(result.metrics_json()))
     if output is not None:
         write_result(result, output, save_embeddings=save_embeddings)
-        console.print(f"wrote {output / 'metrics.json'}")
+        console.print(f"wrote {output / 'metrics.json'}", markup=False)
 
 
 def _score_saved(bench, folder: Path):
