@@ -134,3 +134,30 @@ def test_error_missing_language_and_unknown_name(bench_copy: Path, tmp_path: Pat
     with pytest.raises(DataError, match="babelir data fetch mlqa-r"):
         load_benchmark("mlqa-r", tmp_path)  # known name, not in this data dir
     assert issubclass(DataError, BabelirError)
+
+
+def test_data_modules_form_no_import_cycle() -> None:
+    """Dataset modules share types through babelir.data.types, never through each other in
+    a circle (parallel <-> mmarco used to import each other behind a lazy import)."""
+    import ast
+    from pathlib import Path
+
+    import babelir.data
+
+    folder = Path(babelir.data.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("babelir.data."):
+                deps.add(node.module.rsplit(".", 1)[-1])
+        graph[path.stem] = deps
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for dep in graph.get(start, ()):
+            if dep == target or (dep not in seen and reaches(dep, target, seen | {dep})):
+                return True
+        return False
+
+    assert graph["types"] == set()  # the shared types depend on no dataset module
+    assert [m for m in graph if reaches(m, m, {m})] == []
