@@ -113,6 +113,7 @@ def test_corrupt_build_is_detected_and_rebuilt_atomically(tiny, tmp_path: Path) 
         else:  # same size, one byte changed: only the hash notices
             data[len(data) // 2] ^= 0xFF
         onnx_file.write_bytes(bytes(data))
+        (own / f".{folder.name}.killed-build.tmp").mkdir()  # as a SIGKILLed build leaves it
         again = int8_model(tiny, cache_dir=own)
         assert again.int8_info["built"] is True, damage
         assert again.int8_info["path"] == str(folder)

@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -164,6 +165,12 @@ def _build_lock(dest: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _remove_stale(dest: Path) -> None:
+    """Delete temp folders of builds of ``dest`` that were killed (we hold its lock)."""
+    for stale in dest.parent.glob(f".{dest.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _input_names(model: SentenceTransformer) -> list[str]:
@@ -502,6 +509,7 @@ def int8_model(
             if manifest is None:
                 if dest.exists() and not rebuild:
                     log.warning("int8 build %s is incomplete or corrupt; rebuilding", dest)
+                _remove_stale(dest)
                 _build(model, dest, settings, source)
                 built = True
                 manifest = _check_build(dest, settings)
@@ -513,6 +521,7 @@ def int8_model(
     config = model[0].auto_model.config
     out = model if owned else _detached_copy(model)
     out[0].model = _int8_module(session, names, config, digest)
+    out.to("cpu")  # heads after the backbone (Dense...) must sit where its output is
     out.eval()
     out.int8_info = {
         "path": str(dest),
