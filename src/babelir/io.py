@@ -25,7 +25,7 @@ def _umask() -> int:
     return mask
 
 
-def _apply_umask(path: Path) -> None:
+def apply_umask(path: Path) -> None:
     """Give ``path`` and everything under it the permissions a plain create would.
 
     Libraries that write through their own temporary files (transformers writes
@@ -57,7 +57,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
         # mkstemp creates 0600 files (and a writer may have replaced ours): give the result
         # the permissions a plain open() would.
         if tmp_path.exists():
-            _apply_umask(tmp_path)
+            apply_umask(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -103,7 +103,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
-        _apply_umask(tmp)
+        apply_umask(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
