@@ -3,13 +3,17 @@
 Prints, all measured in this one run:
 
 1. matmul throughput (fp32, bf16) of an e5-small-shaped product;
-2. tokens/s of ``babelir.encoding.encode_texts`` vs plain ``SentenceTransformer.encode``
-   in fp32 on XQuAD-R candidate sentences (interleaved rounds, medians), the ratio, and
-   the achieved FLOP rate as a fraction of the measured matmul throughputs;
-3. every mAP of a real XQuAD-R slice under each precision vs fp32 (``--map``);
+2. tokens/s of ``babelir.encoding.encode_texts`` in fp32, bf16 (where the CPU computes it
+   natively, or with ``--bf16``) and int8 (ONNX Runtime, :mod:`babelir.models.quantized`)
+   vs plain ``SentenceTransformer.encode`` in fp32 on XQuAD-R candidate sentences
+   (interleaved rounds, medians), the ratios, and the achieved FLOP rate as a fraction of
+   the measured matmul throughputs;
+3. every mAP (mono, cross, multi and each language pair) of the held-out XQuAD-R articles
+   (``%4==0``) under bf16 and int8 vs fp32, as a drift table (``--map``);
 4. peak RSS of streaming a 1x/10x/100x corpus to disk vs encoding it in memory (``--rss``).
 
-Example: ``python benchmarks/bench_encode.py --candidates 300 --rounds 3 --map --rss``
+Example: ``python benchmarks/bench_encode.py --candidates 300 --rounds 3 --map --rss``; the
+full drift table: ``--map --map-languages all`` (all 11 languages, 121 pairs).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from common import (
+    ALL_LANGS,
     DEFAULT_DATA,
     add_threads_option,
     count_tokens,
@@ -47,6 +52,7 @@ from common import (
 
 from babelir.encoding import (
     DEFAULT_MAX_TOKENS,
+    cpu_bf16_supported,
     encode_texts,
     resolve_precision,
     token_budget_batches,
@@ -79,7 +85,7 @@ def padded_tokens(model: Any, texts: list[str], max_tokens: int) -> tuple[int, i
     return sum(lengths), st, ours
 
 
-def throughput(args: argparse.Namespace, model: Any) -> None:
+def throughput(args: argparse.Namespace, model: Any, int8: Any = None) -> None:
     texts = sample_candidates(args.data_dir, args.candidates)
     real, st_pad, our_pad = padded_tokens(model, texts, DEFAULT_MAX_TOKENS)
     print(
@@ -91,22 +97,24 @@ def throughput(args: argparse.Namespace, model: Any) -> None:
     group_tokens = [count_tokens(model, [PASSAGE + t for t in g]) for g in groups]
     tokens = sum(group_tokens)
     auto = resolve_precision("auto", "cpu")
+    native = cpu_bf16_supported()
+
+    def ours(m: Any, precision: str) -> Any:
+        return lambda g: encode_texts(
+            m, g, prefix=PASSAGE, precision=precision, show_progress=False
+        )
+
     variants = {
         "st-encode fp32": lambda g: model.encode(
             [PASSAGE + t for t in g], batch_size=32, normalize_embeddings=True
         ),
-        f"babelir auto ({auto})": lambda g: encode_texts(
-            model, g, prefix=PASSAGE, precision="auto", show_progress=False
-        ),
+        "babelir fp32": ours(model, "fp32"),
     }
-    if auto != "fp32":
-        variants["babelir fp32"] = lambda g: encode_texts(
-            model, g, prefix=PASSAGE, precision="fp32", show_progress=False
-        )
-    if args.bf16 and auto != "bf16":
-        variants["babelir bf16 (emulated)"] = lambda g: encode_texts(
-            model, g, prefix=PASSAGE, precision="bf16", show_progress=False
-        )
+    if native or args.bf16:
+        variants[f"babelir bf16 ({'native' if native else 'emulated'})"] = ours(model, "bf16")
+    if int8 is not None:
+        variants["babelir int8 (onnxruntime)"] = ours(int8, "fp32")
+    print(f"\n(--precision auto picks {auto} on this machine)")
     gf32, gbf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
     # Short alternating trials: on a shared CPU the best and median of many short trials
     # say more than one long one.
@@ -140,13 +148,34 @@ def throughput(args: argparse.Namespace, model: Any) -> None:
         tps, best = med(rs), max(rs)
         gflops = tps * fpt / 1e9
         print(
-            f"{name:26s} {tps:6.0f} ({best:5.0f}) tok/s  x{tps / base:4.2f} "
+            f"{name:27s} {tps:6.0f} ({best:5.0f}) tok/s  x{tps / base:4.2f} "
             f"(best x{best / best_base:4.2f}) vs st-encode  {gflops:5.1f} GFLOP/s = "
             f"{gflops / gf32:4.0%} of fp32 matmul, {gflops / gbf16:5.0%} of bf16 matmul"
         )
     print("by CPU time (tokens per CPU-second / threads; steadier when the CPU is shared):")
     for name, rs in cpu_rates.items():
-        print(f"{name:26s} {med(rs):6.0f} tok/s  x{med(rs) / cpu_base:4.2f} vs st-encode")
+        print(f"{name:27s} {med(rs):6.0f} tok/s  x{med(rs) / cpu_base:4.2f} vs st-encode")
+
+
+def load_int8(args: argparse.Namespace, model: Any) -> Any:
+    """The int8 copy of ``model`` (built on first use, then from the cache); None if unavailable."""
+    from babelir.errors import BabelirError
+    from babelir.models.quantized import cpu_int8_dot_supported, int8_model
+
+    t = time.perf_counter()
+    try:
+        int8 = int8_model(model, cache_dir=args.int8_cache)
+    except BabelirError as exc:
+        print(f"\n== int8: skipped ({exc})")
+        return None
+    info = int8.int8_info
+    print(
+        f"\n== int8: {'built' if info['built'] else 'loaded'} in {time.perf_counter() - t:.1f} s "
+        f"({info['path']}); int8 dot products: {cpu_int8_dot_supported()}, 7-bit weights: "
+        f"{info['settings']['reduce_range']}, min probe cosine to fp32 "
+        f"{info['probe_min_cosine']:.4f}, {info['threads']} ORT threads"
+    )
+    return int8
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, float]:
@@ -159,7 +188,13 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def map_check(args: argparse.Namespace, model: Any) -> None:
+def _pair_name(key: str) -> str:
+    x, y = key.split(".")[-2:]
+    return f"{x}-{y}" if x != y else f"{x} mono"
+
+
+def map_check(args: argparse.Namespace, model: Any, int8: Any = None) -> None:
+    """mAP drift of each lower precision against babelir fp32 on the held-out articles."""
     from babelir.evaluation.lareqa import score_benchmark
 
     bench = load_slice(args.data_dir, args.map_languages, "%4==0")
@@ -179,26 +214,45 @@ def map_check(args: argparse.Namespace, model: Any) -> None:
     st_q = model.encode([QUERY + x for x in questions], normalize_embeddings=True)
     st_c = model.encode([PASSAGE + x for x in candidates], normalize_embeddings=True)
     st = _flatten(score_benchmark(bench, st_q, st_c).to_dict())
-    variants: dict[str, tuple[Any, str]] = {"bf16 autocast": (model, "bf16")}
+    native = cpu_bf16_supported()
+    variants: dict[str, tuple[Any, str]] = {
+        f"bf16 autocast{'' if native else ' (emulated)'}": (model, "bf16")
+    }
     if args.bf16_weights:
         variants["bf16 weights"] = (copy.deepcopy(model).to(torch.bfloat16), "fp32")
+    if int8 is not None:
+        variants["int8 (onnxruntime)"] = (int8, "fp32")
     maps = [k for k in ref if k.startswith(("map.", "per_pair_map."))]
+    pairs = [k for k in maps if k.startswith("per_pair_map.")]
     print(
         f"fp32 (babelir, {t_ref:.0f} s): mono {ref['map.mono']:.4f} cross "
         f"{ref['map.cross']:.4f} multi {ref['map.multi']:.4f}; plain st-encode max |diff| "
         f"{max(abs(st[k] - ref[k]) for k in maps):.5f}"
     )
+    rows = []
     for name, (m, precision) in variants.items():
         got, el = run(m, precision)
         diffs = {k: got[k] - ref[k] for k in maps}
-        worst = max(diffs, key=lambda k: abs(diffs[k]))
+        worst = max(pairs, key=lambda k: abs(diffs[k]))
+        worst_any = max(abs(d) for d in diffs.values())
+        rows.append(
+            f"| {name} | {diffs['map.mono']:+.4f} | {diffs['map.cross']:+.4f} | "
+            f"{diffs['map.multi']:+.4f} | {diffs[worst]:+.4f} ({_pair_name(worst)}) | "
+            f"{worst_any:.4f} | {'yes' if worst_any <= 0.002 else 'no'} | {el:.0f} s |"
+        )
         print(
-            f"{name:14s} ({el:.0f} s): mono {got['map.mono']:.4f} ({diffs['map.mono']:+.4f}) "
+            f"{name:18s} ({el:.0f} s): mono {got['map.mono']:.4f} ({diffs['map.mono']:+.4f}) "
             f"cross {got['map.cross']:.4f} ({diffs['map.cross']:+.4f}) multi "
             f"{got['map.multi']:.4f} ({diffs['map.multi']:+.4f}); max |diff| over "
-            f"{len(maps)} mAPs {abs(diffs[worst]):.4f} ({worst}) -> "
-            f"{'within' if abs(diffs[worst]) <= 0.002 else 'OUTSIDE'} 0.002"
+            f"{len(maps)} mAPs {worst_any:.4f} -> "
+            f"{'within' if worst_any <= 0.002 else 'OUTSIDE'} 0.002"
         )
+    print(
+        f"\nmAP drift vs babelir fp32 ({len(pairs)} language pairs; fp32 took {t_ref:.0f} s):\n"
+        "| precision | mono | cross | multi | worst pair | max abs drift | within 0.002 | "
+        "time |\n|---|---|---|---|---|---|---|---|"
+    )
+    print("\n".join(rows))
 
 
 def _rss_child(mode: str, model_dir: str, corpus: str, out: str, chunk: str) -> None:
@@ -292,8 +346,19 @@ def main() -> None:
         action="store_true",
         help="also time bf16 autocast where the CPU lacks native bf16 (slow)",
     )
-    p.add_argument("--map", action="store_true", help="mAP of bf16 vs fp32 on a real slice")
-    p.add_argument("--map-languages", default="en,de,zh")
+    p.add_argument(
+        "--map", action="store_true", help="mAP drift of bf16 and int8 vs fp32 on held-out articles"
+    )
+    p.add_argument(
+        "--map-languages", default="en,de,zh", help="comma-separated codes, or 'all' (11)"
+    )
+    p.add_argument("--no-int8", action="store_true", help="skip the int8 (ONNX Runtime) rows")
+    p.add_argument(
+        "--int8-cache",
+        type=Path,
+        default=None,
+        help="folder for the int8 build (default: <babelir cache>/int8; built once, reused)",
+    )
     p.add_argument(
         "--bf16-weights",
         action="store_true",
@@ -311,12 +376,19 @@ def main() -> None:
     if args.rss_child:
         _rss_child(*args.rss_child)
         return
+    if args.map_languages == "all":
+        args.map_languages = ALL_LANGS
     print(machine_line())
     model = load_real_model(args.max_length)
+    int8 = (
+        None
+        if args.no_int8 or not (args.map or not args.skip_throughput)
+        else load_int8(args, model)
+    )
     if not args.skip_throughput:
-        throughput(args, model)
+        throughput(args, model, int8)
     if args.map:
-        map_check(args, model)
+        map_check(args, model, int8)
     if args.rss:
         rss(args, model)
 
