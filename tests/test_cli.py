@@ -66,7 +66,14 @@ def test_help(command, capsys):
         (["evaluate", "--model", "./no/such/model", "-l", "en"], "does not exist"),
         (["evaluate", "--articles", "%4==9"], "articles:"),
         (["train", "--output", "x", "--strategy", "zz"], "strategy: unknown 'zz'"),
-        (["batches", "--output", "x.jsonl", "--alpha", "2"], "alpha: must be in [0, 1]"),
+        (["batches", "-o", "x.jsonl", "--alpha", "2"], "--alpha: Input should be less than or equal"),
+        # issue 13: negative counts and impossible outputs are refused before any work
+        (["batches", "-o", "x.jsonl", "--num-batches", "-1"], "--num-batches"),
+        (["batches", "-o", "x.jsonl", "--epoch", "-1"], "--epoch"),
+        (["batches", "-o", "x.jsonl", "--seed", "-1"], "--seed: Input should be greater than"),
+        (["batches", "-o", "/tmp"], "--output: /tmp is a folder"),
+        (["train", "-o", "x", "--warmup-ratio", "5"], "--warmup-ratio: Input should be less than 1"),
+        (["train", "-o", "/etc/hostname"], "--output: /etc/hostname exists and is not a folder"),
         (["compare", "--profile", "huge"], "unknown profile 'huge'"),
     ],
 )

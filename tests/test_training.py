@@ -267,3 +267,65 @@ def test_real_model_few_steps_on_real_training_articles(tmp_path, shared_data_di
     before, after = _embed(real_model_path, texts), _embed(out, texts)
     assert np.abs(before - after).max() > 1e-4
     assert np.allclose(np.linalg.norm(after, axis=1), 1.0, atol=1e-4)  # still normalised
+
+
+def _train_cli(args: list[str], crash: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CRASH": crash or ""}
+    script = Path(__file__).with_name("crash_train_script.py")
+    return subprocess.run(
+        [sys.executable, str(script), "train", *args], capture_output=True, text=True,
+        env=env, timeout=600,
+    )  # fmt: skip
+
+
+def _weights(folder: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_killed_training_resumes_to_the_same_weights(tmp_path, tiny_dir, fixture_dir):
+    """kill -9 during a checkpoint write and between checkpoints; resume; same weights."""
+    common = [
+        "--model", str(tiny_dir), "--train-data", str(fixture_dir), "--languages", "en,de,zh",
+        "--batch-size", "4", "--max-steps", "9", "--save-steps", "3", "--max-seq-length", "32",
+        "--lr", "1e-3", "--logging-steps", "1", "--quiet",
+    ]  # fmt: skip
+    ref = _train_cli([*common, "--output", str(tmp_path / "ref")])
+    assert ref.returncode == 0, ref.stderr[-2000:]
+
+    out = tmp_path / "crashed"
+    died = _train_cli([*common, "--output", str(out)], crash="save:6")
+    assert died.returncode == 137
+    ckpts = out / "checkpoints"
+    assert (ckpts / "checkpoint-6" / "model.safetensors").is_file()  # weights only
+    assert not (ckpts / "checkpoint-6" / "trainer_state.json").exists()
+    assert latest_checkpoint(ckpts, warn=False).name == "checkpoint-3"  # 6 is incomplete
+
+    died = _train_cli([*common, "--output", str(out), "--resume"], crash="step:8")
+    assert died.returncode == 137
+    assert "skipping incomplete checkpoint(s) checkpoint-6" in died.stderr
+    assert latest_checkpoint(ckpts, warn=False).name == "checkpoint-6"  # rewritten, complete
+
+    done = _train_cli([*common, "--output", str(out), "--resume"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = _weights(tmp_path / "ref"), _weights(out)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    info_ref = json.loads((tmp_path / "ref" / MARKER).read_text())
+    info = json.loads((out / MARKER).read_text())
+    assert info["resumed_from"].endswith("checkpoint-6")
+    assert info["train_loss"] == pytest.approx(info_ref["train_loss"], rel=1e-6)  # whole run
+
+    # resuming with another configuration is refused, naming the field
+    again = _train_cli([*common, "--output", str(out), "--resume", "--keep-checkpoints"])
+    assert again.returncode == 0  # nothing to resume (checkpoints removed): trains afresh
+    changed = _train_cli([*common, "--output", str(tmp_path / "c2"), "--keep-checkpoints"])
+    assert changed.returncode == 0
+    refused = _train_cli(
+        [*common, "--output", str(tmp_path / "c2"), "--resume", "--strategy", "x-y"]
+    )
+    assert refused.returncode == 2
+    assert "strategy ('hybrid' -> 'x-y')" in refused.stderr
+    assert "Traceback" not in refused.stderr

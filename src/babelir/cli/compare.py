@@ -98,10 +98,11 @@ def compare(
         bar.close()
     console.print(
         f"\nreport: {report}\nall numbers: {out / 'results.json'} and "
-        f"{out / 'results.csv'}; plots in {out / 'plots'}"
+        f"{out / 'results.csv'}; plots in {out / 'plots'}",
+        markup=False,
     )
     verdict = (report.parent / "results.json").read_text("utf-8")
     import json
 
     for line in json.loads(verdict)["verdict"]:
-        console.print(line.replace("**", ""), highlight=False)
+        console.print(line.replace("**", ""), highlight=False, markup=False)

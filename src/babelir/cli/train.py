@@ -23,7 +23,7 @@ TRAIN_OPTIONS = [
     "epochs", "learning_rate", "warmup_ratio", "weight_decay", "max_seq_length", "loss",
     "scale", "symmetric", "hard_negatives", "mini_batch_size", "freeze_embeddings",
     "length_sorted", "language_temperature", "seed", "query_prefix", "passage_prefix",
-    "precision", "eval_steps", "val_items", "select", "save_steps", "resume",
+    "precision", "eval_steps", "val_items", "select", "save_steps", "logging_steps", "resume",
     "allow_config_change",
     "keep_checkpoints", "device",
 ]  # fmt: skip
@@ -54,15 +54,17 @@ def train(
     cfg = _config({**values, "output": output})
     check_output(cfg)  # before any data or model is loaded
     path = run_training(cfg, show_progress=not quiet)
-    console.print(f"model written to {path} (load with SentenceTransformer('{path}'))")
+    console.print(
+        f"model written to {path} (load with SentenceTransformer('{path}'))", markup=False
+    )
 
 
 @schema_command(app, TrainConfig, BATCH_OPTIONS)
 def batches(
     values: dict[str, Any],
     output: Annotated[Path, typer.Option("--output", "-o", help="JSONL file to write.")],
-    num_batches: Annotated[int, typer.Option(help="How many batches to write.", min=1)] = 10,
-    epoch: Annotated[int, typer.Option(help="Epoch (set_epoch) to draw from.", min=0)] = 0,
+    num_batches: Annotated[int, typer.Option(help="How many batches to write (>= 1).")] = 10,
+    epoch: Annotated[int, typer.Option(help="Epoch (set_epoch) to draw from (>= 0).")] = 0,
 ) -> None:
     """Write the batches a training run would see, one JSON line per batch.
 
@@ -75,8 +77,12 @@ def batches(
 
     if output.is_dir():
         raise ConfigError(f"--output: {output} is a folder; give a file name")
+    if num_batches < 1:
+        raise ConfigError(f"--num-batches: must be >= 1, got {num_batches}")
+    if epoch < 0:
+        raise ConfigError(f"--epoch: must be >= 0, got {epoch}")
     cfg = _config({**values, "val_articles": "none"})  # batches shows the training pool
-    _, table = build_training_data(cfg)
+    table = build_training_data(cfg).table
     sampler = ParallelBatchSampler(
         table,
         batch_size=cfg.batch_size,
@@ -90,4 +96,7 @@ def batches(
     rows = describe_batches(sampler, table, num_batches)
     write_jsonl(output, rows)
     mono = sum(r["type"] == "mono" for r in rows)
-    console.print(f"wrote {len(rows)} batches ({mono} mono, {len(rows) - mono} cross) to {output}")
+    console.print(
+        f"wrote {len(rows)} batches ({mono} mono, {len(rows) - mono} cross) to {output}",
+        markup=False,
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -441,7 +442,8 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=2,
-        logging_steps=cfg.logging_steps,
+        # windows that end at every checkpoint, so a resumed run logs the same windows
+        logging_steps=math.gcd(cfg.logging_steps, cfg.save_steps),
         report_to="none",
         dataloader_drop_last=True,
         disable_tqdm=not show_progress,
@@ -463,8 +465,10 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
         if validator is not None:
             validator.model = model
     else:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         global_step, log_history = int(trainer.state.global_step), trainer.state.log_history
+        if resume_from is None and not any("loss" in h for h in log_history):
+            log_history = [*log_history, {"loss": result.training_loss, "step": global_step}]
     t2 = time.perf_counter()
 
     selection: dict[str, Any] = {"select": cfg.select, "step": global_step, "point": None}

@@ -140,14 +140,17 @@ class ValidationSet:
         p_texts: list[str] = []
         p_blocks: list[int] = []
         p_rows: dict[tuple[int, str], int] = {}
+        unique: dict[tuple[str, str], int] = {}  # questions sharing an answer share its row
         for i, item in enumerate(data.items):
             for lang, side in item.sides.items():
                 q_rows[(i, lang)] = len(q_texts)
                 q_texts.append(side.query)
                 q_blocks.append(langs.index(lang))
-                p_rows[(i, lang)] = len(p_texts)
-                p_texts.append(side.positive)
-                p_blocks.append(langs.index(lang))
+                row = unique.setdefault((lang, side.positive), len(p_texts))
+                if row == len(p_texts):
+                    p_texts.append(side.positive)
+                    p_blocks.append(langs.index(lang))
+                p_rows[(i, lang)] = row
         relevant = []
         for i, item in enumerate(data.items):
             rows = np.array([p_rows[(i, lang)] for lang in item.sides], dtype=np.int64)
@@ -159,9 +162,20 @@ class ValidationSet:
             y = langs[(k + 1) % len(langs)]
             for pl in (x, y) if y != x else (x,):
                 members = [i for i, it in enumerate(data.items) if x in it.sides and pl in it.sides]
-                order = rng.permutation(members).tolist()
-                for s in range(0, len(order) - size + 1, size):
-                    chunk = order[s : s + size]
+                pending = rng.permutation(members).tolist()
+                while len(pending) >= size:  # no passage twice in a batch: true negatives
+                    chunk: list[int] = []
+                    seen: set[int] = set()
+                    rest = []
+                    for i in pending:
+                        if len(chunk) < size and p_rows[(i, pl)] not in seen:
+                            chunk.append(i)
+                            seen.add(p_rows[(i, pl)])
+                        else:
+                            rest.append(i)
+                    if len(chunk) < size:
+                        break
+                    pending = rest
                     batches.append(
                         (
                             np.array([q_rows[(i, x)] for i in chunk]),
