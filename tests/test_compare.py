@@ -251,3 +251,44 @@ def test_verdict_never_claims_an_unsupported_win():
     assert _outcome(t) == "better"
     t.update(higher_is_better=False)  # rank distance: a positive difference is worse
     assert _outcome(t) == "worse"
+
+
+def test_compare_precision_reaches_the_encoder_and_debias_rows(
+    tmp_path, shared_data_dir, tiny_dir, monkeypatch
+):
+    """evaluation.precision arrives at the forward pass; debias adds '+lsar' rows."""
+    from babelir import encoding
+
+    calls: list[str] = []
+    forward = encoding._forward
+
+    def spy(model, texts, precision, device):
+        calls.append(precision)
+        return forward(model, texts, precision, device)
+
+    monkeypatch.setattr(encoding, "_forward", spy)
+    raw = _base_cfg(shared_data_dir, str(tiny_dir))
+    raw["strategies"] = ["hybrid"]
+    raw["evaluation"]["precision"] = "bf16"  # evaluations; validation follows train's fp32
+    raw["debias"] = ["lsar"]
+    raw["debias_fit_per_language"] = 20
+    raw["train"].update(eval_steps=1, select="best-val-map", precision="fp32")
+    cfg, _ = load_config(config_file=_write(tmp_path, raw))
+    out = tmp_path / "cmp"
+    run_compare(cfg, out, show_progress=False)
+    assert set(calls) == {"fp32", "bf16"}
+    results = json.loads((out / "results.json").read_text())
+    for e in results["evaluations"]:
+        assert e["metrics"]["encoder"]["precision_requested"] == "bf16"
+    labels = {e["label"] for e in results["evaluations"]}
+    assert labels == {"base", "hybrid", "base+lsar", "hybrid+lsar"}
+    by = {e["label"]: e["metrics"] for e in results["evaluations"]}
+    assert by["hybrid+lsar"]["debias"]["method"] == "lsar"
+    assert by["hybrid+lsar"]["map"]["multi"] != by["hybrid"]["map"]["multi"]
+    # the trained run kept the step its validation chose, and the curve reached the report
+    run = next((out / "runs").iterdir())
+    info = json.loads((run / "babelir-train.json").read_text())
+    assert [p["step"] for p in info["curve"]] == [0, 1, 2]
+    best = max(info["curve"], key=lambda p: p["val_map"])
+    assert info["selection"]["step"] == best["step"]
+    assert "learning_curves.png" in results["plots"]

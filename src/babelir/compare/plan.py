@@ -165,6 +165,14 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
             if first.val is not None:
                 check_disjoint(first.val.ids, bench.question_ids, f"validation vs benchmarks[{i}]")
         facts["benchmarks"][spec.title()] = bench.summary()
+        unseen = sorted(set(bench.languages) - set(first.data.languages))
+        per_language = [m for m in cfg.debias if m != "lsar"]
+        if per_language and unseen:
+            raise ConfigError(
+                f"debias: {per_language[0]} needs a fit in every evaluated language, but "
+                f"{', '.join(unseen)} of benchmarks[{i}] are not training languages; use "
+                "lsar (one projection for all languages) or evaluate training languages only"
+            )
     return facts
 
 

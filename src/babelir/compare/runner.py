@@ -88,12 +88,14 @@ def _fit_debias(job: EvalJob, cfg: CompareConfig, show_progress: bool):
         fit = collect_fit_texts(
             job.model_path, cfg.data_dir, max_per_language=cfg.debias_fit_per_language
         )
-    else:
+    else:  # the base model: the training side of the config, in its training languages
+        from babelir.training.trainer import build_training_data
+
         fit = collect_fit_texts(
             tcfg.train_data,
             cfg.data_dir,
             articles=tcfg.articles,
-            languages=tcfg.languages,
+            languages=build_training_data(tcfg).data.languages,
             max_per_language=cfg.debias_fit_per_language,
         )
     opts = cfg.encode_options()
@@ -115,36 +117,24 @@ def _fit_debias(job: EvalJob, cfg: CompareConfig, show_progress: bool):
 
 
 def _evaluate_debiased(job: EvalJob, cfg: CompareConfig, show_progress: bool) -> None:
-    """Re-score the source evaluation's saved embeddings after the post-hoc transform."""
-    from babelir.evaluation.lareqa import (
-        Embeddings,
-        EvaluationResult,
-        load_saved_embeddings,
-        score_benchmark,
-    )
+    """Re-score the source evaluation's saved embeddings after the post-hoc transform.
+
+    The transform refuses evaluation questions or texts it was fitted on (ids and exact
+    texts), so a debiased row never has seen its test set.
+    """
+    from babelir.debias import debias_result
+    from babelir.evaluation.lareqa import EvaluationResult, load_saved_embeddings
 
     assert job.source is not None
     transform = _fit_debias(job, cfg, show_progress)
     bench = load_spec(job.benchmark, data_dir(cfg))
-    transform.check_evaluation(
-        benchmark_name=job.benchmark.name,
-        benchmark_path=str(job.benchmark.path) if job.benchmark.path else None,
-        question_ids=bench.question_ids,
-        what=f"{job.label} on {job.benchmark.title()}",
-    )
     emb, _, _ = load_saved_embeddings(job.source.folder)
-    q = transform.apply(emb.questions, langs=bench.question_langs)
-    c = transform.apply(emb.candidates, langs=bench.candidate_langs)
-    source_doc = load_evaluation(job.source.folder).metrics
-    info = {
-        "model": job.label,
-        "model_path": job.model_path or cfg.model,
-        "seed": job.seed,
-        "debias": transform.summary(),
-        "encoder": source_doc.get("encoder"),
-        "benchmark_label": job.benchmark.title(),
-    }
-    result = EvaluationResult(bench, score_benchmark(bench, q, c), Embeddings(q, c), info)
+    info = dict(load_evaluation(job.source.folder).metrics)
+    info = {k: info[k] for k in ("model_path", "seed", "encoder", "query_prefix",
+                                 "passage_prefix", "model_fingerprint") if k in info}  # fmt: skip
+    info.update(model=job.label, benchmark_label=job.benchmark.title())
+    source = EvaluationResult(bench, None, emb, info)  # type: ignore[arg-type]
+    result = debias_result(source, transform, fit_path=job.fit_folder)
     save_evaluation(result, job.folder, save_embeddings=False)
 
 
