@@ -73,7 +73,7 @@ def batches(
     """
     from babelir.io import write_jsonl
     from babelir.sampling import ParallelBatchSampler, describe_batches
-    from babelir.training.trainer import build_training_data
+    from babelir.training.data import build_training_data
 
     if output.is_dir():
         raise ConfigError(f"--output: {output} is a folder; give a file name")

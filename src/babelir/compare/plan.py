@@ -114,7 +114,7 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
     """
     from babelir.data.lareqa import check_disjoint, resolve_benchmark_dir
     from babelir.sampling import ParallelBatchSampler, get_strategy
-    from babelir.training.trainer import build_training_data
+    from babelir.training.data import build_training_data
 
     root = data_dir(cfg)
     facts: dict[str, Any] = {"benchmarks": {}, "strategies": {}}

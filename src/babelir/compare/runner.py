@@ -89,7 +89,7 @@ def _fit_debias(job: EvalJob, cfg: CompareConfig, show_progress: bool):
             job.model_path, cfg.data_dir, max_per_language=cfg.debias_fit_per_language
         )
     else:  # the base model: the training side of the config, in its training languages
-        from babelir.training.trainer import build_training_data
+        from babelir.training.data import build_training_data
 
         fit = collect_fit_texts(
             tcfg.train_data,

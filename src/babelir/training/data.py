@@ -1,0 +1,125 @@
+"""The training side of a run: parallel items, the validation split and the pair table.
+
+The validation split is carved out of the training articles (LAReQA data) or items
+(JSONL, mMARCO) here, so training, ``compare`` validation and ``babelir batches`` see
+the same split.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from babelir.data.types import ParallelQA
+from babelir.errors import ConfigError
+from babelir.sampling import get_strategy
+from babelir.training.config import TrainConfig
+from babelir.training.validation import count_articles, split_articles, split_items
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingData:
+    """The training items, the sampler's pair table and the validation items."""
+
+    data: ParallelQA
+    table: dict[str, list[str]]
+    val: ParallelQA | None
+    train_articles: str | None  # the effective training selection (LAReQA data)
+    val_articles: str | None
+    val_note: str | None = None  # why there is no validation split, when there is none
+
+    def validation_record(self) -> dict[str, Any]:
+        return {
+            "articles": self.val_articles,
+            "items": len(self.val.items) if self.val else 0,
+            "item_ids": sorted(it.id for it in self.val.items) if self.val else [],
+            "note": self.val_note,
+        }
+
+
+def _is_item_data(source: str) -> bool:
+    """JSONL files and mMARCO folders split by item; LAReQA folders split by article."""
+    from babelir.data.mmarco import MMarco
+
+    path = Path(source)
+    return source == "mmarco" or path.is_file() or (path.is_dir() and MMarco.detect(path))
+
+
+def build_training_data(cfg: TrainConfig) -> TrainingData:
+    """Load the parallel data, carve out the validation split, build the pair table.
+
+    The validation split comes out of the training side only (articles, or items for
+    JSONL/mMARCO) and is checked disjoint from ``eval_articles`` when those are given.
+    """
+    from babelir.data.lareqa import (
+        ArticleSelection,
+        check_disjoint,
+        load_benchmark,
+        resolve_benchmark_dir,
+    )
+    from babelir.data.parallel import PAPER_TRAIN_LANGUAGES, load_parallel, pair_table
+    from babelir.settings import data_dir as resolve_data_dir
+
+    data_dir = resolve_data_dir(cfg.data_dir)
+    source = str(cfg.train_data)
+    load = {
+        "languages": cfg.languages,
+        "passage": cfg.passage,
+        "max_triples": cfg.max_triples,
+    }
+    val_data: ParallelQA | None = None
+    train_articles = val_articles = note = None
+    if _is_item_data(source):
+        data = load_parallel(source, data_dir, articles=cfg.articles, **load)
+    else:
+        _, folder = resolve_benchmark_dir(source, data_dir)
+        langs = cfg.languages or sorted(p.stem for p in folder.glob("*.json"))
+        n_articles = count_articles(folder, "en" if "en" in langs else langs[0])
+        try:
+            train_articles, val_articles = split_articles(
+                cfg.articles, cfg.val_articles, n_articles
+            )
+        except ConfigError as e:
+            if cfg.val_articles != "auto" or cfg.select != "last":
+                raise
+            train_articles, val_articles, note = cfg.articles, None, str(e)
+        data = load_parallel(source, data_dir, articles=train_articles, **load)
+        if val_articles is not None:
+            val_data = load_parallel(source, data_dir, articles=val_articles, **load)
+    if cfg.languages is None:
+        default = [x for x in PAPER_TRAIN_LANGUAGES if x in data.languages]
+        data = data.select_languages(default or data.languages)
+    if _is_item_data(source):
+        try:
+            data, val_data = split_items(data, cfg.val_articles)
+        except ConfigError as e:
+            if cfg.val_articles != "auto" or cfg.select != "last":
+                raise
+            note = str(e)
+    if val_data is not None:
+        val_data = val_data.select_languages(data.languages)
+        check_disjoint(data.ids, val_data.ids, "training vs validation items")
+    if note:
+        log.warning("no validation split: %s", note)
+    if cfg.eval_articles is not None and not _is_item_data(source):
+        _, folder = resolve_benchmark_dir(source, data_dir)
+        held = load_benchmark(
+            folder,
+            data_dir,
+            languages=data.languages,
+            articles=ArticleSelection.parse(cfg.eval_articles),
+        )
+        check_disjoint(
+            data.ids, held.question_ids, f"articles {cfg.articles} vs {cfg.eval_articles}"
+        )
+        if val_data is not None:
+            check_disjoint(
+                val_data.ids, held.question_ids, f"validation vs evaluation {cfg.eval_articles}"
+            )
+    cross = get_strategy(cfg.strategy).needs_cross_pairs(cfg.alpha)
+    table = pair_table(data, cross=cross, hard_negatives=cfg.hard_negatives, seed=cfg.seed)
+    return TrainingData(data, table, val_data, train_articles, val_articles, note)
