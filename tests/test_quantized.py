@@ -73,6 +73,21 @@ def test_int8_agrees_with_fp32(tiny, built) -> None:
     assert memo_fingerprint(built) != memo_fingerprint(tiny)
     assert str(built.device) == "cpu" and built.max_seq_length == tiny.max_seq_length
     assert built.int8_info["built"] and built.int8_info["probe_min_cosine"] >= 0.99
+    # the FFN output projections (fed by GELU, one per layer) stay fp32 by default
+    manifest = json.loads((Path(built.int8_info["path"]) / MANIFEST).read_text())
+    assert len(manifest["fp32_matmuls"]) == tiny[0].auto_model.config.num_hidden_layers
+
+
+def test_all_matmuls_int8_is_a_separate_build(tiny, built, cache: Path) -> None:
+    full = int8_model(tiny, cache_dir=cache, ffn_output_fp32=False)
+    assert full.int8_info["built"] and full.int8_info["path"] != built.int8_info["path"]
+    count = {}
+    for model in (built, full):
+        graph = __import__("onnx").load(Path(model.int8_info["path"]) / ONNX_FILE)
+        count[model is full] = Counter(n.op_type for n in graph.graph.node)["MatMulInteger"]
+    layers = tiny[0].auto_model.config.num_hidden_layers
+    assert count[True] == count[False] + layers
+    assert np.sum(_encode(full) * _encode(tiny), axis=1).min() >= 0.99
 
 
 def test_embedding_cache_and_plain_encode_work_on_int8(built, tmp_path: Path) -> None:
