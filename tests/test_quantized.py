@@ -178,6 +178,12 @@ def test_missing_runtime_and_bad_input_are_one_line_errors(monkeypatch) -> None:
         int8_model(os.path.join("no", "such", "model", "folder"))
 
 
+def test_fingerprint_cannot_escape_the_cache(tiny, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="fingerprint"):
+        int8_model(tiny, cache_dir=tmp_path / "cache", fingerprint="../outside")
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "cache").exists()
+
+
 def test_reduce_range_follows_the_cpu(monkeypatch) -> None:
     monkeypatch.setattr(quantized, "cpu_int8_dot_supported", lambda: False)
     assert quantized.quantization_settings()["reduce_range"] is True

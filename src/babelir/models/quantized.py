@@ -535,6 +535,12 @@ def int8_model(
             raise ConfigError("int8_model: set max_seq_length on the loaded model instead")
         name = type(model).__name__
         fingerprint = fingerprint or memo_fingerprint(model)
+    if (
+        not isinstance(fingerprint, str)
+        or not fingerprint
+        or not all(c.isalnum() or c in "._-" for c in fingerprint)
+    ):
+        raise ConfigError(f"int8_model: fingerprint {fingerprint!r} is not a plain identifier")
     if getattr(model[0], "auto_model", None) is None or not hasattr(model[0], "preprocess"):
         raise ModelError(f"int8: {name} has no transformer backbone to quantize")
     settings = quantization_settings(reduce_range, ffn_output_fp32)
@@ -556,7 +562,13 @@ def int8_model(
                 manifest = _check_build(dest, settings)
     if manifest is None:
         raise ModelError(f"int8: the build in {dest} does not verify after writing it")
-    session = _session(dest / ONNX_FILE, threads)
+    try:
+        session = _session(dest / ONNX_FILE, threads)
+    except Exception as exc:  # e.g. written by an ONNX Runtime this one cannot read
+        raise ModelError(
+            f"int8: ONNX Runtime cannot load {dest / ONNX_FILE} ({str(exc).splitlines()[0]}); "
+            "rebuild it (int8_model(..., rebuild=True)) or delete the folder"
+        ) from exc
     names = list(manifest["inputs"])
     digest = manifest["files"][ONNX_FILE]["sha256"]
     config = model[0].auto_model.config
