@@ -85,7 +85,7 @@ def padded_tokens(model: Any, texts: list[str], max_tokens: int) -> tuple[int, i
     return sum(lengths), st, ours
 
 
-def throughput(args: argparse.Namespace, model: Any, int8: Any = None) -> None:
+def throughput(args: argparse.Namespace, model: Any, int8: dict[str, Any]) -> None:
     texts = sample_candidates(args.data_dir, args.candidates)
     real, st_pad, our_pad = padded_tokens(model, texts, DEFAULT_MAX_TOKENS)
     print(
@@ -112,10 +112,12 @@ def throughput(args: argparse.Namespace, model: Any, int8: Any = None) -> None:
     }
     if native or args.bf16:
         variants[f"babelir bf16 ({'native' if native else 'emulated'})"] = ours(model, "bf16")
-    if int8 is not None:
-        variants["babelir int8 (onnxruntime)"] = ours(int8, "fp32")
+    for name, m in int8.items():
+        variants[f"babelir {name}"] = ours(m, "fp32")
     print(f"\n(--precision auto picks {auto} on this machine)")
     gf32, gbf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    for fn in variants.values():  # warm-up: oneDNN/ORT kernels for these shapes, allocator
+        fn(groups[0])
     # Short alternating trials: on a shared CPU the best and median of many short trials
     # say more than one long one.
     rates: dict[str, list[float]] = {k: [] for k in variants}
@@ -157,25 +159,32 @@ def throughput(args: argparse.Namespace, model: Any, int8: Any = None) -> None:
         print(f"{name:27s} {med(rs):6.0f} tok/s  x{med(rs) / cpu_base:4.2f} vs st-encode")
 
 
-def load_int8(args: argparse.Namespace, model: Any) -> Any:
-    """The int8 copy of ``model`` (built on first use, then from the cache); None if unavailable."""
+def load_int8(args: argparse.Namespace, model: Any) -> dict[str, Any]:
+    """The int8 copies of ``model`` to measure (built on first use, then from the cache)."""
     from babelir.errors import BabelirError
     from babelir.models.quantized import cpu_int8_dot_supported, int8_model
 
-    t = time.perf_counter()
-    try:
-        int8 = int8_model(model, cache_dir=args.int8_cache)
-    except BabelirError as exc:
-        print(f"\n== int8: skipped ({exc})")
-        return None
-    info = int8.int8_info
-    print(
-        f"\n== int8: {'built' if info['built'] else 'loaded'} in {time.perf_counter() - t:.1f} s "
-        f"({info['path']}); int8 dot products: {cpu_int8_dot_supported()}, 7-bit weights: "
-        f"{info['settings']['reduce_range']}, min probe cosine to fp32 "
-        f"{info['probe_min_cosine']:.4f}, {info['threads']} ORT threads"
-    )
-    return int8
+    kinds = {"int8 (onnxruntime)": True}
+    if args.int8_all_matmuls:
+        kinds["int8 all MatMuls"] = False
+    out: dict[str, Any] = {}
+    for name, ffn_fp32 in kinds.items():
+        t = time.perf_counter()
+        try:
+            m = int8_model(model, cache_dir=args.int8_cache, ffn_output_fp32=ffn_fp32)
+        except BabelirError as exc:
+            print(f"\n== {name}: skipped ({exc})")
+            continue
+        info = m.int8_info
+        print(
+            f"\n== {name}: {'built' if info['built'] else 'loaded'} in "
+            f"{time.perf_counter() - t:.1f} s ({info['path']}); int8 dot products: "
+            f"{cpu_int8_dot_supported()}, 7-bit weights: {info['settings']['reduce_range']}, "
+            f"FFN output fp32: {ffn_fp32}, min probe cosine to fp32 "
+            f"{info['probe_min_cosine']:.4f}, {info['threads']} ORT threads"
+        )
+        out[name] = m
+    return out
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, float]:
@@ -193,7 +202,7 @@ def _pair_name(key: str) -> str:
     return f"{x}-{y}" if x != y else f"{x} mono"
 
 
-def map_check(args: argparse.Namespace, model: Any, int8: Any = None) -> None:
+def map_check(args: argparse.Namespace, model: Any, int8: dict[str, Any]) -> None:
     """mAP drift of each lower precision against babelir fp32 on the held-out articles."""
     from babelir.evaluation.lareqa import score_benchmark
 
@@ -220,8 +229,8 @@ def map_check(args: argparse.Namespace, model: Any, int8: Any = None) -> None:
     }
     if args.bf16_weights:
         variants["bf16 weights"] = (copy.deepcopy(model).to(torch.bfloat16), "fp32")
-    if int8 is not None:
-        variants["int8 (onnxruntime)"] = (int8, "fp32")
+    for name, m in int8.items():
+        variants[name] = (m, "fp32")
     maps = [k for k in ref if k.startswith(("map.", "per_pair_map."))]
     pairs = [k for k in maps if k.startswith("per_pair_map.")]
     print(
@@ -354,6 +363,12 @@ def main() -> None:
     )
     p.add_argument("--no-int8", action="store_true", help="skip the int8 (ONNX Runtime) rows")
     p.add_argument(
+        "--int8-all-matmuls",
+        action="store_true",
+        help="also an int8 build that quantizes the FFN output projections too (faster, "
+        "more drift)",
+    )
+    p.add_argument(
         "--int8-cache",
         type=Path,
         default=None,
@@ -380,11 +395,8 @@ def main() -> None:
         args.map_languages = ALL_LANGS
     print(machine_line())
     model = load_real_model(args.max_length)
-    int8 = (
-        None
-        if args.no_int8 or not (args.map or not args.skip_throughput)
-        else load_int8(args, model)
-    )
+    wanted = not args.no_int8 and (args.map or not args.skip_throughput)
+    int8 = load_int8(args, model) if wanted else {}
     if not args.skip_throughput:
         throughput(args, model, int8)
     if args.map:
