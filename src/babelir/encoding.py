@@ -78,6 +78,10 @@ def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu
     if precision not in PRECISIONS:
         raise ConfigError(f"precision: unknown '{precision}' (valid: {', '.join(PRECISIONS)})")
     kind = torch.device(device).type
+    if precision == "int8":  # an ONNX Runtime build of the model (load_encoder makes it)
+        if kind != "cpu":
+            raise ConfigError("precision: int8 runs on the CPU; use bf16 on CUDA")
+        return "int8"
     if kind == "cuda":
         if precision == "auto":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -116,6 +120,7 @@ def encoder_settings(
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "cpu_bf16": cpu_bf16_supported(),
+        "int8": getattr(model, "int8_info", None),
     }
 
 
@@ -353,8 +358,16 @@ def load_encoder(
     from babelir.models.loading import load_model, resolve_prefixes
 
     opts = options or EncodeOptions()
+    if opts.precision == "int8":
+        device = "cpu"
     model = load_model(name, device=device, max_seq_length=opts.max_seq_length)
     qp, pp = resolve_prefixes(name, model, opts.query_prefix, opts.passage_prefix)
+    if opts.precision == "int8":  # built once per model fingerprint into the cache, reused
+        from babelir.models.loading import DEFAULT_MODEL, model_fingerprint
+        from babelir.models.quantized import int8_model
+
+        source = os.fspath(name) if name else DEFAULT_MODEL
+        model = int8_model(model, fingerprint=model_fingerprint(source))
     effective = getattr(model, "max_seq_length", None)
     return model, opts.merged(query_prefix=qp, passage_prefix=pp, max_seq_length=effective)
 

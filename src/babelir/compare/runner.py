@@ -58,14 +58,15 @@ def _versions() -> dict[str, str]:
 def _evaluate(job: EvalJob, cfg: CompareConfig, show_progress: bool) -> None:
     """Evaluate one model on one benchmark; saves metrics, per-query arrays, embeddings."""
     from babelir.embedding_cache import EmbeddingCache
+    from babelir.encoding import load_encoder
     from babelir.evaluation.lareqa import evaluate_model
-    from babelir.models.loading import load_model, resolve_prefixes
+    from babelir.models.loading import resolve_prefixes
 
     bench = load_spec(job.benchmark, data_dir(cfg))
     name = job.model_path or cfg.model
     opts = cfg.encode_options(show_progress=show_progress, cache=EmbeddingCache())
-    model = load_model(name, max_seq_length=opts.max_seq_length)
-    qp, pp = resolve_prefixes(cfg.model, model)
+    model, opts = load_encoder(name, opts)  # int8: the cached ONNX Runtime build
+    qp, pp = resolve_prefixes(cfg.model, model)  # a trained folder keeps its base's prefixes
     info = {"model": job.label, "model_path": name, "seed": job.seed}
     result = evaluate_model(
         model, bench, options=opts, info=info, query_prefix=qp, passage_prefix=pp
