@@ -397,3 +397,26 @@ def test_terminal_table_uses_the_registry():
     for mm in LAREQA:
         assert mm.label in text
     assert "123.4" in text and "0.8000" in text
+
+
+def test_debias_effects_name_the_winner_and_its_monolingual_cost():
+    from babelir.reporting.debias_verdict import debias_effects, debias_sentences
+
+    recs = [
+        _record("base", None, mono=0.80, cross=0.60, multi=0.30, rd=300, noise=0.01),
+        _record("base+lsar", None, mono=0.79, cross=0.62, multi=0.50, rd=150, noise=0.01),
+        _record("hybrid", 0, mono=0.81, cross=0.70, multi=0.58, rd=120, noise=0.01),
+        _record("hybrid+lsar", 0, mono=0.80, cross=0.70, multi=0.60, rd=110, noise=0.01),
+    ]
+    (res,) = debias_effects(recs, bootstrap=200)
+    eff = {e["row"]: e for e in res["effects"]}
+    assert eff["base+lsar"]["source"] == "base"
+    lo, hi = eff["base+lsar"]["multi mAP"]["ci"]
+    assert 0.19 < lo <= hi < 0.21  # +0.2 on multi, decided over queries (no seeds)
+    assert eff["base+lsar"]["multi mAP"]["basis"] == "queries"
+    best = res["best"]
+    assert best["multi mAP"]["row"] == "hybrid+lsar"
+    assert best["multi mAP"]["kind"] == "training + post-hoc"
+    assert best["multi mAP"]["mono_vs_source"] == pytest.approx(-0.01, abs=0.005)
+    lines = debias_sentences([res])
+    assert any("best multi mAP is **hybrid+lsar**" in s for s in lines)

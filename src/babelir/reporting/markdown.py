@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from babelir.evaluation.measures import LAREQA, Measure, measure
 from babelir.reporting.analysis import TESTED
 from babelir.reporting.claims import claim_interval_text
+from babelir.reporting.debias_verdict import debias_markdown
 from babelir.reporting.schema import EvalRecord, ReportInput, RunInfo
 
 if TYPE_CHECKING:
@@ -297,6 +298,7 @@ def render_markdown(
         *_per_query_tests(analysis.tests, multi_seed),
         *_seed_tests(analysis.seed_tests, inp.level),
         *_claims(analysis, inp.margin, inp.level),
+        *debias_markdown(analysis.debias, inp.level),
         "### Reference vs each model (per-query tests)",
         "",
         *analysis.pairwise,

@@ -35,6 +35,7 @@ from babelir.reporting.analysis import (
 )
 from babelir.reporting.analysis import outcome as _outcome  # noqa: F401 (tests import it)
 from babelir.reporting.claims import claim_sentence, evaluate_claims, plain_rows
+from babelir.reporting.debias_verdict import debias_effects, debias_sentences
 from babelir.reporting.markdown import render_csv, render_markdown
 from babelir.reporting.schema import (
     EvalRecord,
@@ -71,10 +72,12 @@ class Analysis:
     seed_tests: list[dict[str, Any]]
     claims: list[dict[str, Any]]
     pairwise: list[str]
+    debias: list[dict[str, Any]]
 
     def verdict_lines(self) -> list[str]:
-        """Claim sentences, then the per-query reference-vs-model lines."""
-        return [claim_sentence(v, measure(v["measure"])) for v in self.claims] + self.pairwise
+        """Claim sentences, post-hoc debiasing lines, then the per-query lines."""
+        claims = [claim_sentence(v, measure(v["measure"])) for v in self.claims]
+        return claims + debias_sentences(self.debias) + self.pairwise
 
 
 def analyse(inp: ReportInput) -> Analysis:
@@ -97,6 +100,7 @@ def analyse(inp: ReportInput) -> Analysis:
             inp.evaluations, inp.runs, margin=inp.margin, bootstrap=inp.bootstrap, level=inp.level
         ),
         pairwise=pairwise_verdict(tests),
+        debias=debias_effects(inp.evaluations, bootstrap=inp.bootstrap, level=inp.level),
     )
 
 
@@ -227,6 +231,7 @@ def write_report(inp: ReportInput, output: Path, *legacy: Any) -> Path:
         "paired_tests": analysis.tests,
         "seed_tests": analysis.seed_tests,
         "claims": analysis.claims,
+        "debias": analysis.debias,
         "verdict": analysis.verdict_lines(),
         "evaluations": [
             {
