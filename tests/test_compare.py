@@ -267,6 +267,7 @@ def test_compare_precision_reaches_the_encoder_and_debias_rows(
         return forward(model, texts, precision, device)
 
     monkeypatch.setattr(encoding, "_forward", spy)
+    monkeypatch.setenv("BABELIR_CACHE_DIR", str(tmp_path / "cache"))  # no embedding-cache hits
     raw = _base_cfg(shared_data_dir, str(tiny_dir))
     raw["strategies"] = ["hybrid"]
     raw["evaluation"]["precision"] = "bf16"  # evaluations; validation follows train's fp32
