@@ -132,13 +132,15 @@ def debias(
         export_lsar_model(st, transform, output, model_name=name)
         console.print(
             f"fitted {what}, rank {transform.rank} (effective {transform.effective_rank}); "
-            f"model written to {output} (load with SentenceTransformer('{output}'))"
+            f"model written to {output} (load with SentenceTransformer('{output}'))",
+            markup=False,
         )
     else:
         transform.save(output)
         console.print(
             f"fitted {what}; transform written to {output} "
-            f"(apply with babelir evaluate --debias {method} --debias-fit {output})"
+            f"(apply with babelir evaluate --debias {method} --debias-fit {output})",
+            markup=False,
         )
 
 

@@ -83,8 +83,9 @@ def evaluate_miracl_cli(
                 f"({row['relevant_docids_missing_from_corpus']} relevant) are not in the corpus; "
                 f"they count as not retrieved",
                 highlight=False,
+                markup=False,
             )
     if output is not None:
         write_miracl_result(result, output, save_run=save_run)
-        err.print(f"wrote {Path(output) / 'metrics.json'}", highlight=False)
+        err.print(f"wrote {Path(output) / 'metrics.json'}", highlight=False, markup=False)
     return doc

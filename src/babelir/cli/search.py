@@ -17,7 +17,16 @@ from typing import Annotated
 
 import typer
 
-from babelir.cli.app import DataDirOpt, LanguagesOpt, ModelOpt, app, console, fail, out
+from babelir.cli.app import (
+    DataDirOpt,
+    LanguagesOpt,
+    ModelOpt,
+    app,
+    console,
+    fail,
+    out,
+    print_warning,
+)
 from babelir.options import EncodeOptions, option_help
 
 IndexKindOpt = Annotated[
@@ -142,6 +151,7 @@ def index_command(
         f"{m['dim']}-d; encoded {enc.rows_encoded} now ({enc.rows_per_s:.0f}/s), "
         f"{enc.shards_skipped} of {enc.shards_total} shards reused",
         highlight=False,
+        markup=False,
     )
     if m["recall_vs_exact"]:
         r = m["recall_vs_exact"]
@@ -150,6 +160,7 @@ def index_command(
             f"{r['query_source']}; {r['approx_ms_per_query']} vs {r['exact_ms_per_query']} "
             f"ms/query)",
             highlight=False,
+            markup=False,
         )
 
 
@@ -196,10 +207,9 @@ def search_command(
     meta = idx.meta
     st = load_model(model or meta["model"], device=device, max_seq_length=meta["max_seq_length"])
     if model is None and model_fingerprint(st) != meta["model_fingerprint"]:
-        console.print(
-            f"[yellow]warning:[/] {meta['model']} changed since the index was built "
-            f"(fingerprint {meta['model_fingerprint']}); scores may be meaningless",
-            highlight=False,
+        print_warning(
+            f"{meta['model']} changed since the index was built "
+            f"(fingerprint {meta['model_fingerprint']}); scores may be meaningless"
         )
     results = idx.search_texts(st, texts, k, options=options)
     idx.close()
