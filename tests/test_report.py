@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -326,52 +325,6 @@ def test_one_seed_report_says_what_is_unavailable(tmp_path: Path):
     assert f"({ONE_SEED})" in text
     assert "## Learning curves" not in text
     assert not (tmp_path / "plots" / "learning_curves.png").exists()
-
-
-def test_legacy_call_is_converted(tmp_path: Path):
-    """The former write_report(cfg, evaluations, meta, output) still works meanwhile."""
-    inp = _input([0], curves=False)
-    cfg = SimpleNamespace(
-        name="legacy",
-        description="",
-        reference="hybrid",
-        model=None,
-        seeds=[0],
-        permutations=200,
-        bootstrap=200,
-        train=SimpleNamespace(
-            data="xquad-r",
-            articles="1-2",
-            batch_size=4,
-            learning_rate=1e-3,
-            max_seq_length=32,
-            max_steps=2,
-            epochs=None,
-            freeze_embeddings=False,
-        ),
-    )
-    evaluations = [
-        {
-            "label": e.label,
-            "seed": e.seed,
-            "benchmark": e.benchmark,
-            "folder": None,
-            "metrics": e.metrics,
-            "per_query": e.per_query,
-        }
-        for e in inp.evaluations
-    ]
-    meta = {
-        "runs": [vars(r) for r in inp.runs],
-        "versions": dict(inp.provenance.versions),
-        "git_commit": "abc",
-        "timing_s": {},
-        "reused": {"train": 0, "eval": 0},
-        "facts": dict(inp.provenance.facts),
-    }
-    report = write_report(cfg, evaluations, meta, tmp_path)
-    assert "# babelir compare: legacy" in report.read_text()
-    assert "2 steps x batch 4" in report.read_text()
 
 
 def test_terminal_table_uses_the_registry():

@@ -15,7 +15,7 @@ number is the engine's; the report only aggregates and tests them.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,6 @@ __all__ = [
     "RunInfo",
     "TrainingSetup",
     "analyse",
-    "report_input_from_legacy",
     "write_report",
 ]
 
@@ -187,17 +186,8 @@ def make_plots(
     return made, curves
 
 
-def write_report(inp: ReportInput, output: Path, *legacy: Any) -> Path:
-    """Write report.md, results.json, results.csv and plots/ into ``output``.
-
-    Transitional: the former call ``write_report(cfg, evaluations, meta, output)`` is
-    still accepted and converted by :func:`report_input_from_legacy`.
-    """
-    if not isinstance(inp, ReportInput):
-        if len(legacy) != 2:
-            raise TypeError("write_report(inp: ReportInput, output: Path)")
-        meta, out = legacy
-        inp, output = report_input_from_legacy(inp, output, meta), Path(out)  # type: ignore[arg-type]
+def write_report(inp: ReportInput, output: Path) -> Path:
+    """Write report.md, results.json, results.csv and plots/ into ``output``."""
     t0 = time.perf_counter()
     analysis = analyse(inp)
     made, curves = make_plots(inp, analysis, output / "plots")
@@ -251,59 +241,3 @@ def write_report(inp: ReportInput, output: Path, *legacy: Any) -> Path:
     write_text(output / "report.md", render_markdown(inp, analysis, made, curves))
     return output / "report.md"
 
-
-def report_input_from_legacy(
-    cfg: Any, evaluations: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]
-) -> ReportInput:
-    """Build a :class:`ReportInput` from compare's former (cfg, evaluations, meta) call.
-
-    Transitional: ``babelir compare`` should build the ReportInput itself; this adapter
-    goes once it does.
-    """
-    t = cfg.train
-    return ReportInput(
-        name=cfg.name,
-        description=getattr(cfg, "description", ""),
-        reference=cfg.reference,
-        evaluations=[
-            EvalRecord(
-                label=e["label"],
-                seed=e["seed"],
-                benchmark=e["benchmark"],
-                metrics=e["metrics"],
-                per_query=e["per_query"],
-                folder=e.get("folder"),
-            )
-            for e in evaluations
-        ],
-        runs=[
-            RunInfo(r["label"], r["strategy"], r["alpha"], r["seed"], r["key"], r["folder"])
-            for r in meta["runs"]
-        ],
-        provenance=Provenance(
-            versions=meta["versions"],
-            git_commit=meta["git_commit"],
-            timing_s=meta["timing_s"],
-            reused=meta["reused"],
-            config=meta.get("config"),
-            raw_config=meta.get("raw_config"),
-            facts=meta["facts"],
-            steps=meta.get("steps", ()),
-            t_start=meta.get("t_start"),
-        ),
-        setup=TrainingSetup(
-            model=cfg.model,
-            data=t.data,
-            articles=t.articles,
-            batch_size=t.batch_size,
-            learning_rate=t.learning_rate,
-            max_seq_length=t.max_seq_length,
-            max_steps=t.max_steps,
-            epochs=t.epochs,
-            freeze_embeddings=t.freeze_embeddings,
-        ),
-        seeds=list(cfg.seeds),
-        permutations=cfg.permutations,
-        bootstrap=cfg.bootstrap,
-        margin=getattr(cfg, "margin", 0.01),
-    )
