@@ -8,9 +8,12 @@ into :class:`~babelir.errors.DataError` naming line and column.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from babelir.errors import DataError
@@ -75,3 +78,22 @@ def parse_object(line: str, where: str) -> dict[str, Any]:
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object")
     return row
+
+
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Numbered non-blank lines of a (gzipped) UTF-8 file, decoded line by line.
+
+    A text-mode reader decodes ahead in 8 KB blocks, so its errors come before the lines
+    they belong to ("after line 0"); decoding each line names the line at fault.
+    """
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start} of the line)"
+                ) from None
+            if line.strip():
+                yield lineno, line

@@ -20,14 +20,13 @@ without it differ (castorini/miracl#18). ``passage_format`` changes the template
 
 from __future__ import annotations
 
-import gzip
 import string
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from babelir.data.jsonl import parse_object
+from babelir.data.jsonl import numbered_lines, parse_object
 from babelir.data.registry import MIRACL_LANGUAGES
 from babelir.data.types import Passage, parse_languages
 from babelir.errors import ConfigError, DataError
@@ -152,22 +151,10 @@ def corpus_files(corpus_root: Path, lang: str) -> list[Path]:
 def iter_jsonl_passages(files: Sequence[Path], lang: str = "") -> Iterator[Passage]:
     """Stream ``{"docid", "title", "text"}`` lines; errors name the file and line."""
     for path in files:
-        opener = gzip.open if path.name.endswith(".gz") else open
         lineno = 0
         try:
-            # Bytes, decoded line by line: a text-mode reader decodes ahead in 8 KB blocks,
-            # so its errors came before the lines they belong to ("after line 0").
-            with opener(path, "rb") as f:
-                for lineno, raw in enumerate(f, 1):
-                    try:
-                        line = raw.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        raise DataError(
-                            f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start} of "
-                            f"the line)"
-                        ) from None
-                    if line.strip():
-                        yield _passage(line, f"{path}:{lineno}", lang)
+            for lineno, line in numbered_lines(path):
+                yield _passage(line, f"{path}:{lineno}", lang)
         except (EOFError, OSError, zlib.error) as e:
             raise DataError(f"{path}: unreadable after line {lineno} ({e})") from None
 

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from babelir.data.jsonl import parse_object
+from babelir.data.jsonl import numbered_lines, parse_object
 from babelir.data.lareqa import available_languages, parse_language_file, resolve_benchmark_dir
 from babelir.data.mmarco import MMarco, load_mmarco
 from babelir.data.types import ArticleSelection, ParallelItem, ParallelQA, Side, parse_languages
@@ -100,7 +100,7 @@ def from_jsonl(path: str | Path, *, languages: Sequence[str] | str | None = None
     items: dict[str, ParallelItem] = {}
     lineno = 0
     try:
-        for lineno, line in _read_lines(path):
+        for lineno, line in numbered_lines(path):
             _add_jsonl_row(items, line, f"{path}:{lineno}")
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         what = "truncated" if isinstance(e, EOFError) else "not a valid gzip file"
@@ -110,22 +110,6 @@ def from_jsonl(path: str | Path, *, languages: Sequence[str] | str | None = None
     data = ParallelQA(list(items.values()), source=str(path))
     wanted = parse_languages(languages)
     return data.select_languages(wanted) if wanted else data
-
-
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Numbered non-blank lines of a (gzipped) UTF-8 file, decoded line by line so an
-    encoding error names its own line."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(
-                    f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start})"
-                ) from None
-            if line.strip():
-                yield lineno, line
 
 
 def _add_jsonl_row(items: dict[str, ParallelItem], line: str, where: str) -> None:
