@@ -13,7 +13,6 @@ to, not identical with, the published fp32 model.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import itertools
@@ -21,7 +20,6 @@ import json
 import os
 import shutil
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -30,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from babelir.errors import ModelError
-from babelir.io import atomic_dir, atomic_path, write_json, write_text
+from babelir.io import atomic_dir, atomic_path, build_lock, write_json, write_text
 from babelir.settings import models_dir
 
 MODEL_DIRNAME = "multilingual-e5-small-q4"
@@ -427,18 +425,6 @@ def _is_complete(folder: Path, source_sha: str | None) -> bool:
     return all((folder / name).is_file() for name in _REQUIRED)
 
 
-@contextlib.contextmanager
-def _build_lock(dest: Path) -> Iterator[None]:
-    """Serialize concurrent builds of one folder (e.g. parallel test workers)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def build_offline_e5(dest: str | os.PathLike[str] | None = None, *, force: bool = False) -> Path:
     """Build (or reuse) the offline multilingual-e5-small folder and return its path.
 
@@ -457,7 +443,7 @@ def build_offline_e5(dest: str | os.PathLike[str] | None = None, *, force: bool 
     source_sha = _sha256(bin_path)
     if not force and _is_complete(dest, source_sha):
         return dest
-    with _build_lock(dest):
+    with build_lock(dest):
         if not force and _is_complete(dest, source_sha):  # another process just built it
             return dest
         with atomic_dir(dest) as tmp:

@@ -31,9 +31,7 @@ that check (truncated, edited) is rebuilt.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -43,14 +41,13 @@ import platform
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from babelir.errors import ConfigError, ModelError
-from babelir.io import atomic_dir, write_json
+from babelir.io import atomic_dir, build_lock, write_json
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -184,18 +181,6 @@ def _check_build(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | Non
         except (OSError, KeyError, TypeError):
             return None
     return manifest
-
-
-@contextlib.contextmanager
-def _build_lock(dest: Path) -> Iterator[None]:
-    """Serialize concurrent builds of one folder (parallel workers, two evaluations)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _remove_stale(dest: Path) -> None:
@@ -551,7 +536,7 @@ def int8_model(
     built = False
     manifest = None if rebuild else _check_build(dest, settings)
     if manifest is None:
-        with _build_lock(dest):
+        with build_lock(dest):
             manifest = None if rebuild else _check_build(dest, settings)  # built meanwhile?
             if manifest is None:
                 if dest.exists() and not rebuild:
