@@ -21,6 +21,8 @@ from babelir.embedding_cache import EmbeddingCache
 from babelir.encoding import encode_texts, memo_fingerprint
 from babelir.errors import ConfigError, ModelError
 from babelir.models import quantized
+from babelir.models.int8 import export as int8_export
+from babelir.models.int8 import store as int8_store
 from babelir.models.loading import model_fingerprint
 from babelir.models.quantized import MANIFEST, ONNX_FILE, int8_model
 
@@ -108,7 +110,7 @@ def test_build_is_reused_from_the_cache(tiny, built, cache: Path, monkeypatch) -
     def no_build(*args, **kwargs):
         raise AssertionError("rebuilt although a valid build is cached")
 
-    monkeypatch.setattr(quantized, "_build", no_build)
+    monkeypatch.setattr(int8_store, "_build", no_build)
     again = int8_model(tiny, cache_dir=cache)
     assert again.int8_info["built"] is False and again.int8_info["path"] == str(folder)
     assert (folder / MANIFEST).stat().st_mtime_ns == stamp
@@ -146,7 +148,7 @@ def test_failed_rebuild_leaves_no_partial_folder(tiny, tmp_path: Path, monkeypat
         Path(dst).write_bytes(b"half a model")
         raise RuntimeError("quantizer crashed")
 
-    monkeypatch.setattr(quantized, "_quantize", broken)
+    monkeypatch.setattr(int8_store, "quantize", broken)
     with pytest.raises(RuntimeError, match="quantizer crashed"):
         int8_model(tiny, cache_dir=own)
     assert [p.name for p in own.iterdir() if not p.name.endswith(".lock")] == []
@@ -185,9 +187,9 @@ def test_fingerprint_cannot_escape_the_cache(tiny, tmp_path: Path) -> None:
 
 
 def test_reduce_range_follows_the_cpu(monkeypatch) -> None:
-    monkeypatch.setattr(quantized, "cpu_int8_dot_supported", lambda: False)
+    monkeypatch.setattr(int8_export, "cpu_int8_dot_supported", lambda: False)
     assert quantized.quantization_settings()["reduce_range"] is True
-    monkeypatch.setattr(quantized, "cpu_int8_dot_supported", lambda: True)
+    monkeypatch.setattr(int8_export, "cpu_int8_dot_supported", lambda: True)
     assert quantized.quantization_settings()["reduce_range"] is False
     a = quantized.int8_path("abc", cache_dir="/x", reduce_range=True)
     b = quantized.int8_path("abc", cache_dir="/x", reduce_range=False)
