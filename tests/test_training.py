@@ -329,3 +329,28 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, tiny_dir, fixture
     assert refused.returncode == 2
     assert "strategy ('hybrid' -> 'x-y')" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_validation_split_is_disjoint_from_training_and_evaluation(shared_data_dir):
+    from babelir.data.lareqa import load_benchmark
+    from babelir.training.data import build_training_data
+    from babelir.training.validation import split_articles
+
+    train_sel, val_sel = split_articles("%4!=0", "auto", 48)
+    train_a = {int(x) for x in train_sel.split(",")}
+    val_a = {int(x) for x in val_sel.split(",")}
+    assert val_a and not (train_a & val_a)
+    assert all(a % 4 != 0 for a in train_a | val_a)  # both inside the training articles
+    assert len(train_a) + len(val_a) == 36
+
+    cfg = TrainConfig(
+        train_data="xquad-r", data_dir=str(shared_data_dir), languages=["en", "de"],
+        articles="%4!=0", eval_articles="%4==0",
+    )  # fmt: skip
+    td = build_training_data(cfg)
+    held = load_benchmark("xquad-r", shared_data_dir, languages=["en", "de"], articles="%4==0")
+    val_ids, train_ids = set(td.val.ids), set(td.data.ids)
+    assert val_ids and not (val_ids & train_ids) and not (val_ids & set(held.question_ids))
+    # an explicit validation split must lie inside the training articles
+    with pytest.raises(ConfigError, match="not among the training articles"):
+        split_articles("%4!=0", "0,1", 48)
