@@ -7,6 +7,7 @@ records the precision it was handed; the precision written to the outputs is che
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -71,7 +72,20 @@ def _cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, cap.out, cap.err
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize(
+    "precision",
+    [
+        "fp32",
+        "bf16",
+        pytest.param(
+            "int8",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("onnxruntime") is None,
+                reason="int8 extra not installed (pip install 'babelir[int8]')",
+            ),
+        ),
+    ],
+)
 def test_precision_reaches_the_encoder_on_every_path(
     precision: str,
     data,
@@ -94,7 +108,9 @@ def test_precision_reaches_the_encoder_on_every_path(
     )  # fmt: skip
     assert code == 0, err
     assert seen and set(seen) == {precision}
-    assert json.loads((out / "metrics.json").read_text())["encoder"]["precision"] == precision
+    encoder = json.loads((out / "metrics.json").read_text())["encoder"]
+    assert encoder["precision"] == precision
+    assert (encoder["int8"] is not None) == (precision == "int8")  # the ONNX Runtime build ran
     seen.clear()
 
     # evaluate, MIRACL (--precision used to be dropped here)

@@ -343,6 +343,18 @@ def encode_texts(
     return table[[where[t] for t in texts]]
 
 
+def for_precision(model: Any, name: str | os.PathLike[str] | None, precision: str) -> Any:
+    """The model that computes ``precision``: for int8 the cached ONNX Runtime build of
+    ``name`` (built once per model fingerprint, reused), else ``model`` itself."""
+    if precision != "int8":
+        return model
+    from babelir.models.loading import DEFAULT_MODEL, model_fingerprint
+    from babelir.models.quantized import int8_model
+
+    source = os.fspath(name) if name else DEFAULT_MODEL
+    return int8_model(model, fingerprint=model_fingerprint(source))
+
+
 def load_encoder(
     name: str | os.PathLike[str] | None,
     options: EncodeOptions | None = None,
@@ -362,12 +374,7 @@ def load_encoder(
         device = "cpu"
     model = load_model(name, device=device, max_seq_length=opts.max_seq_length)
     qp, pp = resolve_prefixes(name, model, opts.query_prefix, opts.passage_prefix)
-    if opts.precision == "int8":  # built once per model fingerprint into the cache, reused
-        from babelir.models.loading import DEFAULT_MODEL, model_fingerprint
-        from babelir.models.quantized import int8_model
-
-        source = os.fspath(name) if name else DEFAULT_MODEL
-        model = int8_model(model, fingerprint=model_fingerprint(source))
+    model = for_precision(model, name, opts.precision)
     effective = getattr(model, "max_seq_length", None)
     return model, opts.merged(query_prefix=qp, passage_prefix=pp, max_seq_length=effective)
 

@@ -103,6 +103,8 @@ def debias(
         eval_articles = fit.info.get("run_eval_articles")
     if eval_articles is not None:
         _check_held_out(fit, eval_articles, data_dir)
+    if precision == "int8":  # the fit may become a model folder: fit on the torch model
+        raise ConfigError("--precision int8: fit in auto, fp32 or bf16 (int8 is for evaluation)")
     st = load_model(model, device=device, max_seq_length=max_seq_length)
     qp, pp = resolve_prefixes(model, st, query_prefix, passage_prefix)
     name = model or "multilingual-e5-small"

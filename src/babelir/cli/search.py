@@ -211,6 +211,9 @@ def search_command(
             f"{meta['model']} changed since the index was built "
             f"(fingerprint {meta['model_fingerprint']}); scores may be meaningless"
         )
+    from babelir.encoding import for_precision
+
+    st = for_precision(st, model or meta["model"], precision)  # int8: the ONNX Runtime build
     results = idx.search_texts(st, texts, k, options=options)
     idx.close()
     if as_json:

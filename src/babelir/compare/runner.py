@@ -79,6 +79,7 @@ def _fit_debias(job: EvalJob, cfg: CompareConfig, show_progress: bool):
     """The job's transform, fitted once on the model's training-side texts and cached."""
     from babelir.debias import DebiasTransform, collect_fit_texts, fit_model
     from babelir.embedding_cache import EmbeddingCache
+    from babelir.encoding import for_precision
     from babelir.models.loading import load_model, resolve_prefixes
 
     assert job.fit_folder is not None and job.debias is not None
@@ -102,6 +103,7 @@ def _fit_debias(job: EvalJob, cfg: CompareConfig, show_progress: bool):
     opts = cfg.encode_options()
     model = load_model(job.model_path or cfg.model, max_seq_length=opts.max_seq_length)
     qp, pp = resolve_prefixes(cfg.model, model)
+    model = for_precision(model, job.model_path or cfg.model, opts.precision)  # as evaluated
     transform = fit_model(
         model,
         fit,
