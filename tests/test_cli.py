@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import call
 from sklearn.metrics import average_precision_score
 from tiny_model import make_tiny_model
 
@@ -26,17 +27,6 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def call(capsys, *args: str) -> tuple[int, str, str]:
-    """The same entry point in this process: exit code, stdout, stderr."""
-    from babelir.cli.main import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = 0 if e.code is None else int(e.code)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import call
 from tiny_model import make_tiny_model
 
 from babelir.debias import (
@@ -31,6 +32,9 @@ from babelir.evaluation.metrics import evaluate_embeddings
 # offset every translation ties with the own candidate at the top: AP = 1.
 
 N_ITEMS, LANGS = 4, ["en", "de", "zh"]
+
+_call = call
+
 
 
 def _synthetic(sign: float = 1.0):
@@ -275,16 +279,6 @@ def test_exported_lsar_folder_loads_with_plain_sentence_transformers(
     assert again.prompts["query"] == "query: " and again.prompts["passage"] == "passage: "
 
 
-def _call(capsys, *args: str) -> tuple[int, str, str]:
-    from babelir.cli.main import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = 0 if e.code is None else int(e.code)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_debias_and_evaluate_end_to_end(

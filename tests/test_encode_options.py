@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import call
 from tiny_model import make_tiny_model
 
 from babelir import encoding
@@ -60,16 +61,7 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    from babelir.cli.main import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = 0 if e.code is None else int(e.code)
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+_cli = call  # the entry point in this process: exit code, stdout, stderr
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import call
 
 from babelir.data.lareqa import load_benchmark
 from babelir.data.parallel import from_jsonl
@@ -90,16 +91,6 @@ def save_embeddings(bench_dir: Path, out: Path, langs: str = "en,de", seed: int 
     write_result(result, out, save_embeddings=True)
 
 
-def call(capsys, *args: str) -> tuple[int, str, str]:
-    from babelir.cli.main import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = 0 if e.code is None else int(e.code)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
