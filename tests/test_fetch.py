@@ -7,9 +7,11 @@ reach the real network.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import urllib.parse
 import urllib.request
@@ -22,7 +24,15 @@ from typing import Any
 import pytest
 
 from babelir.data import registry
-from babelir.data.fetch import LOCAL_SUMS, UnpinnedHashWarning, fetch, sha256_file, verify
+from babelir.data.fetch import (
+    LOCAL_SUMS,
+    UnpinnedHashWarning,
+    fetch,
+    git_blob_sha1,
+    sha256_file,
+    verify,
+)
+from babelir.data.registry import DataFile, Dataset
 from babelir.errors import DataError, NetworkError
 
 SHARED = Path(
@@ -107,7 +117,10 @@ def test_registry_matches_shared_layout() -> None:
     assert registry.languages("xquad-r") == registry.XQUAD_R_LANGUAGES
     assert len(registry.languages("mlqa-r")) == 7
     assert len(registry.languages("miracl")) == 18
-    assert not registry.get("mlqa-r").pinned
+    assert registry.get("mlqa-r").pinned
+    assert next(f.sha256 for f in registry.get("mlqa-r").files if f.path == "mlqa-r/en.json") == (
+        "fedd9a5cc0848dda80caf84aa36f482adaae230526a3f6e9e86926a93ef3b1e4"
+    )
     en = next(f for f in registry.get("xquad-r").files if f.path == "xquad-r/en.json")
     assert en.url == (
         "https://raw.githubusercontent.com/google-research-datasets/lareqa/"
@@ -119,8 +132,41 @@ def test_registry_matches_shared_layout() -> None:
 
     report = verify(None, SHARED)  # the shared folder is itself a valid data dir
     assert report.ok and not report.unverified
-    assert report.absent == ("mlqa-r",)
-    assert len(report.passed) == 12 + 12 + 69
+    full = tuple(f"squad-train-{lang}" for lang in registry.SQUAD_TRAIN_FULL)
+    assert report.absent == ("mlqa-r", *full)
+    slices = {
+        p.relative_to(SHARED).as_posix()
+        for p in (SHARED / "training").rglob("*")
+        if p.is_file() and p.name != LOCAL_SUMS
+    }
+    assert {f.path for n in registry.TRAINING_SLICES for f in registry.get(n).files} == slices
+    assert len(report.passed) == 12 + 12 + 69 + len(slices)
+
+
+def test_training_slices_verify_on_the_shared_copy() -> None:
+    for name in registry.TRAINING_SLICES:
+        report = verify(name, SHARED)
+        assert report.ok and len(report.passed) == len(registry.get(name).files), name
+    arcd = registry.get("arcd").files[0]
+    assert arcd.url == (
+        "https://raw.githubusercontent.com/husseinmozannar/SOQAL/"
+        "1229d34aa2b7a0b9a2e4858c9268e68f45d7e3c4/data/arcd.json"
+    )
+    rebuilt = registry.get("squad-train-en-sample").files[0]
+    assert rebuilt.path.endswith("first10-articles.json") and rebuilt.url is None
+
+
+def test_full_squad_train_is_pinned_by_git_blob() -> None:
+    ds = registry.get("squad-train-it")
+    [f] = ds.files
+    assert ds.pinned and f.sha256 is None
+    assert f.git_blob == "3127df88086a8c13a06bc7193ca3f9497be7744d"
+    assert f.url == (
+        "https://raw.githubusercontent.com/crux82/squad-it/"
+        "86a19baebed654d07c4e790c07d39a02ceb6b15f/SQuAD_it-train.json.gz"
+    )
+    assert f.path == "training/squad-v1.1-train-full/it/SQuAD_it-train.json.gz"
+    assert len(registry.SQUAD_TRAIN_FULL) == 8
 
 
 def test_fetch_via_mirror_then_skip(tmp_path: Path, mirror: tuple[str, list[str]]) -> None:
@@ -201,7 +247,7 @@ def test_verify_reports_modified_and_missing(tmp_path: Path) -> None:
     bad = report.mismatched[0]
     assert bad.actual == sha256_file(tmp_path / "xquad-r" / "en.json") != bad.expected
     assert "1 mismatched" in report.summary() and "1 missing" in report.summary()
-    assert set(verify(None, tmp_path).absent) == {"mlqa-r", "xquad", "miracl"}
+    assert set(verify(None, tmp_path).absent) == set(registry.names()) - {"xquad-r"}
 
 
 def test_unknown_name(tmp_path: Path) -> None:
@@ -236,7 +282,82 @@ def test_folder_mirror(tmp_path: Path) -> None:
     assert verify("miracl", tmp_path).ok
 
 
-def test_unpinned_mlqa_r_records_hashes(tmp_path: Path) -> None:
+def use_dataset(monkeypatch: pytest.MonkeyPatch, ds: Dataset) -> None:
+    """Register ``ds`` (in place of a real dataset of the same name) for one test."""
+    known = dict(registry.datasets())
+    known[ds.name] = ds
+    monkeypatch.setattr(registry, "datasets", lambda: known)
+
+
+def test_git_blob_pin_accepts_the_file_git_hashes_and_records_its_sha256(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = tmp_path / "mirror" / "big"
+    served.mkdir(parents=True)
+    body = (SHARED / "xquad-r" / "en.json").read_bytes()
+    (served / "train.json").write_bytes(body)
+    blob = subprocess.run(
+        ["git", "hash-object", str(served / "train.json")],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert git_blob_sha1(served / "train.json") == blob
+    f = DataFile("big/train.json", None, None, git_blob=blob)
+    ds = Dataset("big", "big", "o/r", "c" * 40, "x", ("en",), (f,), "test")
+    use_dataset(monkeypatch, ds)
+    data = tmp_path / "data"
+    with pytest.raises(DataError, match=r"big/train\.json has no upstream download.*--mirror"):
+        fetch("big", data, progress=False)
+    with serve(tmp_path / "mirror") as (url, hits):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # pinned by blob: no unpinned-hash warning
+            [path] = fetch("big", data, mirror=url, progress=False)
+        assert path.read_bytes() == body and hits == ["/big/train.json"]
+        sums = (data / "big" / LOCAL_SUMS).read_text()
+        assert sums == f"{sha256_file(served / 'train.json')}  train.json\n"
+        report = verify("big", data)
+        assert report.ok and report.passed[0].actual == f"git-blob:{blob}"
+        hits.clear()
+        fetch("big", data, mirror=url, progress=False)
+        assert hits == []  # verified by its blob id: kept
+
+    (data / "big" / "train.json").write_bytes(body + b" ")
+    bad = verify("big", data)
+    assert [c.relpath for c in bad.mismatched] == ["big/train.json"]
+
+
+def test_wrong_git_blob_pin_is_refused_and_nothing_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = tmp_path / "mirror" / "big"
+    served.mkdir(parents=True)
+    (served / "train.json").write_bytes(b'{"data": []}\n')
+    wrong = "77f1d9a7daee11f7bc293832020f7709f63410ad"
+    f = DataFile("big/train.json", "http://127.0.0.1:9/x", None, git_blob=wrong)
+    use_dataset(monkeypatch, Dataset("big", "big", "o/r", "c", "x", ("en",), (f,), "test"))
+    data = tmp_path / "data"
+    with serve(tmp_path / "mirror") as (url, _), pytest.raises(NetworkError) as err:
+        fetch("big", data, mirror=url, progress=False)
+    msg = str(err.value)
+    actual = git_blob_sha1(served / "train.json")
+    assert "big/train.json" in msg and wrong in msg and actual in msg and "\n" not in msg
+    assert not (data / "big" / "train.json").exists()
+    assert not (data / "big" / LOCAL_SUMS).exists()
+    assert not leftovers(data)
+
+
+def test_pinned_mlqa_r_refuses_other_bytes(tmp_path: Path) -> None:
+    served = tmp_path / "mirror" / "mlqa-r"
+    served.mkdir(parents=True)
+    (served / "ar.json").write_text('{"data": []}')
+    with serve(tmp_path / "mirror") as (url, _), pytest.raises(NetworkError, match="mlqa-r/ar"):
+        fetch("mlqa-r", tmp_path / "data", mirror=url, progress=False)
+    assert not leftovers(tmp_path / "data")
+
+
+def test_unpinned_files_record_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mlqa = registry.get("mlqa-r")  # no registered file is unpinned now: unpin MLQA-R here
+    unpinned = tuple(dataclasses.replace(f, sha256=None) for f in mlqa.files)
+    use_dataset(monkeypatch, dataclasses.replace(mlqa, files=unpinned))
     served = tmp_path / "mirror"
     for lang in registry.MLQA_R_LANGUAGES:
         path = served / "mlqa-r" / f"{lang}.json"

@@ -13,7 +13,10 @@ from babelir.cli.app import DataDirOpt, console, data_app, out, print_warning
 
 @data_app.command("fetch")
 def data_fetch(
-    name: Annotated[str, typer.Argument(help="Dataset: xquad-r, mlqa-r, xquad or miracl.")],
+    name: Annotated[
+        str,
+        typer.Argument(help="Dataset: xquad-r, mlqa-r, xquad, miracl, squad-train-LANG, arcd, ..."),
+    ],
     data_dir: DataDirOpt = None,
     mirror: Annotated[
         str | None,

@@ -2,9 +2,10 @@
 
 Downloads use only the standard library (``urllib``) so fetching works in a bare
 environment, stream to a temporary file while hashing, and are renamed into place only
-after the SHA256 matched: an interrupted or corrupted download never leaves a file that
-looks valid. Offline machines point ``--data-dir`` / ``BABELIR_DATA_DIR`` at a copy, or
-``--mirror`` / ``BABELIR_DATA_MIRROR`` at any server (or folder) with the data-dir layout.
+after the SHA256 (or, for files pinned that way, the git blob id) matched: an interrupted
+or corrupted download never leaves a file that looks valid. Offline machines point
+``--data-dir`` / ``BABELIR_DATA_DIR`` at a copy, or ``--mirror`` / ``BABELIR_DATA_MIRROR``
+at any server (or folder) with the data-dir layout.
 """
 
 from __future__ import annotations
@@ -110,6 +111,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def git_blob_sha1(path: Path) -> str:
+    """Git's blob id of a file (``git hash-object``): SHA-1 of ``b"blob <size>\\0"`` + bytes.
+
+    Read in chunks after a stat for the size, so large files do not fill memory.
+    """
+    h = hashlib.sha1(usedforsecurity=False)
+    h.update(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _read_local_sums(root: Path, ds: Dataset) -> dict[str, str]:
     """``{data-dir relative path: sha256}`` from ``<dataset>/SHA256SUMS.local`` if present."""
     sums_path = root / ds.directory / LOCAL_SUMS
@@ -133,11 +147,13 @@ def _write_local_sums(root: Path, ds: Dataset, sums: dict[str, str]) -> Path:
 
 
 def _check(root: Path, ds: Dataset, f: DataFile, local: dict[str, str]) -> FileCheck:
+    """Compare with the pinned SHA256, else the pinned git blob id, else SHA256SUMS.local."""
     path = root / f.path
-    expected = f.sha256 or local.get(f.path)
+    by_blob = f.sha256 is None and f.git_blob is not None
+    expected = f.sha256 or (f"git-blob:{f.git_blob}" if by_blob else local.get(f.path))
     if not path.is_file():
         return FileCheck(ds.name, f.path, path, "missing", expected, None)
-    actual = sha256_file(path)
+    actual = f"git-blob:{git_blob_sha1(path)}" if by_blob else sha256_file(path)
     status: Status = (
         "unverified" if expected is None else ("ok" if actual == expected else "mismatch")
     )
@@ -153,6 +169,12 @@ def _mirror_base(mirror: str) -> str:
 
 def _source_url(f: DataFile, mirror_base: str | None) -> str:
     if mirror_base is None:
+        if f.url is None:
+            raise DataError(
+                f"{f.path} has no upstream download (babelir's copy was rebuilt, not copied; "
+                "see the shared data README); fetch it with --mirror URL-or-folder from a data "
+                "dir that has it"
+            )
         return f.url
     return f"{mirror_base}/{urllib.parse.quote(f.path)}"
 
@@ -202,7 +224,8 @@ def _open(url: str) -> Any:
 def _download(f: DataFile, url: str, dest: Path, progress: bool) -> str:
     """Stream ``url`` into ``dest`` atomically; return the SHA256 of what was written.
 
-    For a pinned file the hash is checked before the rename, so a mismatch leaves
+    For a pinned file the hash (SHA256, or git blob id: the temporary file is read back,
+    as the id needs the size first) is checked before the rename, so a mismatch leaves
     neither ``dest`` nor a temporary file behind.
     """
     h = hashlib.sha256()
@@ -244,6 +267,13 @@ def _download(f: DataFile, url: str, dest: Path, progress: bool) -> str:
                 )
             out.flush()
             os.fsync(out.fileno())
+            if f.sha256 is None and f.git_blob is not None:
+                blob = git_blob_sha1(Path(tmp))
+                if blob != f.git_blob:
+                    raise NetworkError(
+                        f"git blob mismatch for {f.path} from {url}: expected {f.git_blob}, "
+                        f"got {blob} (sha256 {actual}); the file was not saved"
+                    )
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600; data is shareable
     except OSError as exc:
         raise DataError(
@@ -266,11 +296,12 @@ def fetch(
     temporary file and renamed into place only if its hash matches, so a failed or
     corrupted download leaves nothing behind. With --mirror URL (or BABELIR_DATA_MIRROR)
     files come from ``URL/<path in the data dir>`` instead of GitHub, e.g. a web server
-    or folder holding a copy of a data dir. Files whose hash babelir does not pin
-    (MLQA-R) have the hash seen recorded in ``<dataset>/SHA256SUMS.local`` and a warning
-    is issued. Returns the local paths of all files of the dataset. Raises DataError for
-    an unknown NAME or an unwritable data dir, NetworkError for a failed download or a
-    checksum mismatch.
+    or folder holding a copy of a data dir. Files pinned by git blob id (the full-size
+    SQuAD-train files) have the SHA256 seen recorded in ``<dataset>/SHA256SUMS.local``;
+    files with no pin at all are recorded the same way, with a warning. Returns the local
+    paths of all files of the dataset. Raises DataError for an unknown NAME, a file with
+    no upstream download and no mirror, or an unwritable data dir; NetworkError for a
+    failed download or a checksum mismatch.
     """
     ds = registry.get(name)
     root = resolve_data_dir(data_dir)
@@ -278,6 +309,7 @@ def fetch(
     base = _mirror_base(mirror) if mirror else None
     local = _read_local_sums(root, ds)
     recorded: dict[str, str] = {}
+    unpinned: list[str] = []
     paths = []
     try:
         for f in ds.files:
@@ -288,10 +320,13 @@ def fetch(
             actual = _download(f, _source_url(f, base), dest, progress)
             if f.sha256 is None:
                 recorded[f.path] = actual
+                if f.git_blob is None:
+                    unpinned.append(f.path)
     finally:  # keep what was recorded even if a later file fails
         if recorded:
             _write_local_sums(root, ds, {**local, **recorded})
-    if recorded:
+    if unpinned:
+        recorded = {p: recorded[p] for p in unpinned}
         changed = sorted(p for p, h in recorded.items() if local.get(p, h) != h)
         note = ""
         if changed:
@@ -312,8 +347,9 @@ def verify(name: str | None = None, data_dir: str | os.PathLike[str] | None = No
 
     Each registered file is reported ok, missing, mismatch (altered or corrupted), or
     unverified (present, but its hash is neither pinned by babelir nor recorded in
-    SHA256SUMS.local). Without NAME, datasets with no file at all in the data dir are
-    listed as not present instead of missing. Raises DataError for an unknown NAME.
+    SHA256SUMS.local). Files pinned by git blob id are checked against that id. Without
+    NAME, datasets with no file at all in the data dir are listed as not present instead
+    of missing. Raises DataError for an unknown NAME.
     """
     root = resolve_data_dir(data_dir)
     selected: Iterable[Dataset] = [registry.get(name)] if name else registry.datasets().values()

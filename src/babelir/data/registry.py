@@ -7,10 +7,18 @@ commit and the hash makes a fetched benchmark bit-identical to the one results w
 reported on.
 
 The hashes live in ``checksums.json`` next to this module (one ``"path": "sha256"`` per
-file, same paths as ``SHA256SUMS`` in the shared data folder). A file without an entry
-there is *unpinned* (``sha256=None``): MLQA-R, whose full files were not available when
-the registry was written. :mod:`babelir.data.fetch` records what it downloaded for those
-in ``<data_dir>/<dataset>/SHA256SUMS.local`` and warns that the hash is not pinned.
+file, same paths as ``SHA256SUMS`` in the shared data folder). Files too big to hash
+where the registry was written (the full-size SQuAD-train files and their translations)
+are pinned instead by their *git blob id* (``git_blob``: SHA-1 of ``b"blob <size>\0"`` +
+the bytes, what ``git hash-object`` prints), which GitHub shows for every file at a
+commit; :mod:`babelir.data.fetch` checks it and records the SHA256 it saw in
+``<data_dir>/<dataset>/SHA256SUMS.local``. A file with neither pin is *unpinned*: fetch
+records its hash the same way and warns that it is not pinned (no registered file is
+unpinned today; the path stays for new datasets).
+
+A few files have no upstream download (``url=None``): the shared copy's English SQuAD
+slice was rebuilt from the SQuAD explorer's pages, not copied; only ``--mirror`` (a copy
+of a data dir that has it) can fetch it, and ``verify`` checks it like any other.
 """
 
 from __future__ import annotations
@@ -38,6 +46,87 @@ ANSERINI_TOOLS_COMMIT = "5b819c1a45c8a0a3ec9426f476694f44a29dfaf3"
 # upstream moves it.
 ANSERINI_TOPICS_AND_QRELS = "topics-and-qrels"
 
+# Full-size SQuAD v1.1 train and its id-preserving machine translations:
+# lang -> (repo, commit, upstream path, git blob id).
+SQUAD_TRAIN_FULL: dict[str, tuple[str, str, str, str]] = {
+    "en": ("rajpurkar/SQuAD-explorer", "eee5fdbf62f8613a7812b03419e6b29617b74fd1",
+           "dataset/train-v1.1.json", "77f1d9a7daee11f7bc293832020f7709f63410ad"),
+    "es": ("ccasimiro88/TranslateAlignRetrieve", "c84784219785c1fc05884b26081d9b7b4156c019",
+           "SQuAD-es-v1.1/train-v1.1-es.json", "d1275fc9df544a9614ea6ba5f4feac93402ae8c1"),
+    "it": ("crux82/squad-it", "86a19baebed654d07c4e790c07d39a02ceb6b15f",
+           "SQuAD_it-train.json.gz", "3127df88086a8c13a06bc7193ca3f9497be7744d"),
+    "pt": ("nunorc/squad-v1.1-pt", "da73fd9d7ae32ab063882c02e4be3bfda4a12193",
+           "train-v1.1-pt.json", "61c0b3542407290a14039836bfa388fc4a557b99"),
+    "zh": ("junzeng-pluto/ChineseSquad", "68bc319f89a8b15682e7a174da21658e559bb560",
+           "squad_1.1/train-v1.1-zh.json", "e401936f9571cd3b217dab56bbe44a3bc3cdde1e"),
+    "ar": ("husseinmozannar/SOQAL", "1229d34aa2b7a0b9a2e4858c9268e68f45d7e3c4",
+           "data/Arabic-SQuAD.json", "7dda8c23ed143a39c201c892da09f045162df6ef"),
+    "de": ("markusgl/translate-squad", "ed4f07a7830f4f86e0eda1e0d2ae17cce8f1d0a8",
+           "data/train-v1.1_de.json", "232dee32fe97603cfe7ccacdabd386d4a1c2164c"),
+    "tr": ("boun-tabi/SQuAD-TR", "ddbfca6193400be19f335a1eafd7e341c38e8dae",
+           "data/squad-tr-train-v1.0.0.json.gz", "962b1affa61883952277f2ae0c124fc93c6588c4"),
+}  # fmt: skip
+SQUAD_TRAIN_FULL_DIR = "training/squad-v1.1-train-full"
+
+# The small training files of the shared data folder (training/): name -> (folder,
+# description, license, languages, [(local file, repo, commit, upstream path or None)]).
+# Upstream LICENSE files are taken to sit at each repository's root.
+SQUAD_EXPLORER_PAGES_COMMIT = "0b3c8e824b9fd05ad69e9b6b590966e4aade2baf"
+TRANSLATE_SQUAD = ("markusgl/translate-squad", "ed4f07a7830f4f86e0eda1e0d2ae17cce8f1d0a8")
+SQUAD_PT = ("nunorc/squad-v1.1-pt", "da73fd9d7ae32ab063882c02e4be3bfda4a12193")
+SOQAL = ("husseinmozannar/SOQAL", "1229d34aa2b7a0b9a2e4858c9268e68f45d7e3c4")
+CMRC2018 = ("ymcui/cmrc2018", "c0eb1b6ba219847457e6af3180da722bbeb656af")
+IAPP = ("iapp-technology/iapp-wiki-qa-dataset", "644a29c59bac62d5b15b9e9b06c55bba00708eca")
+MINTAKA = ("amazon-science/mintaka", "cbb87072c9e0c92a2baf585f1d67b5a9003081a0")
+_Slice = tuple[str, str, str, tuple[str, ...], list[tuple[str, str, str, str | None]]]
+TRAINING_SLICES: dict[str, _Slice] = {
+    "squad-train-en-sample": (
+        "training/squad-v1.1-train-en",
+        "SQuAD v1.1 train, first 10 articles (rebuilt: mirror only) and a 20-question excerpt",
+        "CC BY-SA 4.0", ("en",),
+        [("first10-articles.json", "rajpurkar/SQuAD-explorer", SQUAD_EXPLORER_PAGES_COMMIT, None),
+         ("train-v1.1_mock.json", *TRANSLATE_SQUAD, "test/data/train-v1.1_mock.json"),
+         ("LICENSE.SQuAD-explorer-code", "rajpurkar/SQuAD-explorer",
+          SQUAD_EXPLORER_PAGES_COMMIT, "LICENSE")],
+    ),
+    "squad-train-pt-sample": (
+        "training/squad-v1.1-train-pt",
+        "SQuAD v1.1 train, first 10 articles machine-translated to Portuguese",
+        "MIT (code); CC BY-SA 4.0 (SQuAD)", ("pt",),
+        [("sample-v1.1-pt.json", *SQUAD_PT, "docs/sample-v1.1-pt.json"),
+         ("LICENSE", *SQUAD_PT, "LICENSE")],
+    ),
+    "squad-train-de-sample": (
+        "training/squad-v1.1-train-de",
+        "SQuAD v1.1 train, first 2 articles machine-translated to German",
+        "MIT; CC BY-SA 4.0", ("de",),
+        [("train-v1.1_translated.json_chkp1", *TRANSLATE_SQUAD,
+          "test/data/train-v1.1_translated.json_chkp1"),
+         ("LICENSE.md", *TRANSLATE_SQUAD, "LICENSE.md")],
+    ),
+    "arcd": (
+        "training/arcd", "ARCD: native Arabic QA, 1,395 questions (SQuAD format)", "MIT",
+        ("ar",), [("arcd.json", *SOQAL, "data/arcd.json"), ("LICENSE", *SOQAL, "LICENSE")],
+    ),
+    "cmrc2018": (
+        "training/cmrc2018", "CMRC 2018: native Chinese QA, dev + trial (SQuAD style)",
+        "CC BY-SA 4.0", ("zh",),
+        [("cmrc2018_dev.json", *CMRC2018, "squad-style-data/cmrc2018_dev.json"),
+         ("cmrc2018_trial.json", *CMRC2018, "squad-style-data/cmrc2018_trial.json"),
+         ("LICENCE", *CMRC2018, "LICENCE")],
+    ),
+    "iapp-wiki-qa": (
+        "training/iapp-wiki-qa", "iapp Wikipedia QA: native Thai, a zip of JSONL", "MIT",
+        ("th",), [("data.zip", *IAPP, "squad_format/data.zip"), ("LICENSE", *IAPP, "LICENSE")],
+    ),
+    "mintaka": (
+        "training/mintaka", "Mintaka v1.0 dev: 2,000 questions in 9 languages, no passages",
+        "CC BY 4.0", ("en", "ar", "de", "es", "fr", "hi", "it", "ja", "pt"),
+        [("mintaka_dev.json", *MINTAKA, "data/mintaka_dev.json"),
+         ("LICENSE.md", *MINTAKA, "LICENSE.md")],
+    ),
+}  # fmt: skip
+
 XQUAD_R_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 MLQA_R_LANGUAGES = ("ar", "de", "en", "es", "hi", "vi", "zh")
 XQUAD_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
@@ -54,8 +143,9 @@ class DataFile:
     """One file of a dataset: where it goes locally, where it comes from, what it hashes to."""
 
     path: str  # POSIX path relative to the data dir, e.g. "xquad-r/en.json"
-    url: str  # upstream raw URL at the pinned commit
-    sha256: str | None  # None: not pinned (see module docstring)
+    url: str | None  # upstream raw URL at the pinned commit; None: from a mirror only
+    sha256: str | None  # None: not pinned by SHA256 (see module docstring)
+    git_blob: str | None = None  # git blob SHA-1, for files pinned that way
 
 
 @dataclass(frozen=True)
@@ -73,8 +163,8 @@ class Dataset:
 
     @property
     def pinned(self) -> bool:
-        """Whether every file has a known SHA256."""
-        return all(f.sha256 is not None for f in self.files)
+        """Whether every file has a known SHA256 or git blob id."""
+        return all(f.sha256 is not None or f.git_blob is not None for f in self.files)
 
 
 @cache
@@ -107,6 +197,38 @@ def _miracl_mapping() -> list[tuple[str, str]]:
     return pairs
 
 
+def _squad_full(lang: str) -> Dataset:
+    repo, commit, upstream, blob = SQUAD_TRAIN_FULL[lang]
+    directory = f"{SQUAD_TRAIN_FULL_DIR}/{lang}"
+    local = f"{directory}/{upstream.rsplit('/', 1)[-1]}"
+    url = _RAW.format(repo=repo, commit=commit, path=upstream)
+    what = "SQuAD v1.1 train" if lang == "en" else f"SQuAD v1.1 train machine-translated ({lang})"
+    return Dataset(
+        name=f"squad-train-{lang}",
+        directory=directory,
+        repo=repo,
+        commit=commit,
+        license="CC BY-SA 4.0 (SQuAD); see the repository",
+        languages=(lang,),
+        files=(DataFile(local, url, None, git_blob=blob),),
+        description=f"{what}, full size, SQuAD ids kept (pinned by git blob id)",
+    )
+
+
+def _training_slice(name: str) -> Dataset:
+    directory, description, license_, langs, entries = TRAINING_SLICES[name]
+    sums = _checksums()
+    files = []
+    for local, repo, commit, upstream in entries:
+        path = f"{directory}/{local}"
+        if path not in sums:  # a registry bug, not a user error
+            raise RuntimeError(f"no SHA256 for {path} in babelir/data/checksums.json")
+        url = None if upstream is None else _RAW.format(repo=repo, commit=commit, path=upstream)
+        files.append(DataFile(path, url, sums[path]))
+    repo, commit = entries[0][1], entries[0][2]
+    return Dataset(name, directory, repo, commit, license_, langs, tuple(files), description)
+
+
 @cache
 def datasets() -> dict[str, Dataset]:
     """All registered datasets by name, in a stable order."""
@@ -132,8 +254,8 @@ def datasets() -> dict[str, Dataset]:
             commit=MLQA_R_COMMIT,
             license="CC BY-NC 4.0",
             languages=MLQA_R_LANGUAGES,
-            files=_files(LAREQA, MLQA_R_COMMIT, mlqa_r, pinned=False),
-            description="LAReQA MLQA-R: MLQA dev as sentence retrieval (hashes not pinned)",
+            files=_files(LAREQA, MLQA_R_COMMIT, mlqa_r, pinned=True),
+            description="LAReQA MLQA-R: MLQA dev as sentence retrieval",
         ),
         Dataset(
             name="xquad",
@@ -155,6 +277,8 @@ def datasets() -> dict[str, Dataset]:
             files=_files(ANSERINI_TOOLS, ANSERINI_TOOLS_COMMIT, _miracl_mapping(), pinned=True),
             description="MIRACL v1.0 topics and qrels (dev 18 languages, train 16); no corpus",
         ),
+        *(_training_slice(name) for name in TRAINING_SLICES),
+        *(_squad_full(lang) for lang in SQUAD_TRAIN_FULL),
     ]
     return {d.name: d for d in items}
 

@@ -119,10 +119,15 @@ class Side:
 
 @dataclass
 class ParallelItem:
-    """The same (query, passage) item in several languages, keyed by a shared ``id``."""
+    """The same (query, passage) item in several languages, keyed by a shared ``id``.
+
+    ``group``: the item's article (SQuAD-format sources set it), so that a validation split
+    can hold out whole articles instead of questions about a paragraph seen in training.
+    """
 
     id: str
     sides: dict[str, Side] = field(default_factory=dict)
+    group: str | None = None
 
 
 @dataclass
@@ -165,5 +170,5 @@ class ParallelQA:
         for item in self.items:
             sides = {k: v for k, v in item.sides.items() if k in keep}
             if sides:
-                items.append(ParallelItem(item.id, sides))
+                items.append(ParallelItem(item.id, sides, item.group))
         return ParallelQA(items, self.source)
