@@ -29,8 +29,10 @@ from common import (
 from babelir.embedding_cache import EmbeddingCache
 from babelir.encoding import encode_texts
 from babelir.models.loading import model_fingerprint
+from babelir.options import EncodeOptions
 
 PASSAGE = "passage: "
+QUIET = EncodeOptions(show_progress=False)
 
 
 def main() -> None:
@@ -52,26 +54,22 @@ def main() -> None:
     t_fp = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
         warm = EmbeddingCache(Path(tmp) / "warm.sqlite")
-        ref = encode_texts(
-            model, texts, prefix=PASSAGE, cache=warm, fingerprint=fp, show_progress=False
-        )
+        warm_opts = EncodeOptions(cache=warm, show_progress=False)
+        ref = encode_texts(model, texts, prefix=PASSAGE, options=warm_opts, fingerprint=fp)
         cold_files = iter(range(10**6))
 
         def cold() -> None:
             with EmbeddingCache(Path(tmp) / f"cold{next(cold_files)}.sqlite") as c:
-                encode_texts(
-                    model, texts, prefix=PASSAGE, cache=c, fingerprint=fp, show_progress=False
-                )
+                opts = EncodeOptions(cache=c, show_progress=False)
+                encode_texts(model, texts, prefix=PASSAGE, options=opts, fingerprint=fp)
 
         def hit() -> None:
-            got = encode_texts(
-                model, texts, prefix=PASSAGE, cache=warm, fingerprint=fp, show_progress=False
-            )
+            got = encode_texts(model, texts, prefix=PASSAGE, options=warm_opts, fingerprint=fp)
             assert np.array_equal(got, ref)
 
         times = interleave(
             {
-                "no cache": lambda: encode_texts(model, texts, prefix=PASSAGE, show_progress=False),
+                "no cache": lambda: encode_texts(model, texts, prefix=PASSAGE, options=QUIET),
                 "miss (encode + store)": cold,
                 "hit": hit,
             },

@@ -48,6 +48,7 @@ def main() -> None:
     set_threads(args.threads)
     print(machine_line())
     from babelir.encoding import encode_texts
+    from babelir.options import EncodeOptions
 
     model = load_real_model()
     fit = collect_fit_texts(
@@ -59,15 +60,17 @@ def main() -> None:
     )
     n_fit = sum(fit.n_texts().values())
     t = time.perf_counter()
-    by_lang = encode_fit_texts(model, fit, query_prefix=QUERY, passage_prefix=PASSAGE)
+    quiet = EncodeOptions(show_progress=False)
+    fit_opts = EncodeOptions(show_progress=False, query_prefix=QUERY, passage_prefix=PASSAGE)
+    by_lang = encode_fit_texts(model, fit, options=fit_opts)
     t_fit_encode = time.perf_counter() - t
     texts = sample_candidates(args.data_dir, args.candidates, args.languages)
     langs = np.resize(np.array(list(by_lang)), len(texts))  # any labels: cost is the same
-    emb = encode_texts(model, texts, prefix=PASSAGE, show_progress=False)
+    emb = encode_texts(model, texts, prefix=PASSAGE, options=quiet)
 
     fitted = {m: fit_from_texts(m, by_lang) for m in METHODS}
     fns = {
-        "encode": lambda: encode_texts(model, texts, prefix=PASSAGE, show_progress=False),
+        "encode": lambda: encode_texts(model, texts, prefix=PASSAGE, options=quiet),
         **{f"fit {m}": (lambda m=m: fit_from_texts(m, by_lang)) for m in METHODS},
         **{f"apply {m}": (lambda m=m: fitted[m].apply(emb, langs)) for m in METHODS},
     }

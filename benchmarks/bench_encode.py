@@ -4,7 +4,7 @@ Prints, all measured in this one run:
 
 1. matmul throughput (fp32, bf16) of an e5-small-shaped product;
 2. tokens/s of ``babelir.encoding.encode_texts`` in fp32, bf16 (where the CPU computes it
-   natively, or with ``--bf16``) and int8 (ONNX Runtime, :mod:`babelir.models.quantized`)
+   natively, or with ``--bf16``) and int8 (ONNX Runtime, :mod:`babelir.models.int8`)
    vs plain ``SentenceTransformer.encode`` in fp32 on XQuAD-R candidate sentences
    (interleaved rounds, medians), the ratios, and the achieved FLOP rate as a fraction of
    the measured matmul throughputs;
@@ -57,8 +57,10 @@ from babelir.encoding import (
     resolve_precision,
     token_budget_batches,
 )
+from babelir.options import EncodeOptions
 
 PASSAGE, QUERY = "passage: ", "query: "
+QUIET = EncodeOptions(show_progress=False)
 
 
 def padded_tokens(model: Any, texts: list[str], max_tokens: int) -> tuple[int, int, int]:
@@ -100,9 +102,8 @@ def throughput(args: argparse.Namespace, model: Any, int8: dict[str, Any]) -> No
     native = cpu_bf16_supported()
 
     def ours(m: Any, precision: str) -> Any:
-        return lambda g: encode_texts(
-            m, g, prefix=PASSAGE, precision=precision, show_progress=False
-        )
+        opts = EncodeOptions(precision=precision, show_progress=False)
+        return lambda g: encode_texts(m, g, prefix=PASSAGE, options=opts)
 
     variants = {
         "st-encode fp32": lambda g: model.encode(
@@ -162,7 +163,7 @@ def throughput(args: argparse.Namespace, model: Any, int8: dict[str, Any]) -> No
 def load_int8(args: argparse.Namespace, model: Any) -> dict[str, Any]:
     """The int8 copies of ``model`` to measure (built on first use, then from the cache)."""
     from babelir.errors import BabelirError
-    from babelir.models.quantized import cpu_int8_dot_supported, int8_model
+    from babelir.models.int8 import cpu_int8_dot_supported, int8_model
 
     kinds = {"int8 (onnxruntime)": True}
     if args.int8_all_matmuls:
@@ -215,8 +216,9 @@ def map_check(args: argparse.Namespace, model: Any, int8: dict[str, Any]) -> Non
 
     def run(m: Any, precision: str) -> tuple[dict[str, float], float]:
         t = time.perf_counter()
-        q = encode_texts(m, questions, prefix=QUERY, precision=precision, show_progress=False)
-        c = encode_texts(m, candidates, prefix=PASSAGE, precision=precision, show_progress=False)
+        opts = EncodeOptions(precision=precision, show_progress=False)
+        q = encode_texts(m, questions, prefix=QUERY, options=opts)
+        c = encode_texts(m, candidates, prefix=PASSAGE, options=opts)
         return _flatten(score_benchmark(bench, q, c).to_dict()), time.perf_counter() - t
 
     ref, t_ref = run(model, "fp32")
@@ -284,10 +286,10 @@ def _rss_child(mode: str, model_dir: str, corpus: str, out: str, chunk: str) -> 
     t = time.perf_counter()
     if mode == "stream":
         encode_to_disk(
-            model, lines(), out, prefix=PASSAGE, chunk_size=int(chunk), show_progress=False
+            model, lines(), out, prefix=PASSAGE, chunk_size=int(chunk), options=QUIET
         )
     else:
-        emb = encode_texts(model, list(lines()), prefix=PASSAGE, show_progress=False)
+        emb = encode_texts(model, list(lines()), prefix=PASSAGE, options=QUIET)
         np.save(out, emb)
     print(
         json.dumps(

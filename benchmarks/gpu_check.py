@@ -149,7 +149,7 @@ def training_step(args: argparse.Namespace, device: torch.device, budget: Budget
     from datasets import Dataset
 
     from babelir.models.loading import resolve_prefixes
-    from babelir.sampling import loss_columns
+    from babelir.training.data import loss_columns
     from babelir.training.trainer import SamplerFactory, _make_loss, build_training_data
 
     cfg = train_config(args, Path(tempfile.mkdtemp()), args.steps)
@@ -282,6 +282,7 @@ def encoding(args: argparse.Namespace, device: torch.device, budget: Budget) -> 
     from babelir.data.lareqa import load_benchmark
     from babelir.encoding import encode_texts
     from babelir.evaluation.lareqa import score_benchmark
+    from babelir.options import EncodeOptions
 
     model = load_encoder_model(args, str(device))
     from babelir.models.loading import resolve_prefixes
@@ -304,9 +305,11 @@ def encoding(args: argparse.Namespace, device: torch.device, budget: Budget) -> 
     )
 
     def ours(precision: str) -> tuple[Any, Any]:
-        kw = {"precision": precision, "max_tokens": args.max_tokens, "batch_size": 4096}
-        q = encode_texts(model, questions, prefix=qp, show_progress=False, **kw)
-        c = encode_texts(model, candidates, prefix=pp, show_progress=False, **kw)
+        opts = EncodeOptions(
+            precision=precision, max_tokens=args.max_tokens, batch_size=4096, show_progress=False
+        )
+        q = encode_texts(model, questions, prefix=qp, options=opts)
+        c = encode_texts(model, candidates, prefix=pp, options=opts)
         return q, c
 
     def plain() -> tuple[Any, Any]:

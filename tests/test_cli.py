@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -64,6 +65,8 @@ def test_help(command, capsys):
         (["batches", "-o", "/tmp"], "--output: /tmp is a folder"),
         (["train", "-o", "x", "--warmup-ratio", "5"], "--warmup-ratio: Input should be less"),
         (["train", "-o", "/etc/hostname"], "--output: /etc/hostname exists and is not a folder"),
+        (["train", "-o", "x", "--precision", "int8"], "--precision: int8 is for evaluation"),
+        (["evaluate", "--precision", "int3"], "precision: unknown 'int3'"),
         (["compare", "--profile", "huge"], "unknown profile 'huge'"),
     ],
 )
@@ -185,3 +188,86 @@ def test_batches_cli_writes_what_the_sampler_draws(shared_data_dir, tmp_path, ca
         same = {p["query_lang"] == p["passage_lang"] for p in r["pairs"]}
         assert same == ({True} if r["type"] == "mono" else {False})
         assert len({p["id"] for p in r["pairs"]}) == 4
+
+
+def _commands() -> dict[str, object]:
+    """The click commands that take encoding options (evaluate: one per family)."""
+    import typer
+
+    from babelir.cli.evaluate import FAMILIES
+    from babelir.cli.main import app
+
+    top = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    out = {f"evaluate {f.title}": f.command() for f in FAMILIES}
+    out.update({name: top[name] for name in ("debias", "index", "search")})
+    return out
+
+
+def test_encoding_options_have_one_definition_in_every_command():
+    """Same default and help (EncodeOptions' schema) in evaluate, debias, index, search."""
+    from babelir.cli.app import ENCODE_OPTIONS
+    from babelir.options import EncodeOptions
+    from babelir.schema import option_map
+
+    fields = option_map(EncodeOptions)
+    seen = {}
+    for name, cmd in _commands().items():
+        params = {p.name: p for p in cmd.params}  # type: ignore[attr-defined]
+        wanted = ["precision"] if name == "search" else ENCODE_OPTIONS
+        for field in wanted:
+            p = params[field]
+            assert p.default == fields[field].default, (name, field)
+            assert p.help == fields[field].help_text(), (name, field)
+            seen.setdefault(field, set()).add((p.default, p.help))
+        for own in ("quiet", "no_cache"):
+            if own in params:
+                assert params[own].default is False
+    assert all(len(v) == 1 for v in seen.values()), seen
+    assert set(seen) == set(ENCODE_OPTIONS)
+    assert fields["max_seq_length"].default is None  # compare's default (the model's limit)
+
+
+LAREQA_ONLY = ["--articles", "--candidates", "--from-embeddings", "--debias", "--debias-fit"]
+MIRACL_ONLY = ["--split", "--corpus", "--passage-format", "--index", "--work-dir", "--shard-size"]
+
+
+def test_evaluate_help_lists_the_families_and_each_family_only_its_options(
+    capsys, monkeypatch
+):
+    monkeypatch.setenv("COLUMNS", "300")
+    code, out, err = call(capsys, "evaluate", "--help")
+    assert code == 0, err
+    assert "LAReQA" in out and "MIRACL" in out
+    assert "babelir evaluate --benchmark miracl --help" in out
+    assert "--corpus" not in out and "--articles" not in out
+    code, out, err = call(capsys, "evaluate", "--benchmark", "miracl", "--help")
+    assert code == 0, err
+    options = set(re.findall(r"--[a-z][a-z-]*", out))
+    assert set(MIRACL_ONLY) <= options and "--precision" in options
+    assert not set(LAREQA_ONLY) & options
+    code, out, err = call(capsys, "evaluate", "-b", "xquad-r", "--help")
+    assert code == 0, err
+    options = set(re.findall(r"--[a-z][a-z-]*", out))
+    assert set(LAREQA_ONLY) <= options and "--precision" in options
+    assert not set(MIRACL_ONLY) & options
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "family"),
+    [
+        (["--benchmark", "miracl", "--articles", "0"], "--articles", "LAReQA"),
+        (["-b", "miracl", "-q", "--from-embeddings=x"], "--from-embeddings", "LAReQA"),
+        (["--benchmark", "xquad-r", "--corpus", "c"], "--corpus", "MIRACL"),
+        (["--query-prefix", "--corpus", "--work-dir", "w"], "--work-dir", "MIRACL"),
+        (["-b", "miracl", "--bogus"], "--bogus", None),
+    ],
+)
+def test_an_option_of_another_family_is_a_one_line_error(args, option, family, capsys):
+    code, _, err = call(capsys, "evaluate", *args)
+    assert code == 2
+    assert err.strip().startswith("error:") and len(err.strip().splitlines()) == 1
+    assert option in err and "Traceback" not in err
+    if family:
+        assert f"option of {family}" in err
+    else:
+        assert "no such option" in err

@@ -13,11 +13,13 @@ from sklearn.metrics import average_precision_score
 from tiny_model import make_tiny_model
 
 from babelir.compare import PROFILES, describe, load_config, prepare, run_compare, validate
+from babelir.compare.config import CompareConfig
 from babelir.data.lareqa import load_benchmark
 from babelir.data.parallel import from_lareqa
 from babelir.errors import ConfigError
-from babelir.reporting.report import _outcome
+from babelir.reporting.analysis import outcome
 from babelir.reporting.stats import holm, mean_ci, paired_permutation_test
+from babelir.strategies import StrategySpec
 
 LANGS = ["en", "de", "zh"]
 
@@ -55,7 +57,7 @@ def _base_cfg(data_dir: Path, model: str | None = None) -> dict:
         (lambda c: c.update(colour="red"), "colour: unknown key"),
         (lambda c: c["train"].update(stepz=3), "train.stepz: unknown key"),
         (lambda c: c.update(strategies=["x-x-mono", "x-q"]), "strategy: unknown 'x-q'"),
-        (lambda c: c.update(alphas=[0.5, 1.5]), "alpha 1.5 is outside"),
+        (lambda c: c.update(alphas=[0.5, 1.5]), r"alphas\[1\]: Input should be less than or eq"),
         (
             lambda c: c.update(benchmarks=[{"path": "/no/such/mlqa-r"}]),
             "benchmarks.path: /no/such/mlqa-r is not a folder",
@@ -209,6 +211,88 @@ def test_every_shipped_profile_validates_and_plans(profile, tmp_path, shared_dat
     assert set(facts["strategies"]) == {job.label for job in plan.train_jobs}
 
 
+#: Run folders (label slug, seed, training key) of runs planned before StrategySpec, under a
+#: fixed base identity: existing output folders are reused only while these stay the same.
+PINNED_TRAIN = {
+    "data": "xquad-r", "articles": "%4!=0", "batch_size": 8, "max_steps": 20,
+    "learning_rate": 2e-5,
+}  # fmt: skip
+PINNED_RUNS = [
+    (
+        {"strategies": ["x-x-mono", "x-y", "hybrid"]},
+        [
+            ("x-x-mono", "x-x-mono-s0-6148ba92"),
+            ("x-y", "x-y-s0-93463282"),
+            ("hybrid", "hybrid-s0-7427f283"),
+        ],
+    ),
+    (
+        {
+            "strategies": ["x-x-mono", "hybrid", "en-en", "x-x"],
+            "alphas": [0.25, 1],  # an int alpha: the same run as 1.0
+            "seeds": [0, 3],
+        },
+        [
+            ("x-x-mono", "x-x-mono-s0-6148ba92"),
+            ("hybrid (alpha=0.25)", "hybrid-alpha0.25-s0-64f20112"),
+            ("hybrid (alpha=1)", "hybrid-alpha1-s0-f498b76b"),
+            ("en-en", "en-en-s0-54e7030c"),
+            ("x-x", "x-x-s0-00462973"),
+            ("x-x-mono", "x-x-mono-s3-7760b9a1"),
+            ("hybrid (alpha=0.25)", "hybrid-alpha0.25-s3-74c4cb48"),
+            ("hybrid (alpha=1)", "hybrid-alpha1-s3-628507eb"),
+            ("en-en", "en-en-s3-2b659571"),
+            ("x-x", "x-x-s3-9a090979"),
+        ],
+    ),
+    (  # one alpha-mixing row is plain "hybrid" whatever its alpha; its key still has it
+        {"strategies": ["x-y", {"strategy": "hybrid", "alpha": 0.3}]},
+        [("x-y", "x-y-s0-93463282"), ("hybrid", "hybrid-s0-3ac8c034")],
+    ),
+]
+
+
+@pytest.mark.parametrize(("extra", "expected"), PINNED_RUNS)
+def test_labels_and_run_folders_match_earlier_runs(extra, expected, shared_data_dir, monkeypatch):
+    import babelir.compare.plan as plan_mod
+
+    monkeypatch.setattr(plan_mod, "base_identity", lambda model: "test-base")
+    monkeypatch.setenv("BABELIR_DATA_DIR", str(shared_data_dir))  # data_dir unset: not in keys
+    cfg = CompareConfig.model_validate({"train": PINNED_TRAIN, **extra})
+    plan = plan_mod.make_plan(cfg, Path("out"))
+    assert [(j.label, j.folder.name) for j in plan.train_jobs] == expected
+    assert [r.label for r in plan.eval_jobs if r.train_key] == [label for label, _ in expected]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1e-05, 0.25, 0.3, 1 / 3, 0.5, 1.0, 1])
+def test_strategy_spec_label_and_slug_are_the_legacy_strings(alpha):
+    spec = StrategySpec("HYBRID", alpha)
+    assert spec.name == "hybrid" and spec.alpha == float(alpha)
+    assert spec.label == f"hybrid (alpha={alpha:g})"
+    legacy = spec.label.replace(" ", "").replace("(", "-").replace(")", "").replace("=", "")
+    assert spec.slug == legacy  # how compare/plan.py named run folders from the label
+    plain = StrategySpec("hybrid", alpha, alpha_in_label=False)
+    assert (plain.label, plain.slug, plain.alpha) == ("hybrid", "hybrid", float(alpha))
+    assert StrategySpec("x-y", alpha) == StrategySpec("x-y")  # alpha only where it mixes
+    assert StrategySpec("x-y", alpha).label == StrategySpec("x-y").slug == "x-y"
+
+
+def test_one_alpha_range_check_everywhere():
+    from babelir.sampling import ParallelBatchSampler
+    from babelir.training.config import TrainConfig
+
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match="alpha: Input should be"):
+            StrategySpec("hybrid", bad)
+        with pytest.raises(ConfigError, match="alpha: Input should be"):
+            ParallelBatchSampler({"id": ["a", "b"]}, 2, strategy="hybrid", alpha=bad)
+        with pytest.raises(ValueError, match="Input should be"):
+            TrainConfig(alpha=bad)
+        with pytest.raises(ValueError, match=r"alphas\.0\n  Input should be"):
+            CompareConfig.model_validate({"alphas": [bad]})
+    assert StrategySpec("hybrid").alpha == 0.5 == TrainConfig().alpha
+
+
 def test_cli_dry_run_exits_zero_for_paper_profiles(shared_data_dir, tmp_path):
     import subprocess
     import sys
@@ -242,15 +326,15 @@ def test_stats_hand_computed():
 
 def test_verdict_never_claims_an_unsupported_win():
     t = {"higher_is_better": True, "p_holm": 0.2, "bootstrap_ci": [0.01, 0.03], "seed_ci": None}
-    assert _outcome(t) == "no significant difference"  # corrected p too large
+    assert outcome(t) == "no significant difference"  # corrected p too large
     t.update(p_holm=0.01, bootstrap_ci=[-0.01, 0.03])
-    assert _outcome(t) == "no significant difference"  # interval includes 0
+    assert outcome(t) == "no significant difference"  # interval includes 0
     t.update(bootstrap_ci=[0.01, 0.03], seed_ci=[-0.02, 0.05])
-    assert _outcome(t) == "no significant difference"  # seeds disagree
+    assert outcome(t) == "no significant difference"  # seeds disagree
     t.update(seed_ci=[0.005, 0.04])
-    assert _outcome(t) == "better"
+    assert outcome(t) == "better"
     t.update(higher_is_better=False)  # rank distance: a positive difference is worse
-    assert _outcome(t) == "worse"
+    assert outcome(t) == "worse"
 
 
 def test_compare_precision_reaches_the_encoder_and_debias_rows(

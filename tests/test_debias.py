@@ -13,11 +13,12 @@ from tiny_model import make_tiny_model
 
 from babelir.debias import (
     METHODS,
-    DebiasTransform,
     collect_fit_texts,
     export_lsar_model,
     fit_from_texts,
     fit_lsar,
+    load_transform,
+    save_transform,
 )
 from babelir.errors import ConfigError, DataError
 from babelir.evaluation.metrics import evaluate_embeddings
@@ -147,12 +148,12 @@ def test_apply_needs_languages_for_center_and_lir_and_knows_them():
 def test_save_load_round_trip_without_pickle(method, tmp_path):
     emb, langs, _ = _synthetic()
     t = fit_from_texts(method, _by_lang(emb, langs), fit_info={"source": "x"}, fit_texts=["a"])
-    t.save(tmp_path / "fit")
+    save_transform(t, tmp_path / "fit")
     assert sorted(p.name for p in (tmp_path / "fit").iterdir()) == [
         "debias.json",
         "debias.safetensors",
     ]
-    back = DebiasTransform.load(tmp_path / "fit")
+    back = load_transform(tmp_path / "fit")
     assert (back.method, back.rank, back.languages, back.n_texts) == (
         t.method,
         t.rank,
@@ -165,7 +166,7 @@ def test_save_load_round_trip_without_pickle(method, tmp_path):
     meta["method"] = "pca"
     (tmp_path / "fit" / "debias.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="method"):
-        DebiasTransform.load(tmp_path / "fit")
+        load_transform(tmp_path / "fit")
 
 
 def test_fit_refuses_bad_inputs():
@@ -257,6 +258,7 @@ def test_exported_lsar_folder_loads_with_plain_sentence_transformers(
     from babelir.debias import fit_model
     from babelir.encoding import encode_texts
     from babelir.models.loading import load_model
+    from babelir.options import EncodeOptions
 
     st = load_model(str(tiny_model_dir), device="cpu")
     fit = collect_fit_texts(two_article_bench, articles="1")
@@ -269,10 +271,11 @@ def test_exported_lsar_folder_loads_with_plain_sentence_transformers(
     assert "LSAR" in card and "| articles | 1 |" in card and "| languages | de, en, zh |" in card
     texts = collect_fit_texts(two_article_bench, articles="0").all_texts()[:40]
     plain = SentenceTransformer(str(out), device="cpu").encode(texts, convert_to_numpy=True)
-    ours = t.apply(encode_texts(st, texts, show_progress=False, precision="fp32"))
+    fp32 = EncodeOptions(precision="fp32", show_progress=False)
+    ours = t.apply(encode_texts(st, texts, options=fp32))
     assert plain.shape == ours.shape
     assert np.abs(plain - ours).max() < 1e-5
-    assert DebiasTransform.load(out).data_fingerprint == t.data_fingerprint
+    assert load_transform(out).data_fingerprint == t.data_fingerprint
     # The fit's prefixes travel as prompts (an e5 folder's name no longer implies them).
     t.fit_info.update(query_prefix="query: ", passage_prefix="passage: ")
     again = SentenceTransformer(str(export_lsar_model(st, t, tmp_path / "p")), device="cpu")
@@ -361,5 +364,5 @@ def test_cli_debias_and_evaluate_end_to_end(
         "--output", str(tmp_path / "lir"),
     )  # fmt: skip
     assert code == 0, err[-2000:]
-    t = DebiasTransform.load(tmp_path / "lir")
+    t = load_transform(tmp_path / "lir")
     assert t.method == "lir" and t.rank == 2 and t.n_texts == {"en": 5, "de": 5, "zh": 5}

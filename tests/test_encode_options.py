@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -165,21 +166,16 @@ def test_shards_of_another_precision_are_not_mixed(data, tmp_path: Path, capsys,
     assert json.loads((idx / "index.json").read_text())["encoder"]["precision"] == "bf16"
 
 
-def test_options_validate_and_merge():
+def test_options_validate():
     with pytest.raises(ConfigError, match="precision: unknown 'int3'"):
         EncodeOptions(precision="int3")
     with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
         EncodeOptions(batch_size=0)
     with pytest.raises(ConfigError, match="max_seq_length"):
         EncodeOptions(max_seq_length=-1)
-    opts = EncodeOptions(batch_size=8, precision="fp32")
-    assert opts.merged(batch_size=None, precision="bf16") == EncodeOptions(8, precision="bf16")
-    assert EncodeOptions.of(None, show_progress=False).show_progress is False
     assert EncodeOptions(cache=True).describe()["cache"] is True
     assert EncodeOptions().embedding_cache() is None
     assert "fp16" in option_help("precision")
-    with pytest.raises(TypeError):
-        opts.merged(batchsize=3)
 
 
 def test_truncation_mismatch_is_refused(data):
@@ -189,11 +185,13 @@ def test_truncation_mismatch_is_refused(data):
     assert opts.query_prefix == "" and opts.passage_prefix == ""  # not an e5 model
     assert encoding.encode_texts(model, ["maji"], options=opts).shape == (1, 32)
     with pytest.raises(ConfigError, match="truncates at 32"):
-        encoding.encode_texts(model, ["maji"], options=opts.merged(max_seq_length=16))
+        encoding.encode_texts(model, ["maji"], options=replace(opts, max_seq_length=16))
 
 
-def test_compare_style_keywords_reach_the_encoder(data, seen: list[str], shared_data_dir: Path):
-    """compare calls evaluate_model with keywords, not options: they must still arrive."""
+def test_evaluate_model_takes_everything_from_options(
+    data, seen: list[str], shared_data_dir: Path
+):
+    """Prefixes, batch size and precision reach the encoder through the options alone."""
     from babelir.data.lareqa import load_benchmark
     from babelir.evaluation.lareqa import evaluate_model
 
@@ -201,23 +199,16 @@ def test_compare_style_keywords_reach_the_encoder(data, seen: list[str], shared_
     model, _ = encoding.load_encoder(str(model_dir))
     fixture = shared_data_dir / "fixtures" / "xquad-r"
     bench = load_benchmark(fixture, shared_data_dir, languages="en")
-    result = evaluate_model(
-        model,
-        bench,
-        query_prefix="q: ",
-        passage_prefix="p: ",
-        batch_size=16,
-        show_progress=False,
-        info={"model": "tiny"},
+    opts = EncodeOptions(
+        query_prefix="q: ", passage_prefix="p: ", batch_size=16, show_progress=False,
         precision="bf16",
-        cache=None,
     )
+    result = evaluate_model(model, bench, options=opts, info={"model": "tiny"})
     assert set(seen) == {"bf16"}
     assert result.info["encoder"]["precision"] == "bf16" and result.info["query_prefix"] == "q: "
-    seen.clear()
-    opts = EncodeOptions(precision="bf16", batch_size=16, show_progress=False)
-    evaluate_model(model, bench, options=opts, precision="fp32")  # a keyword overrides
-    assert set(seen) == {"fp32"}
+    assert result.info["passage_prefix"] == "p: "
+    with pytest.raises(TypeError):  # no keyword layer over the options any more
+        evaluate_model(model, bench, options=opts, precision="fp32")
 
 
 @pytest.mark.parametrize("command", ["evaluate", "index", "search"])
@@ -228,7 +219,12 @@ def test_cli_defaults_match_the_options_schema(command: str):
     import babelir.cli.main  # noqa: F401  (registers the commands)
     from babelir.cli.app import app
 
-    cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    if command == "evaluate":  # a dispatcher: the options are its families' commands
+        from babelir.cli.evaluate import family_of
+
+        cmd = family_of("miracl").command()
+    else:
+        cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
     params = {p.name: p for p in cmd.params}
     defaults = EncodeOptions()
     assert params["precision"].default == defaults.precision

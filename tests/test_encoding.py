@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from babelir.training.fast import (
     embed_sorted,
 )
 
+FP32 = EncodeOptions(precision="fp32", show_progress=False)
 TEXTS = [
     "the cat sat on the mat",
     "a dog",
@@ -66,9 +68,7 @@ def _plain(model, texts: list[str], prefix: str = "") -> np.ndarray:
 
 
 def test_matches_plain_encode_in_order(tiny) -> None:
-    ours = encode_texts(
-        tiny, TEXTS, prefix="q: ", precision="fp32", max_tokens=40, show_progress=False
-    )
+    ours = encode_texts(tiny, TEXTS, prefix="q: ", options=replace(FP32, max_tokens=40))
     assert ours.dtype == np.float32 and ours.shape == (len(TEXTS), 32)
     np.testing.assert_allclose(ours, _plain(tiny, TEXTS, "q: "), atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
@@ -76,16 +76,18 @@ def test_matches_plain_encode_in_order(tiny) -> None:
 
 
 def test_empty_and_bad_options(tiny) -> None:
-    assert encode_texts(tiny, [], show_progress=False).shape == (0, 32)
+    assert encode_texts(tiny, [], options=FP32).shape == (0, 32)
     with pytest.raises(ConfigError):
-        encode_texts(tiny, TEXTS, max_tokens=0)
+        encode_texts(tiny, TEXTS, options=EncodeOptions(max_tokens=0))
     with pytest.raises(ConfigError):
-        encode_texts(tiny, TEXTS, precision="int3")
+        encode_texts(tiny, TEXTS, options=EncodeOptions(precision="int3"))
+    with pytest.raises(TypeError):  # how to encode is the options object only
+        encode_texts(tiny, TEXTS, precision="fp32")
 
 
 def test_bf16_agrees_with_fp32_tiny(tiny) -> None:
-    fp32 = encode_texts(tiny, TEXTS, precision="fp32", show_progress=False)
-    bf16 = encode_texts(tiny, TEXTS, precision="bf16", show_progress=False)
+    fp32 = encode_texts(tiny, TEXTS, options=FP32)
+    bf16 = encode_texts(tiny, TEXTS, options=replace(FP32, precision="bf16"))
     assert (fp32 * bf16).sum(axis=1).min() > 0.99
 
 
@@ -101,7 +103,7 @@ def test_precision_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_settings_record_precision(tiny) -> None:
-    info = encoder_settings(tiny, "fp32", 512)
+    info = encoder_settings(tiny, EncodeOptions(precision="fp32", max_tokens=512))
     assert info["precision"] == "fp32" and info["max_tokens"] == 512 and info["device"] == "cpu"
 
 
@@ -120,42 +122,27 @@ def test_token_budget_batches(budget: int) -> None:
 
 def test_cache_hit_and_miss(tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = EmbeddingCache(tmp_path / "emb.sqlite")
-    first = encode_texts(
-        tiny,
-        TEXTS,
-        prefix="p: ",
-        cache=cache,
-        fingerprint="m1",
-        precision="fp32",
-        show_progress=False,
-    )
+    cached = replace(FP32, cache=cache)
+    first = encode_texts(tiny, TEXTS, prefix="p: ", options=cached, fingerprint="m1")
     assert cache.misses == len(set(TEXTS)) and cache.hits == 0 and len(cache) == len(set(TEXTS))
 
     def boom(*args, **kwargs):
         raise AssertionError("a cached text was encoded again")
 
     monkeypatch.setattr(encoding, "_encode_unique", boom)
-    again = encode_texts(
-        tiny,
-        TEXTS[::-1],
-        prefix="p: ",
-        cache=cache,
-        fingerprint="m1",
-        precision="fp32",
-        show_progress=False,
-    )
+    again = encode_texts(tiny, TEXTS[::-1], prefix="p: ", options=cached, fingerprint="m1")
     np.testing.assert_array_equal(again, first[::-1])
     monkeypatch.undo()
     # Any change in fingerprint, prefix or precision is a different entry.
     for kw in ({"fingerprint": "m2"}, {"prefix": "q: "}, {"precision": "bf16"}):
-        args = {"fingerprint": "m1", "prefix": "p: ", "precision": "fp32", **kw}
-        encode_texts(tiny, TEXTS[:2], cache=cache, show_progress=False, **args)
+        args = {"fingerprint": "m1", "prefix": "p: ", **kw}
+        opts = replace(cached, precision=args.pop("precision", "fp32"))
+        encode_texts(tiny, TEXTS[:2], options=opts, **args)
     assert len(cache) == len(set(TEXTS)) + 6
 
 
 def test_fingerprint_memo_follows_weight_updates(tiny) -> None:
-    from babelir.encoding import memo_fingerprint
-    from babelir.models.loading import model_fingerprint
+    from babelir.models.loading import memo_fingerprint, model_fingerprint
 
     first = memo_fingerprint(tiny)
     assert first == model_fingerprint(tiny) == memo_fingerprint(tiny)
@@ -251,20 +238,15 @@ def test_cache_crash_mid_write_leaves_no_entry(tmp_path: Path) -> None:
 
 def test_stream_to_disk_equals_in_memory(tiny, tmp_path: Path) -> None:
     out = tmp_path / "emb" / "corpus.npy"
-    rows = encode_to_disk(
-        tiny, iter(TEXTS), out, prefix="p: ", chunk_size=3, precision="fp32", show_progress=False
-    )
+    rows = encode_to_disk(tiny, iter(TEXTS), out, prefix="p: ", chunk_size=3, options=FP32)
     assert rows == len(TEXTS)
     on_disk = np.load(out, mmap_mode="r")
     assert on_disk.shape == (len(TEXTS), 32) and on_disk.dtype == np.float32
-    memory = encode_texts(tiny, TEXTS, prefix="p: ", precision="fp32", show_progress=False)
+    memory = encode_texts(tiny, TEXTS, prefix="p: ", options=FP32)
     np.testing.assert_allclose(on_disk, memory, atol=1e-6)
     assert sorted(p.name for p in out.parent.iterdir()) == ["corpus.npy"]
-    # the same through an options object, and keywords override its fields
-    opts = EncodeOptions(precision="bf16", show_progress=False)
-    again = tmp_path / "again.npy"
-    encode_to_disk(tiny, iter(TEXTS), again, prefix="p: ", options=opts, precision="fp32")
-    np.testing.assert_allclose(np.load(again), np.load(out), atol=1e-6)  # not bf16
+    with pytest.raises(TypeError):  # how to encode is the options object only
+        encode_to_disk(tiny, iter(TEXTS), tmp_path / "kw.npy", precision="fp32")
 
 
 def test_stream_failure_leaves_nothing(tiny, tmp_path: Path) -> None:
@@ -273,7 +255,7 @@ def test_stream_failure_leaves_nothing(tiny, tmp_path: Path) -> None:
         raise RuntimeError("reader broke")
 
     with pytest.raises(RuntimeError):
-        encode_to_disk(tiny, texts(), tmp_path / "c.npy", chunk_size=2, show_progress=False)
+        encode_to_disk(tiny, texts(), tmp_path / "c.npy", chunk_size=2, options=FP32)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -354,10 +336,10 @@ def test_real_model_bf16_close_to_fp32(real_model_path: Path) -> None:
         "黑豹队以15胜1负的战绩结束了常规赛。",
         "Les Panthers ont terminé la saison régulière avec un bilan de 15–1.",
     ]
-    fp32 = encode_texts(model, texts, prefix="passage: ", precision="fp32", show_progress=False)
+    fp32 = encode_texts(model, texts, prefix="passage: ", options=FP32)
     plain = _plain(model, texts, "passage: ")
     np.testing.assert_allclose(fp32, plain, atol=1e-5)
-    bf16 = encode_texts(model, texts, prefix="passage: ", precision="bf16", show_progress=False)
+    bf16 = encode_texts(model, texts, prefix="passage: ", options=replace(FP32, precision="bf16"))
     assert (fp32 * bf16).sum(axis=1).min() > 0.995
     # Translations stay each other's nearest neighbours under bf16.
     sims = bf16 @ bf16.T

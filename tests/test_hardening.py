@@ -34,6 +34,7 @@ from babelir.evaluation.lareqa import (
     write_result,
 )
 from babelir.io import atomic_dir, write_text
+from babelir.options import EncodeOptions
 
 REPO = Path(__file__).resolve().parents[1]
 LANGS = ("en", "de")
@@ -230,7 +231,7 @@ def test_model_producing_nan_fails_naming_texts(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setattr(lareqa, "encode_texts", fake_encode)
     with pytest.raises(ModelError, match=r"questions: 1 embeddings hold NaN or inf \(row 1: 'en"):
-        evaluate_model(object(), bench, cache=False, show_progress=False)
+        evaluate_model(object(), bench, options=EncodeOptions(show_progress=False))
 
 
 def test_cache_rows_failing_their_checksum_are_re_encoded(tmp_path: Path) -> None:

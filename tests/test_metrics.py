@@ -9,8 +9,8 @@ from sklearn.metrics import average_precision_score
 from babelir.evaluation.metrics import (
     average_precision,
     evaluate_embeddings,
+    pessimistic_recall_at_k,
     ranks_pessimistic,
-    recall_at_k,
 )
 
 
@@ -22,8 +22,8 @@ def test_ap_hand_computed_with_tie():
     assert ranks_pessimistic(scores).tolist() == [1, 3, 3, 4]
     assert average_precision(scores, rel) == pytest.approx(5 / 12, abs=1e-12)
     assert average_precision_score(rel, scores) == pytest.approx(5 / 12, abs=1e-12)
-    assert recall_at_k(scores, rel, 3) == 0.5
-    assert recall_at_k(scores, rel, 2) == 0.0
+    assert pessimistic_recall_at_k(scores, rel, 3) == 0.5
+    assert pessimistic_recall_at_k(scores, rel, 2) == 0.0
 
 
 def test_ap_divides_by_all_relevant_not_cutoff():

@@ -28,7 +28,7 @@ from babelir.data.miracl import (
 )
 from babelir.data.registry import MIRACL_LANGUAGES
 from babelir.errors import ConfigError, DataError
-from babelir.evaluation.miracl import NDCG, RECALL, ndcg_at_k, recall_at_k, score_run
+from babelir.evaluation.miracl import NDCG, RECALL, ndcg_at_k, score_run, trec_recall_at_k
 from babelir.index.faiss_backend import IndexSpec
 from babelir.options import EncodeOptions
 
@@ -86,10 +86,10 @@ def test_metrics_hand_computed():
     idcg = 2 + 1 / math.log2(3) + 1 / math.log2(4)
     assert ndcg_at_k(ranking, qrels["q1"], 10) == pytest.approx(dcg / idcg, abs=1e-12)
     assert dcg / idcg == pytest.approx(0.476626, abs=1e-6)
-    assert recall_at_k(ranking, qrels["q1"], 100) == pytest.approx(2 / 3)
+    assert trec_recall_at_k(ranking, qrels["q1"], 100) == pytest.approx(2 / 3)
     # the cut-off: a relevant passage at rank 101 does not count for Recall@100
     long = [f"n{i}" for i in range(100)] + ["x"]
-    assert recall_at_k(long, qrels["q2"], 100) == 0.0
+    assert trec_recall_at_k(long, qrels["q2"], 100) == 0.0
     run = {
         "q1": {d: 10.0 - i for i, d in enumerate(ranking)},
         "q2": {d: 200.0 - i for i, d in enumerate(long)},
@@ -117,7 +117,8 @@ def test_metrics_match_pytrec_eval_on_random_runs():
     for q in qrels:
         ranking = sorted(run[q], key=lambda d: -run[q][d])
         assert ndcg_at_k(ranking, qrels[q], 10) == pytest.approx(ref[q]["ndcg_cut_10"], abs=1e-9)
-        assert recall_at_k(ranking, qrels[q], 100) == pytest.approx(ref[q]["recall_100"], abs=1e-9)
+        recall = trec_recall_at_k(ranking, qrels[q], 100)
+        assert recall == pytest.approx(ref[q]["recall_100"], abs=1e-9)
         assert ours[q][NDCG] == pytest.approx(ref[q]["ndcg_cut_10"], abs=1e-9)
         assert ours[q][RECALL] == pytest.approx(ref[q]["recall_100"], abs=1e-9)
 
@@ -236,7 +237,7 @@ def test_evaluate_miracl_end_to_end(tmp_path: Path, miracl_dir, capsys):
         assert np.mean(firsts) > 0.95  # the passage equal to the query comes first
         # the file's metrics are the reference definitions applied to the written run
         ndcg = np.mean([ndcg_at_k([d for d, _ in run[q]], ml.qrels[q], 10) for q in run])
-        rec = np.mean([recall_at_k([d for d, _ in run[q]], ml.qrels[q], 100) for q in run])
+        rec = np.mean([trec_recall_at_k([d for d, _ in run[q]], ml.qrels[q], 100) for q in run])
         assert per[lang][NDCG] == pytest.approx(ndcg, abs=1e-6)
         assert per[lang][RECALL] == pytest.approx(rec, abs=1e-6)
         assert 0.3 < per[lang][NDCG] < 1.0

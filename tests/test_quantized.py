@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +19,14 @@ pytest.importorskip("onnxruntime", reason="int8 extra not installed (pip install
 pytest.importorskip("onnxscript", reason="int8 extra not installed (pip install 'babelir[int8]')")
 
 from babelir.embedding_cache import EmbeddingCache
-from babelir.encoding import encode_texts, memo_fingerprint
+from babelir.encoding import encode_texts
 from babelir.errors import ConfigError, ModelError
-from babelir.models import quantized
+from babelir.models import int8
+from babelir.models.int8 import MANIFEST, ONNX_FILE, int8_model
 from babelir.models.int8 import export as int8_export
 from babelir.models.int8 import store as int8_store
-from babelir.models.loading import model_fingerprint
-from babelir.models.quantized import MANIFEST, ONNX_FILE, int8_model
+from babelir.models.loading import memo_fingerprint, model_fingerprint
+from babelir.options import EncodeOptions
 
 TEXTS = [
     "the cat sat on the mat",
@@ -54,8 +56,11 @@ def built(tiny, cache: Path, one_thread):  # -> SentenceTransformer (int8)
     return int8_model(tiny, cache_dir=cache)
 
 
-def _encode(model, texts=TEXTS, **kw) -> np.ndarray:
-    return encode_texts(model, texts, prefix="q: ", precision="fp32", show_progress=False, **kw)
+FP32 = EncodeOptions(precision="fp32", show_progress=False)
+
+
+def _encode(model, texts=TEXTS, cache=None) -> np.ndarray:
+    return encode_texts(model, texts, prefix="q: ", options=replace(FP32, cache=cache))
 
 
 def test_int8_agrees_with_fp32(tiny, built) -> None:
@@ -188,11 +193,11 @@ def test_fingerprint_cannot_escape_the_cache(tiny, tmp_path: Path) -> None:
 
 def test_reduce_range_follows_the_cpu(monkeypatch) -> None:
     monkeypatch.setattr(int8_export, "cpu_int8_dot_supported", lambda: False)
-    assert quantized.quantization_settings()["reduce_range"] is True
+    assert int8.quantization_settings()["reduce_range"] is True
     monkeypatch.setattr(int8_export, "cpu_int8_dot_supported", lambda: True)
-    assert quantized.quantization_settings()["reduce_range"] is False
-    a = quantized.int8_path("abc", cache_dir="/x", reduce_range=True)
-    b = quantized.int8_path("abc", cache_dir="/x", reduce_range=False)
+    assert int8.quantization_settings()["reduce_range"] is False
+    a = int8.int8_path("abc", cache_dir="/x", reduce_range=True)
+    b = int8.int8_path("abc", cache_dir="/x", reduce_range=False)
     assert a != b and a.parent == b.parent == Path("/x")
 
 
@@ -201,7 +206,6 @@ def test_precision_int8_loads_the_cached_build_through_load_encoder(
 ) -> None:
     """``--precision int8`` (EncodeOptions) gives an ONNX Runtime model, recorded as such."""
     from babelir.encoding import encoder_settings, load_encoder, resolve_precision
-    from babelir.options import EncodeOptions
 
     folder = tmp_path / "tiny"
     tiny.save(str(folder))
@@ -209,9 +213,9 @@ def test_precision_int8_loads_the_cached_build_through_load_encoder(
     model, opts = load_encoder(folder, EncodeOptions(precision="int8"))
     assert opts.precision == "int8" and model.int8_info["fingerprint"]
     assert resolve_precision("int8", "cpu") == "int8"
-    emb = encode_texts(model, TEXTS, options=opts.merged(show_progress=False))
-    ref = encode_texts(tiny, TEXTS, precision="fp32", show_progress=False)  # same (no) prefix
+    emb = encode_texts(model, TEXTS, options=replace(opts, show_progress=False))
+    ref = encode_texts(tiny, TEXTS, options=FP32)  # same (no) prefix
     assert np.min(np.sum(emb * ref, axis=1)) >= 0.99
-    assert encoder_settings(model, "int8")["int8"] == model.int8_info
+    assert encoder_settings(model, EncodeOptions(precision="int8"))["int8"] == model.int8_info
     with pytest.raises(ConfigError, match="int8 runs on the CPU"):
         resolve_precision("int8", "cuda")

@@ -25,6 +25,7 @@ from babelir.reporting.claims import (
 )
 from babelir.reporting.report import write_report
 from babelir.reporting.schema import EvalRecord, Provenance, ReportInput, RunCurve, RunInfo
+from babelir.strategies import StrategySpec
 
 LANGS = ["de", "en", "zh"]
 BENCH = "xquad-r"
@@ -78,11 +79,10 @@ def _record(
 
 
 def _runs(labels: dict[str, str], seeds: list[int]) -> list[RunInfo]:
-    return [
-        RunInfo(lab, strat, 0.5 if strat == "hybrid" else None, s)
-        for s in seeds
-        for lab, strat in labels.items()
-    ]
+    """Runs of one-alpha comparisons: each strategy's row is its plain name."""
+    runs = [RunInfo(StrategySpec(st, alpha_in_label=False), s) for s in seeds for st in labels]
+    assert [r.label for r in runs] == [lab for _ in seeds for lab in labels]
+    return runs
 
 
 STRATS = {"x-x-mono": "x-x-mono", "x-y": "x-y", "hybrid": "hybrid"}
@@ -183,15 +183,35 @@ def test_seed_statistics_and_pairing():
     assert one["ci"] is None and "unavailable (1 seed)" in one["reason"]
 
 
-def test_plain_rows_ignore_post_hoc_rows():
+def test_plain_rows_come_from_the_runs_specs():
     runs = [
-        RunInfo("hybrid (alpha=0.4)", "hybrid", 0.4, 0),
-        RunInfo("hybrid (alpha=0.6)", "hybrid", 0.6, 0),
-        RunInfo("hybrid+lsar", "hybrid", 0.5, 0),
-        RunInfo("x-y", "x-y", None, 0),
+        RunInfo(StrategySpec("hybrid", 0.4), 0),
+        RunInfo(StrategySpec("hybrid", 0.6), 0),
+        RunInfo(StrategySpec("x-y"), 0),
+        RunInfo(StrategySpec("hybrid", 0.4), 1),
     ]
     assert plain_rows("hybrid", runs) == ["hybrid (alpha=0.4)", "hybrid (alpha=0.6)"]
+    assert plain_rows("x-y", runs) == ["x-y"]
     assert plain_rows("x-x-mono", runs) == []
+    assert runs[0].to_record() == {
+        "label": "hybrid (alpha=0.4)", "strategy": "hybrid", "alpha": 0.4, "seed": 0,
+        "key": "", "folder": "",
+    }  # fmt: skip
+
+
+def test_post_hoc_rows_never_decide_a_claim():
+    """A hybrid+lsar row better than everything is shown but is no hybrid training run."""
+    evals = []
+    for s in (0, 1):
+        evals += [
+            _record("x-x-mono", s, mono=0.80, cross=0.60, multi=0.50, rd=150),
+            _record("x-y", s, mono=0.75, cross=0.72, multi=0.55, rd=120),
+            _record("hybrid", s, mono=0.70, cross=0.60, multi=0.40, rd=200),
+            _record("hybrid+lsar", s, mono=0.90, cross=0.90, multi=0.90, rd=10),
+        ]
+    verdicts = evaluate_claims(evals, _runs(STRATS, [0, 1]), bootstrap=200)
+    assert {v["model"] for v in verdicts} == {"hybrid"}
+    assert _by_claim(verdicts)["3"] == CONTRADICTED
 
 
 def test_measure_registry_reads_metrics_json():
@@ -252,7 +272,7 @@ def _input(seeds: list[int], *, curves: bool) -> ReportInput:
         description="Synthetic results for the report tests.",
         reference="hybrid",
         evaluations=evals,
-        runs=_runs(labels, seeds),
+        runs=_runs(STRATS, seeds),  # compare's runs: hybrid+lsar is a row, not a run
         provenance=Provenance(
             versions={
                 "babelir": "0",
@@ -303,6 +323,9 @@ def test_write_report_renders_verdict_seed_stats_and_curves(tmp_path: Path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert {v["model"] for v in results["claims"]} == {"hybrid"}  # ... but decide nothing
     assert len(results["claims"]) == 4
+    assert results["runs"][2] == {
+        "label": "hybrid", "strategy": "hybrid", "alpha": 0.5, "seed": 0, "key": "", "folder": "",
+    }  # fmt: skip
     for v in results["claims"]:
         assert v["outcome"] in (SUPPORTED, CONTRADICTED, NOT_RESOLVED)
         assert f"| {v['claim']}. {v['text']} | hybrid | **{v['outcome']}**" in text
@@ -373,3 +396,67 @@ def test_debias_effects_name_the_winner_and_its_monolingual_cost():
     assert best["multi mAP"]["mono_vs_source"] == pytest.approx(-0.01, abs=0.005)
     lines = debias_sentences([res])
     assert any("best multi mAP is **hybrid+lsar**" in s for s in lines)
+
+
+# ------------------------------------------- stats: independent check against scipy.stats
+
+
+def _shifted_noise(n: int, z: float, seed: int) -> np.ndarray:
+    """n paired differences whose mean is exactly ``z`` standard errors from 0."""
+    x = np.random.default_rng(seed).standard_normal(n)
+    return x - x.mean() + z * x.std(ddof=1) / np.sqrt(n)
+
+
+@pytest.mark.parametrize("n", [11, 200])
+def test_sign_flip_test_agrees_with_scipy_permutation_test(n):
+    # the hand-written test is kept for its seeded p-values; scipy is the independent
+    # reference: exact below 2^n <= n_resamples (n = 11), Monte Carlo otherwise
+    from scipy import stats as sstats
+
+    from babelir.reporting.stats import paired_permutation_test
+
+    d = _shifted_noise(n, 2.0, seed=n)
+    b = np.random.default_rng(99).random(n)
+    ours = paired_permutation_test(b + d, b, n_resamples=20000, seed=0)
+    ref = sstats.permutation_test(
+        (d,),
+        lambda x, axis: np.mean(x, axis=axis),
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=9999,
+        alternative="two-sided",
+        rng=np.random.default_rng(1),
+    ).pvalue
+    assert 0.01 < ref < 0.2  # a p-value where a wrong convention would show
+    se = np.sqrt(ref * (1 - ref) * (1 / 20000 + (0 if n == 11 else 1 / 9999)))
+    assert abs(ours - ref) < 5 * se + 1e-4
+
+
+def test_paired_bootstrap_ci_agrees_with_scipy_bootstrap():
+    from scipy import stats as sstats
+
+    from babelir.reporting.stats import paired_bootstrap_ci
+
+    n = 300
+    rng = np.random.default_rng(5)
+    b = rng.random(n)
+    a = b + 0.03 + 0.2 * rng.standard_normal(n)
+    a_nan = a.copy()
+    a_nan[[3, 50]] = np.nan  # dropped pairs: scipy gets the remaining ones
+    keep = ~np.isnan(a_nan)
+    mean, lo, hi = paired_bootstrap_ci(a_nan, b, n_resamples=4000, level=0.9, seed=0)
+    ref = sstats.bootstrap(
+        (a[keep], b[keep]),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        paired=True,
+        vectorized=True,
+        method="percentile",
+        confidence_level=0.9,
+        n_resamples=4000,
+        rng=np.random.default_rng(7),
+    )
+    assert mean == pytest.approx(float(np.mean(a[keep] - b[keep])), abs=1e-12)
+    tol = 0.25 * ref.standard_error  # Monte Carlo error of a 5% quantile at B = 4000
+    assert abs(lo - ref.confidence_interval.low) < tol
+    assert abs(hi - ref.confidence_interval.high) < tol
+    assert hi - lo > 10 * tol  # the tolerance is small against the interval itself

@@ -14,13 +14,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from babelir.errors import ConfigError, DataError
-from babelir.sampling import (
-    STRATEGIES,
-    ParallelBatchSampler,
-    SampledBatch,
-    describe_batches,
-    loss_columns,
-)
+from babelir.sampling import ParallelBatchSampler, SampledBatch
+from babelir.strategies import STRATEGIES
+from babelir.training.data import loss_columns
 
 LANGS = ("de", "en", "es", "zh")
 
@@ -390,13 +386,13 @@ def test_datasets_input_with_text_only_training_columns() -> None:
     assert train.column_names == ["query", "positive", "negative"]
     via_meta = ParallelBatchSampler(train, 4, False, strategy="hybrid", metadata=full)
     assert list(via_meta) == list(ParallelBatchSampler(table, 4, False, strategy="hybrid"))
-    lines = describe_batches(via_meta, train, 3)  # train lacks metadata: uses the sampler's
-    assert lines == describe_batches(via_meta, full, 3)
+    lines = via_meta.describe(3, train)  # train lacks metadata: uses the sampler's
+    assert lines == via_meta.describe(3, full)
     assert [set(line) for line in lines] == [{"step", "type", "pairs"}] * 3
     first = lines[0]["pairs"][0]
     assert set(first) == {"id", "query_lang", "passage_lang"}
     assert first["id"].startswith("item")
-    assert describe_batches(via_meta, None, 10**6) == describe_batches(via_meta, full, None)
+    assert via_meta.describe(10**6) == via_meta.describe(None, full)
     with pytest.raises(DataError, match="'query' is missing"):
         loss_columns(full.remove_columns("query"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import pkgutil
 import re
@@ -15,7 +16,7 @@ from babelir.cli.main import app
 from babelir.cli.train import BATCH_OPTIONS, TRAIN_OPTIONS
 from babelir.compare.config import EVAL_KEYS, load_config
 from babelir.options import EncodeOptions
-from babelir.schema import option_map
+from babelir.schema import build, option_map
 from babelir.training.config import YAML_KEYS, TrainConfig
 
 
@@ -79,3 +80,26 @@ def test_training_example_import_path():
     from babelir.training import train
 
     assert T is TrainConfig and callable(train)
+
+
+def test_encode_options_are_a_schema_with_one_precision_vocabulary():
+    """EncodeOptions' fields are schema options; training takes the same precision words."""
+    from babelir.cli.schema import schema_parameters
+    from babelir.errors import ConfigError
+    from babelir.options import PRECISIONS
+
+    fields = option_map(EncodeOptions)
+    train_precision = option_map(TrainConfig)["precision"]
+    assert fields["precision"].choices == PRECISIONS == train_precision.choices
+    assert "Range: >= 1." in fields["batch_size"].help_text()
+    assert not fields["cache"].has_cli and fields["cache"].yaml_key is None
+    with pytest.raises(TypeError, match="cache has no command-line option"):
+        schema_parameters(EncodeOptions, ["cache"])
+    with pytest.raises(ConfigError, match=r"^--precision: int8 is for evaluation"):
+        build(TrainConfig, {"precision": "int8"}, lambda n: "--" + n)
+    with pytest.raises(ConfigError, match="bogus: unknown key"):
+        EncodeOptions(bogus=1)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+        EncodeOptions(batch_size=True)  # strict: a bool is not a batch size
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        EncodeOptions().batch_size = 3  # type: ignore[misc]

@@ -30,6 +30,7 @@ from babelir.index import (
     save_faiss,
 )
 from babelir.models.loading import load_model
+from babelir.options import EncodeOptions
 from babelir.shards import ShardSet, encode_shards
 
 N_PASSAGES = 50_000
@@ -67,6 +68,10 @@ def model(model_dir: Path):
     return load_model(model_dir, device="cpu")
 
 
+QUIET = EncodeOptions(show_progress=False)
+B512 = EncodeOptions(batch_size=512, show_progress=False)
+
+
 def records(texts: list[str]) -> list[tuple[str, str]]:
     return [(f"p{i}", t) for i, t in enumerate(texts)]
 
@@ -75,7 +80,7 @@ def records(texts: list[str]) -> list[tuple[str, str]]:
 def full_run(tmp_path_factory: pytest.TempPathFactory, model, texts: list[str]) -> ShardSet:
     folder = tmp_path_factory.mktemp("full") / "shards"
     rep = encode_shards(
-        model, records(texts), folder, shard_size=SHARD, batch_size=512, show_progress=False
+        model, records(texts), folder, shard_size=SHARD, options=B512
     )
     assert rep.complete and rep.shards_encoded == N_PASSAGES // SHARD
     return ShardSet.open(folder)
@@ -86,7 +91,7 @@ def _encode_child(model, texts: list[str], folder: Path) -> None:
 
     torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork()
     encode_shards(
-        model, records(texts), folder, shard_size=SHARD, batch_size=512, show_progress=False
+        model, records(texts), folder, shard_size=SHARD, options=B512
     )
 
 
@@ -109,7 +114,7 @@ def test_killed_encoding_resumes_to_the_same_index(
         ShardSet.open(folder)
 
     rep = encode_shards(
-        model, records(texts), folder, shard_size=SHARD, batch_size=512, show_progress=False
+        model, records(texts), folder, shard_size=SHARD, options=B512
     )
     assert rep.complete and rep.shards_skipped == done
     assert rep.shards_encoded == N_PASSAGES // SHARD - done
@@ -125,25 +130,25 @@ def test_killed_encoding_resumes_to_the_same_index(
     a, b = build_faiss_index(resumed, spec), build_faiss_index(full_run, spec)
     assert np.array_equal(a.search(queries, 20)[1], b.search(queries, 20)[1])
     # a third run finds the manifest complete and does not even read the corpus
-    again = encode_shards(model, iter(()), folder, shard_size=SHARD, show_progress=False)
+    again = encode_shards(model, iter(()), folder, shard_size=SHARD, options=QUIET)
     assert again.complete and again.shards_encoded == 0
 
 
 def test_resume_refuses_other_settings_or_a_changed_corpus(tmp_path: Path, model, texts):
     folder = tmp_path / "s"
     small = records(texts[:250])
-    rep = encode_shards(model, small, folder, shard_size=100, show_progress=False)
+    rep = encode_shards(model, small, folder, shard_size=100, options=QUIET)
     assert rep.rows_total == 250 and ShardSet.open(folder).rows == [100, 100, 50]
     with pytest.raises(ConfigError, match="prefix"):
-        encode_shards(model, small, folder, shard_size=100, prefix="passage: ", show_progress=False)
+        encode_shards(model, small, folder, shard_size=100, prefix="passage: ", options=QUIET)
     (folder / "manifest.json").unlink()  # as if the first run had crashed before finishing
     (folder / "shard-00002.npy").unlink()
     changed = list(small)
     changed[150] = ("other", small[150][1])
     with pytest.raises(DataError, match="shard 1"):
-        encode_shards(model, changed, folder, shard_size=100, show_progress=False)
+        encode_shards(model, changed, folder, shard_size=100, options=QUIET)
     with pytest.raises(DataError, match="empty"):
-        encode_shards(model, [], tmp_path / "empty", show_progress=False)
+        encode_shards(model, [], tmp_path / "empty", options=QUIET)
 
 
 def test_exact_search_matches_brute_force(full_run: ShardSet):
@@ -371,8 +376,7 @@ def test_torchrun_two_processes_equal_one(tmp_path: Path, model, model_dir: Path
         ((f"{'en' if i % 3 else 'de'}:{i}", t) for i, t in enumerate(part)),
         single,
         shard_size=1000,
-        batch_size=256,
-        show_progress=False,
+        options=EncodeOptions(batch_size=256, show_progress=False),
     )
     assert rep.complete and rep.shards_encoded == 6
     dist_shards, one = ShardSet.open(out / "shards"), ShardSet.open(single)

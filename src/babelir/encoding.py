@@ -18,32 +18,30 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import weakref
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from babelir.errors import ConfigError
+from babelir.models.int8 import int8_model
+from babelir.models.loading import (
+    DEFAULT_MODEL,
+    load_model,
+    memo_fingerprint,
+    model_fingerprint,
+    resolve_prefixes,
+)
 from babelir.options import DEFAULT_MAX_TOKENS, PRECISIONS, EncodeOptions
-
-if TYPE_CHECKING:
-    from babelir.embedding_cache import EmbeddingCache
 
 __all__ = ["DEFAULT_MAX_TOKENS", "PRECISIONS", "EncodeOptions", "encode_texts", "load_encoder"]
 #: Fixed cost of one forward pass, in tokens (layer dispatch, small-matrix inefficiency);
 #: it stops the batch planner from cutting many tiny batches.
 DEFAULT_BATCH_OVERHEAD = 64
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-_fingerprints: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], str]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @functools.cache
@@ -101,16 +99,9 @@ def autocast(precision: str, device: str | torch.device) -> contextlib.AbstractC
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
-def encoder_settings(
-    model: Any,
-    precision: str | None = None,
-    max_tokens: int | None = None,
-    *,
-    options: EncodeOptions | None = None,
-) -> dict[str, Any]:
+def encoder_settings(model: Any, options: EncodeOptions = EncodeOptions()) -> dict[str, Any]:
     """How embeddings were computed, for metrics.json: results depend on precision."""
-    opts = EncodeOptions.of(options, precision=precision, max_tokens=max_tokens)
-    precision, max_tokens = opts.precision, opts.max_tokens
+    precision, max_tokens = options.precision, options.max_tokens
     device = model_device(model)
     return {
         "precision": resolve_precision(precision, device),
@@ -122,25 +113,6 @@ def encoder_settings(
         "cpu_bf16": cpu_bf16_supported(),
         "int8": getattr(model, "int8_info", None),
     }
-
-
-def memo_fingerprint(model: Any) -> str:
-    """``model_fingerprint`` of an in-memory model, recomputed only after its weights change.
-
-    Hashing every weight costs ~1 s for e5-small; tensors' version counters (bumped by
-    every in-place update: optimizer steps, ``load_state_dict``) tell when to redo it.
-    """
-    from babelir.models.loading import model_fingerprint
-
-    try:
-        versions = tuple(t._version for t in model.state_dict(keep_vars=True).values())
-    except RuntimeError:  # inference tensors carry no version counter: never memoise
-        return model_fingerprint(model)
-    memo = _fingerprints.get(model)
-    if memo is None or memo[0] != versions:
-        memo = (versions, model_fingerprint(model))
-        _fingerprints[model] = memo
-    return memo[1]
 
 
 def embedding_dim(model: Any) -> int:
@@ -275,39 +247,25 @@ def encode_texts(
     model: Any,
     texts: Sequence[str],
     *,
+    options: EncodeOptions = EncodeOptions(),
     prefix: str = "",
-    options: EncodeOptions | None = None,
     desc: str | None = None,
     fingerprint: str | None = None,
-    batch_size: int | None = None,
-    show_progress: bool | None = None,
-    precision: str | None = None,
-    max_tokens: int | None = None,
-    cache: EmbeddingCache | None = None,
 ) -> np.ndarray:
     """Encode ``texts`` (prefixed) into L2-normalised float32 rows, in input order.
 
-    ``options`` says how (:class:`~babelir.options.EncodeOptions`); the keyword arguments
-    ``batch_size``, ``show_progress``, ``precision``, ``max_tokens`` and ``cache`` override
-    its fields when given. ``batch_size`` caps rows per forward pass, ``max_tokens`` padded
-    tokens; ``precision``: auto | fp32 | bf16 | fp16 (see :func:`resolve_precision`). With a
-    cache, only texts it lacks are encoded and then stored; ``fingerprint`` names the model
-    in its keys (default: :func:`memo_fingerprint` of the in-memory model; a folder's
+    ``options`` says how (:class:`~babelir.options.EncodeOptions`): ``batch_size`` caps
+    rows per forward pass, ``max_tokens`` padded tokens; ``precision``: auto | fp32 | bf16 |
+    fp16 (see :func:`resolve_precision`). With a cache, only texts it lacks are encoded and
+    then stored; ``fingerprint`` names the model in its keys (default:
+    :func:`~babelir.models.loading.memo_fingerprint` of the in-memory model; a folder's
     ``model_fingerprint(path)`` is cheaper but a different id, so use one form per cache).
     ``prefix`` is explicit because one options object serves queries and passages.
     """
-    opts = EncodeOptions.of(
-        options,
-        batch_size=batch_size,
-        show_progress=show_progress,
-        precision=precision,
-        max_tokens=max_tokens,
-        cache=cache,
-    )
-    _check_truncation(model, opts.max_seq_length)
-    batch_size, max_tokens = opts.batch_size, opts.max_tokens
-    cache = opts.embedding_cache()
-    resolved = resolve_precision(opts.precision, model_device(model))
+    _check_truncation(model, options.max_seq_length)
+    batch_size, max_tokens = options.batch_size, options.max_tokens
+    cache = options.embedding_cache()
+    resolved = resolve_precision(options.precision, model_device(model))
     if len(texts) == 0:
         return np.zeros((0, embedding_dim(model)), dtype=np.float32)
     unique = list(dict.fromkeys(texts))
@@ -329,7 +287,7 @@ def encode_texts(
             precision=resolved,
             max_tokens=max_tokens,
             batch_size=batch_size,
-            show_progress=opts.show_progress,
+            show_progress=options.show_progress,
             desc=desc,
         )
         if cache is not None:
@@ -348,9 +306,6 @@ def for_precision(model: Any, name: str | os.PathLike[str] | None, precision: st
     ``name`` (built once per model fingerprint, reused), else ``model`` itself."""
     if precision != "int8":
         return model
-    from babelir.models.loading import DEFAULT_MODEL, model_fingerprint
-    from babelir.models.quantized import int8_model
-
     source = os.fspath(name) if name else DEFAULT_MODEL
     return int8_model(model, fingerprint=model_fingerprint(source))
 
@@ -367,8 +322,6 @@ def load_encoder(
     carry that effective length and the resolved query/passage prefixes (model defaults
     where the options left them None), so what is recorded is what was computed.
     """
-    from babelir.models.loading import load_model, resolve_prefixes
-
     opts = options or EncodeOptions()
     if opts.precision == "int8":
         device = "cpu"
@@ -376,13 +329,6 @@ def load_encoder(
     qp, pp = resolve_prefixes(name, model, opts.query_prefix, opts.passage_prefix)
     model = for_precision(model, name, opts.precision)
     effective = getattr(model, "max_seq_length", None)
-    return model, opts.merged(query_prefix=qp, passage_prefix=pp, max_seq_length=effective)
-
-
-def __getattr__(name: str) -> Any:
-    """``encode_to_disk`` moved to :mod:`babelir.streaming`; old imports keep working."""
-    if name in ("encode_to_disk", "release_memory"):
-        from babelir import streaming
-
-        return getattr(streaming, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if effective is None:  # a model that declares no truncation: keep the options' own
+        effective = opts.max_seq_length
+    return model, replace(opts, query_prefix=qp, passage_prefix=pp, max_seq_length=effective)

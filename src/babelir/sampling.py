@@ -13,15 +13,16 @@ passed as ``batch_sampler=`` in ``SentenceTransformerTrainingArguments``.
 
 Sentence-transformers tokenizes *every* dataset column except labels and hands each one to
 the loss (MultipleNegativesRankingLoss would treat ``id``/``query_lang``/``passage_lang``
-as extra negative passages). So train on :func:`loss_columns` of the table and give the
-full table to the sampler through ``metadata=``; the two must be row-aligned.
+as extra negative passages). So train on :func:`babelir.training.data.loss_columns` of the
+table and give the full table to the sampler through ``metadata=``; the two must be
+row-aligned. What each strategy needs comes from :mod:`babelir.strategies`.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,92 +30,12 @@ import numpy as np
 import torch
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
+from babelir.columns import column, num_rows
 from babelir.errors import ConfigError, DataError
+from babelir.strategies import DEFAULT_ALPHA, check_alpha, get_strategy
 
 BatchType = Literal["mono", "cross"]
 ENGLISH = "en"
-
-
-@dataclass(frozen=True)
-class Strategy:
-    """What one batch strategy needs from the pair table and how it draws a batch kind.
-
-    The single place where strategies are defined: training, ``compare`` validation, the
-    CLI and the model card ask this table instead of switching on strategy names.
-
-    Attributes:
-        name: The strategy's name (``--strategy``).
-        help: One line for ``--help`` and reports.
-        mono: Draws single-language batches from per-language pools (x-x-mono, en-en).
-        cross: Draws x-y batches (query language != passage language).
-        mixed: Draws same-language pairs with the language chosen per example (x-x).
-        english_only: Uses English pairs only (en-en).
-        mixes_by_alpha: A batch is mono with probability alpha, else cross (hybrid).
-    """
-
-    name: str
-    help: str
-    mono: bool = False
-    cross: bool = False
-    mixed: bool = False
-    english_only: bool = False
-    mixes_by_alpha: bool = False
-
-    def wants_mono(self, alpha: float = 0.5) -> bool:
-        return self.mono and (not self.mixes_by_alpha or alpha > 0)
-
-    def wants_cross(self, alpha: float = 0.5) -> bool:
-        return self.cross and (not self.mixes_by_alpha or alpha < 1)
-
-    def needs_cross_pairs(self, alpha: float = 0.5) -> bool:
-        """Whether the pair table must hold X != Y rows for this strategy."""
-        return self.wants_cross(alpha)
-
-    def draw_mono(self, rng: random.Random, alpha: float) -> bool:
-        """Whether the next batch (group) is a same-language batch."""
-        if self.mixes_by_alpha:
-            return rng.random() < alpha
-        return not self.cross
-
-    def label(self, alpha: float | None) -> str:
-        """Display name; alpha is shown only where it changes the batches."""
-        if self.mixes_by_alpha and alpha is not None:
-            return f"{self.name} (alpha={alpha:g})"
-        return self.name
-
-
-STRATEGY_TABLE: dict[str, Strategy] = {
-    s.name: s
-    for s in (
-        Strategy("x-x-mono", "one language per batch, query and passage in it", mono=True),
-        Strategy("x-y", "query in X, passage in Y != X, pair drawn per example", cross=True),
-        Strategy(
-            "hybrid",
-            "x-x-mono batch with probability alpha, else x-y (arXiv 2408.10536)",
-            mono=True,
-            cross=True,
-            mixes_by_alpha=True,
-        ),
-        Strategy("x-x", "same-language pairs, languages mixed in a batch", mixed=True),
-        Strategy("en-en", "English pairs only", mono=True, english_only=True),
-    )
-}
-STRATEGIES: tuple[str, ...] = tuple(STRATEGY_TABLE)
-
-
-def get_strategy(name: str) -> Strategy:
-    """The strategy called ``name``; a one-line ConfigError naming the valid ones."""
-    try:
-        return STRATEGY_TABLE[str(name).lower()]
-    except KeyError:
-        raise ConfigError(
-            f"strategy: unknown {name!r} (valid: {', '.join(STRATEGIES)})"
-        ) from None
-
-
-def strategy_help() -> str:
-    """The strategies and what each does, for ``--help`` texts."""
-    return "; ".join(f"{s.name}: {s.help}" for s in STRATEGY_TABLE.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,31 +121,6 @@ class _Epoch:
         return cur
 
 
-def _column(table: Any, name: str) -> list[Any] | None:
-    """Column ``name`` of a Dataset/mapping as a list, or None when absent.
-
-    ``datasets`` 4+ returns a lazy ``Column`` whose ``list()`` is ~100x slower than
-    slicing it, hence ``[:]``.
-    """
-    names = getattr(table, "column_names", None)
-    if names is None and isinstance(table, Mapping):
-        names = list(table.keys())
-    if names is not None and name not in names:
-        return None
-    try:
-        values = table[name]
-    except (KeyError, ValueError, IndexError, TypeError):
-        return None
-    return values if isinstance(values, list) else list(values[:])
-
-
-def _num_rows(table: Any) -> int:
-    """Rows of a Dataset, or of a plain ``{column: list}`` mapping (whose ``len`` is columns)."""
-    if isinstance(table, Mapping) and not hasattr(table, "column_names"):
-        return len(next(iter(table.values()), []))
-    return len(table)
-
-
 def _factorize(values: Sequence[Any], index: dict[Any, int] | None = None) -> np.ndarray:
     """Integer codes for hashable values (None -> -1), extending ``index`` in first-seen order."""
     index = {} if index is None else index
@@ -243,11 +139,11 @@ def _world_size() -> int:
 class ParallelBatchSampler(DefaultBatchSampler):
     """Batches of language-controlled pairs with only true in-batch negatives.
 
-    Strategies (see STRATEGIES): ``x-x-mono`` one language X per batch, all pairs
-    (q_X, p_X); ``x-y`` pairs (q_X, p_Y), X != Y, drawn per example among the item's
-    available pairs; ``hybrid`` an x-x-mono batch with probability ``alpha`` else an x-y
-    batch; ``x-x`` same-language pairs with X drawn per example (languages mixed in a
-    batch); ``en-en`` English pairs only.
+    Strategies (:data:`babelir.strategies.STRATEGIES`): ``x-x-mono`` one language X per
+    batch, all pairs (q_X, p_X); ``x-y`` pairs (q_X, p_Y), X != Y, drawn per example among
+    the item's available pairs; ``hybrid`` an x-x-mono batch with probability ``alpha``
+    else an x-y batch; ``x-x`` same-language pairs with X drawn per example (languages
+    mixed in a batch); ``en-en`` English pairs only.
 
     Within a global step no parallel id repeats, and no positive passage text appears
     twice or as another pair's negative, so every in-batch negative is a true negative
@@ -273,7 +169,7 @@ class ParallelBatchSampler(DefaultBatchSampler):
         valid_label_columns: Ignored; kept for the trainer's signature.
         generator: Ignored (see above); kept for the trainer's signature.
         seed: Base seed, combined with the epoch.
-        strategy: One of STRATEGIES.
+        strategy: One of :data:`babelir.strategies.STRATEGIES`.
         alpha: Probability of a mono batch under ``hybrid``.
         languages: Use only pairs whose two languages are both in this list.
         language_temperature: None picks a mono batch's language uniformly; T picks
@@ -297,7 +193,7 @@ class ParallelBatchSampler(DefaultBatchSampler):
         seed: int = 0,
         *,
         strategy: str = "hybrid",
-        alpha: float = 0.5,
+        alpha: float = DEFAULT_ALPHA,
         languages: Sequence[str] | None = None,
         language_temperature: float | None = None,
         num_replicas: int | None = None,
@@ -322,15 +218,14 @@ class ParallelBatchSampler(DefaultBatchSampler):
         )
         self.spec = get_strategy(strategy)
         self.strategy = self.spec.name
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"alpha: must be in [0, 1], got {alpha}")
+        alpha = check_alpha(alpha)
         if isinstance(languages, str):  # "en,de" from a command line
             languages = [lang.strip() for lang in languages.split(",") if lang.strip()]
         if language_temperature is not None and not language_temperature > 0:
             raise ConfigError(
                 f"language_temperature: must be > 0 (or None), got {language_temperature}"
             )
-        self.alpha = float(alpha)
+        self.alpha = alpha
         self.language_temperature = language_temperature
         self.num_replicas = _world_size() if num_replicas is None else int(num_replicas)
         if self.num_replicas < 1:
@@ -363,13 +258,13 @@ class ParallelBatchSampler(DefaultBatchSampler):
 
     def _load(self, dataset: Any, metadata: Any) -> None:
         """Read the metadata columns once and encode them as integer arrays."""
-        n = _num_rows(dataset)
+        n = num_rows(dataset)
         if n == 0:
             raise DataError("dataset: the pair table is empty")
 
         def read(name: str, required: bool = True) -> list[Any] | None:
             for source in (metadata, dataset):
-                values = None if source is None else _column(source, name)
+                values = None if source is None else column(source, name)
                 if values is not None:
                     if len(values) != n:
                         raise DataError(
@@ -595,67 +490,27 @@ class ParallelBatchSampler(DefaultBatchSampler):
             "passage_lang": self._langs[self._plang[row]],
         }
 
+    def describe(self, num_batches: int | None = None, dataset: Any = None) -> list[dict[str, Any]]:
+        """The first ``num_batches`` batches (at most one epoch) as JSON-ready dicts.
 
-def describe_batches(
-    sampler: ParallelBatchSampler, dataset: Any = None, num_batches: int | None = None
-) -> list[dict[str, Any]]:
-    """The first ``num_batches`` batches (at most one epoch) as JSON-ready dicts.
-
-    Each is ``{"step", "type", "pairs": [{"id", "query_lang", "passage_lang"}]}``. Columns
-    are read from ``dataset`` when it has them, else from the sampler's own metadata.
-    """
-    columns = None
-    if dataset is not None:
-        cols = [
-            _column(dataset, c)
-            for c in (sampler.id_column, sampler.query_lang_column, sampler.passage_lang_column)
-        ]
-        if all(c is not None for c in cols):
-            columns = cols
-    out: list[dict[str, Any]] = []
-    for batch in itertools.islice(sampler.iter_batches(), num_batches):
-        if columns is None:
-            pairs = [sampler.row_info(r) for r in batch.rows]
-        else:
-            ids, qlangs, plangs = columns
-            pairs = [
-                {"id": ids[r], "query_lang": qlangs[r], "passage_lang": plangs[r]}  # type: ignore[index]
-                for r in batch.rows
-            ]
-        out.append({"step": batch.step, "type": batch.type, "pairs": pairs})
-    return out
+        Each is ``{"step", "type", "pairs": [{"id", "query_lang", "passage_lang"}]}``
+        (``babelir batches``). Columns are read from ``dataset`` when it has them, else
+        from the sampler's own metadata.
+        """
+        names = (self.id_column, self.query_lang_column, self.passage_lang_column)
+        cols = [column(dataset, c) for c in names] if dataset is not None else None
+        out: list[dict[str, Any]] = []
+        for batch in itertools.islice(self.iter_batches(), num_batches):
+            if cols is None or any(c is None for c in cols):
+                pairs = [self.row_info(r) for r in batch.rows]
+            else:
+                ids, qlangs, plangs = cols
+                pairs = [
+                    {"id": ids[r], "query_lang": qlangs[r], "passage_lang": plangs[r]}  # type: ignore[index]
+                    for r in batch.rows
+                ]
+            out.append({"step": batch.step, "type": batch.type, "pairs": pairs})
+        return out
 
 
-def loss_columns(
-    dataset: Any,
-    *,
-    query_column: str = "query",
-    positive_column: str = "positive",
-    negative_column: str | None = "negative",
-) -> Any:
-    """The dataset with only the loss's text columns, in (anchor, positive, negative) order.
-
-    Sentence-transformers feeds every non-label column to the loss by position, so the
-    metadata columns must go (the sampler gets them via ``metadata=``).
-    """
-    names = list(dataset.column_names)
-    for required in (query_column, positive_column):
-        if required not in names:
-            raise DataError(f"dataset: column {required!r} is missing (columns: {names})")
-    keep = [query_column, positive_column]
-    if negative_column and negative_column in names:
-        keep.append(negative_column)
-    return dataset.select_columns(keep)
-
-
-__all__ = [
-    "STRATEGIES",
-    "STRATEGY_TABLE",
-    "ParallelBatchSampler",
-    "SampledBatch",
-    "Strategy",
-    "describe_batches",
-    "get_strategy",
-    "loss_columns",
-    "strategy_help",
-]
+__all__ = ["ParallelBatchSampler", "SampledBatch"]

@@ -25,18 +25,22 @@ def option(
     default: Any,
     help: str,
     *,
-    cli: str | None = None,
+    cli: str | bool | None = None,
     short: str | None = None,
     yaml: str | bool = True,
+    repeat: bool = False,
     **constraints: Any,
 ) -> Any:
     """A schema field: ``default``, one-line ``help``, pydantic ``constraints`` (ge, gt...).
 
-    ``cli`` overrides the option name (default ``--field-name``), ``short`` adds e.g.
-    ``-s``; ``yaml`` is False for options that are not part of a YAML section, or a string
-    naming the YAML key when it differs from the field name.
+    ``cli`` overrides the option name (default ``--field-name``) or is False for a field
+    that is no command-line value (an object, such as an embedding cache); ``short`` adds
+    e.g. ``-s``; ``yaml`` is False for options that are not part of a YAML section, or a string
+    naming the YAML key when it differs from the field name. ``repeat``: on the command
+    line the option may be given several times (a list of values; one value alone keeps
+    the field's scalar form).
     """
-    extra = {"cli": cli, "short": short, "yaml": yaml}
+    extra = {"cli": cli, "short": short, "yaml": yaml, "repeat": repeat}
     return Field(default, description=help, json_schema_extra=extra, **constraints)
 
 
@@ -57,8 +61,17 @@ class OptionInfo:
         return self.info.get_default(call_default_factory=True)
 
     @property
+    def repeat(self) -> bool:
+        return bool(self.extra.get("repeat"))
+
+    @property
+    def has_cli(self) -> bool:
+        return self.extra.get("cli") is not False
+
+    @property
     def cli_name(self) -> str:
-        return self.extra.get("cli") or "--" + self.name.replace("_", "-")
+        cli = self.extra.get("cli")
+        return cli if isinstance(cli, str) else "--" + self.name.replace("_", "-")
 
     @property
     def yaml_key(self) -> str | None:

@@ -29,7 +29,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -226,22 +226,18 @@ def encode_shards(
     records: Iterable[tuple[str, str]],
     folder: str | os.PathLike[str],
     *,
+    options: EncodeOptions = EncodeOptions(),
     prefix: str = "",
-    options: EncodeOptions | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
     config: dict[str, Any] | None = None,
     rank: int | None = None,
     world_size: int | None = None,
     on_shard: Callable[[int], None] | None = None,
-    batch_size: int | None = None,
-    show_progress: bool | None = None,
-    precision: str | None = None,
 ) -> EncodeReport:
     """Encode ``(id, text)`` records into shards under ``folder`` (see module docstring).
 
-    ``options`` says how to encode (``batch_size``, ``show_progress``, ``precision``
-    override it); the embedding cache is never used, as the shards are their own resumable
-    cache. ``config`` (JSON values: model fingerprint, passage format, corpus
+    ``options`` says how to encode; its embedding cache is never used, as the shards are
+    their own resumable cache. ``config`` (JSON values: model fingerprint, passage format, corpus
     fingerprint...) is stored in the manifest with the prefix, shard size and resolved
     precision, and must match on resume. ``records`` may be a one-shot iterator; it is not
     read at all when the folder is already complete. If reading ``records`` fails (a bad
@@ -249,9 +245,6 @@ def encode_shards(
     cannot be read stays behind. Under an initialised process group all ranks wait for
     each other before returning.
     """
-    opts = EncodeOptions.of(
-        options, batch_size=batch_size, show_progress=show_progress, precision=precision
-    )
     if shard_size < 1:
         raise ConfigError(f"shard size must be >= 1, got {shard_size}")
     if rank is None or world_size is None:
@@ -263,7 +256,7 @@ def encode_shards(
     folder = Path(folder)
     # The resolved precision is part of the config: shards encoded in bf16 and fp32 must
     # not be mixed in one folder on resume.
-    resolved = resolve_precision(opts.precision, model_device(model))
+    resolved = resolve_precision(options.precision, model_device(model))
     cfg = {"prefix": prefix, "shard_size": shard_size, "precision": resolved, **(config or {})}
     t0 = time.perf_counter()
     old = _read_manifest(folder)
@@ -274,10 +267,10 @@ def encode_shards(
             return EncodeReport(folder, rank, world_size, n, 0, n, sum(old["shards"]), 0, 0.0, True)
     created_folder = not folder.exists()
     written: list[Path] = []  # this call's files, removed again if the input is bad
-    shard_opts = opts.merged(show_progress=False, cache=False)
+    shard_opts = replace(options, show_progress=False, cache=False)
 
     bar = None
-    if opts.show_progress and rank == 0:
+    if options.show_progress and rank == 0:
         from tqdm.auto import tqdm
 
         bar = tqdm(unit="passage", desc=f"encoding {folder.name}", dynamic_ncols=True)

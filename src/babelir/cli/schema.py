@@ -19,6 +19,8 @@ from babelir.schema import OptionInfo, _strip_optional, option_map
 
 
 def _cli_type(o: OptionInfo) -> Any:
+    if o.repeat:  # --opt A --opt B
+        return list[str] | None
     ann = _strip_optional(o.info.annotation)
     optional = o.default is None
     if o.is_list or o.choices:
@@ -36,12 +38,14 @@ def schema_parameters(cls: type, names: Iterable[str]) -> list[inspect.Parameter
     params = []
     for name in names:
         o = fields[name]
+        if not o.has_cli:
+            raise TypeError(f"{cls.__name__}.{name} has no command-line option (cli=False)")
         decls = [o.cli_name] + ([o.extra["short"]] if o.extra.get("short") else [])
         if _cli_type(o) is bool:
             flag = o.cli_name.removeprefix("--")
             decls = [f"--{flag}/--no-{flag}", *decls[1:]]
         ann = Annotated[_cli_type(o), typer.Option(*decls, help=o.help_text())]
-        default = o.default
+        default = None if o.repeat else o.default
         if o.is_list and default is not None:
             default = ",".join(default)
         params.append(
@@ -56,7 +60,11 @@ def cli_values(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for name, value in values.items():
         o = fields[name]
-        if o.is_list and isinstance(value, str):
+        if o.repeat:
+            if not value:
+                continue  # not given: the schema's default
+            value = value[0] if len(value) == 1 else list(value)
+        elif o.is_list and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         out[name] = value
     return out

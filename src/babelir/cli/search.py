@@ -13,21 +13,26 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from babelir.cli.app import (
+    ENCODE_OPTIONS,
     DataDirOpt,
     LanguagesOpt,
     ModelOpt,
+    QuietOpt,
     app,
     console,
+    encode_options,
     fail,
+    model_name,
     out,
     print_warning,
 )
-from babelir.options import EncodeOptions, option_help
+from babelir.cli.schema import schema_command
+from babelir.options import EncodeOptions
 
 IndexKindOpt = Annotated[
     str,
@@ -41,11 +46,11 @@ NprobeOpt = Annotated[
     int | None, typer.Option(help="IVF cells probed per query (default: nlist/16).")
 ]
 EfSearchOpt = Annotated[int | None, typer.Option(help="HNSW efSearch (default 128).")]
-PrecisionOpt = Annotated[str, typer.Option(help=option_help("precision"))]
 
 
-@app.command("index")
+@schema_command(app, EncodeOptions, ENCODE_OPTIONS, name="index")
 def index_command(
+    values: dict[str, Any],
     output: Annotated[Path, typer.Argument(help="Index folder to create (or resume).")],
     corpus: Annotated[
         str,
@@ -72,17 +77,6 @@ def index_command(
         str, typer.Option(help="Passage text from its fields, e.g. '{title} {text}' or '{text}'.")
     ] = "{title} {text}",
     shard_size: Annotated[int, typer.Option(help="Passages per shard (resume unit).")] = 50_000,
-    batch_size: Annotated[
-        int, typer.Option(help=option_help("batch_size"))
-    ] = EncodeOptions.batch_size,
-    max_seq_length: Annotated[int | None, typer.Option(help=option_help("max_seq_length"))] = None,
-    precision: PrecisionOpt = EncodeOptions.precision,
-    query_prefix: Annotated[
-        str | None, typer.Option(help="Text put before each query (model default).")
-    ] = None,
-    passage_prefix: Annotated[
-        str | None, typer.Option(help="Text put before each passage (model default).")
-    ] = None,
     device: Annotated[
         str | None,
         typer.Option(help="cpu, cuda, cuda:1 ... (default: auto; torchrun: the local rank's)."),
@@ -90,7 +84,7 @@ def index_command(
     overwrite: Annotated[
         bool, typer.Option(help="Rebuild an existing index (reusing compatible shards).")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Encode a corpus in resumable shards and build a FAISS index of it."""
     import os
@@ -111,20 +105,13 @@ def index_command(
     spec = IndexSpec(
         kind=index, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search or 128
     )
-    options = EncodeOptions(
-        batch_size=batch_size,
-        max_seq_length=max_seq_length,
-        precision=precision,
-        show_progress=not quiet,
-        query_prefix=query_prefix,
-        passage_prefix=passage_prefix,
-    )
+    options = encode_options(values, quiet=quiet)
     source = open_corpus(
         corpus, resolve_data_dir(data_dir), languages=parse_languages(languages), lang=lang
     )
     rank, world = init_distributed()
     st, options = load_encoder(model, options, device=device or rank_device())
-    name = model or "multilingual-e5-small"
+    name = model_name(model)
     if os.path.isdir(name):
         name = str(Path(name).resolve())  # so `babelir search` finds it from anywhere
     report = build_search_index(
@@ -164,8 +151,9 @@ def index_command(
         )
 
 
-@app.command("search")
+@schema_command(app, EncodeOptions, ["precision"], name="search")
 def search_command(
+    values: dict[str, Any],
     index_dir: Annotated[Path, typer.Argument(help="Folder written by 'babelir index'.")],
     queries: Annotated[list[str] | None, typer.Argument(help="Query texts, any language.")] = None,
     queries_file: Annotated[
@@ -180,7 +168,6 @@ def search_command(
     nprobe: NprobeOpt = None,
     ef_search: EfSearchOpt = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda ... (default: auto).")] = None,
-    precision: PrecisionOpt = EncodeOptions.precision,
 ) -> None:
     """Query an index: top-k passages with score, language, docid and text."""
     from babelir.index.search import SearchIndex
@@ -202,7 +189,7 @@ def search_command(
             fail(f"query {i} is empty")
     if k < 1:
         fail(f"--k must be >= 1, got {k}")
-    options = EncodeOptions(precision=precision, show_progress=False)
+    options = encode_options(values, quiet=True)
     idx = SearchIndex(index_dir, nprobe=nprobe, ef_search=ef_search)
     meta = idx.meta
     st = load_model(model or meta["model"], device=device, max_seq_length=meta["max_seq_length"])
@@ -213,7 +200,8 @@ def search_command(
         )
     from babelir.encoding import for_precision
 
-    st = for_precision(st, model or meta["model"], precision)  # int8: the ONNX Runtime build
+    # int8: the ONNX Runtime build
+    st = for_precision(st, model or meta["model"], options.precision)
     results = idx.search_texts(st, texts, k, options=options)
     idx.close()
     if as_json:

@@ -14,22 +14,14 @@ import typer
 from babelir.cli.app import app, console
 from babelir.cli.schema import cli_name_of, schema_command
 from babelir.errors import ConfigError
-from babelir.schema import build
+from babelir.schema import build, options
 from babelir.training.config import TrainConfig
 
-TRAIN_OPTIONS = [
-    "model", "strategy", "alpha", "train_data", "data_dir", "languages", "articles",
-    "eval_articles", "val_articles", "passage", "max_triples", "batch_size", "max_steps",
-    "epochs", "learning_rate", "warmup_ratio", "weight_decay", "max_seq_length", "loss",
-    "scale", "symmetric", "hard_negatives", "mini_batch_size", "freeze_embeddings",
-    "length_sorted", "language_temperature", "seed", "query_prefix", "passage_prefix",
-    "precision", "eval_steps", "val_items", "select", "save_steps", "logging_steps", "resume",
-    "allow_config_change",
-    "keep_checkpoints", "device",
-]  # fmt: skip
+#: Every training option but the output folder, which ``train`` declares itself.
+TRAIN_OPTIONS = [o.name for o in options(TrainConfig) if o.has_cli and o.name != "output"]
 BATCH_OPTIONS = [
     "strategy", "alpha", "train_data", "data_dir", "languages", "articles", "batch_size",
-    "seed", "hard_negatives", "language_temperature",
+    "seed", "hard_negatives", "language_temperature", "on_missing_answer",
 ]  # fmt: skip
 
 
@@ -72,7 +64,7 @@ def batches(
     "passage_lang"}, ...]}.
     """
     from babelir.io import write_jsonl
-    from babelir.sampling import ParallelBatchSampler, describe_batches
+    from babelir.sampling import ParallelBatchSampler
     from babelir.training.data import build_training_data
 
     if output.is_dir():
@@ -93,7 +85,7 @@ def batches(
         num_batches=num_batches,
     )
     sampler.set_epoch(epoch)
-    rows = describe_batches(sampler, table, num_batches)
+    rows = sampler.describe(num_batches, table)
     write_jsonl(output, rows)
     mono = sum(r["type"] == "mono" for r in rows)
     console.print(

@@ -13,11 +13,15 @@ configured benchmark (optionally with post-hoc debiasing rows), and writes one r
 Work is cached in the output folder, keyed by a hash of everything that affects it:
 re-running reuses finished training runs and evaluations, continues an interrupted
 training run from its last complete checkpoint, and ``force`` recomputes.
+
+:mod:`.runner` (``prepare``, ``run_compare``) is imported on first use: it pulls torch
+through evaluation, and loading a config (:mod:`.config`) must not.
 """
+
+from typing import Any
 
 from babelir.compare.config import PROFILES, BenchmarkSpec, CompareConfig, load_config
 from babelir.compare.plan import Plan, describe, make_plan, validate
-from babelir.compare.runner import prepare, run_compare
 
 __all__ = [
     "PROFILES",
@@ -31,3 +35,11 @@ __all__ = [
     "run_compare",
     "validate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("prepare", "run_compare"):
+        from babelir.compare import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,11 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from babelir.errors import ConfigError
 from babelir.options import EncodeOptions
-from babelir.sampling import get_strategy
 from babelir.schema import format_validation
+from babelir.strategies import DEFAULT_ALPHA, Alpha, StrategySpec, get_strategy
 from babelir.training.config import TrainConfig, from_yaml_section
 
-PROFILES = ("smoke", "quick", "study", "paper", "paper-lite")
+PROFILES = ("smoke", "quick", "zero-shot", "study", "paper", "paper-lite")
 EVAL_KEYS = ("batch_size", "max_seq_length", "precision", "max_tokens")
 DEBIAS_METHODS = ("lsar", "center", "lir")
 
@@ -44,9 +44,12 @@ class BenchmarkSpec(_Strict):
         return self.label or self.name or Path(str(self.path)).name
 
 
-class StrategySpec(_Strict):
+class StrategyEntry(_Strict):
+    """A ``strategies:`` entry as a mapping: ``{strategy: hybrid, alpha: 0.3}``; without
+    ``alpha`` an alpha-mixing strategy is trained once per ``alphas`` value."""
+
     strategy: str
-    alpha: float | None = Field(None, ge=0, le=1)
+    alpha: Alpha | None = None
 
 
 class CompareConfig(_Strict):
@@ -57,10 +60,10 @@ class CompareConfig(_Strict):
     model: str | None = None
     data_dir: str | None = None
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    strategies: list[str | StrategySpec] = Field(
+    strategies: list[str | StrategyEntry] = Field(
         default_factory=lambda: ["x-x-mono", "x-y", "hybrid"], min_length=1
     )
-    alphas: list[float] = Field(default_factory=lambda: [0.5], min_length=1)
+    alphas: list[Alpha] = Field(default_factory=lambda: [DEFAULT_ALPHA], min_length=1)
     reference: str = "hybrid"
     train: dict[str, Any] = Field(default_factory=dict)
     evaluation: dict[str, Any] = Field(default_factory=dict)
@@ -75,17 +78,9 @@ class CompareConfig(_Strict):
 
     @field_validator("strategies")
     @classmethod
-    def _strategies(cls, v: list[str | StrategySpec]) -> list[str | StrategySpec]:
+    def _strategies(cls, v: list[str | StrategyEntry]) -> list[str | StrategyEntry]:
         for s in v:
             get_strategy(s if isinstance(s, str) else s.strategy)
-        return v
-
-    @field_validator("alphas")
-    @classmethod
-    def _alphas(cls, v: list[float]) -> list[float]:
-        for a in v:
-            if not 0.0 <= a <= 1.0:
-                raise ValueError(f"alpha {a} is outside [0, 1]")
         return v
 
     @field_validator("seeds")
@@ -105,34 +100,33 @@ class CompareConfig(_Strict):
 
     # ------------------------------------------------------------------ views
 
-    def variants(self) -> list[tuple[str, float | None]]:
-        """(strategy, alpha) of every trained model, alpha-mixing strategies once per alpha."""
+    def variants(self) -> list[StrategySpec]:
+        """The strategy of every trained model, alpha-mixing strategies once per alpha.
+
+        Alpha is part of the labels only when several alpha-mixing variants are compared
+        (one hybrid row is plain ``hybrid``, whatever its alpha).
+        """
         out: list[tuple[str, float | None]] = []
         for s in self.strategies:
             name = s if isinstance(s, str) else s.strategy
-            spec = get_strategy(name)
-            if not spec.mixes_by_alpha:
-                out.append((spec.name, None))
-            elif isinstance(s, StrategySpec) and s.alpha is not None:
-                out.append((spec.name, s.alpha))
+            strategy = get_strategy(name)
+            if not strategy.mixes_by_alpha:
+                out.append((strategy.name, None))
+            elif isinstance(s, StrategyEntry) and s.alpha is not None:
+                out.append((strategy.name, s.alpha))
             else:
-                out.extend((spec.name, a) for a in self.alphas)
-        return list(dict.fromkeys(out))
+                out.extend((strategy.name, a) for a in self.alphas)
+        unique = list(dict.fromkeys(out))
+        several = sum(alpha is not None for _, alpha in unique) > 1
+        return [StrategySpec(name, alpha, alpha_in_label=several) for name, alpha in unique]
 
-    def label(self, strategy: str, alpha: float | None) -> str:
-        """Display label; alpha appears only when several alphas are compared."""
-        several = sum(get_strategy(s).mixes_by_alpha for s, _ in self.variants()) > 1
-        return get_strategy(strategy).label(alpha if several else None)
-
-    def train_config(
-        self, strategy: str, alpha: float | None, seed: int, **run: Any
-    ) -> TrainConfig:
+    def train_config(self, spec: StrategySpec, seed: int, **run: Any) -> TrainConfig:
         """The TrainConfig of one run (the ``train:`` section plus the run's fields)."""
         return from_yaml_section(
             self.train,
             model=self.model,
-            strategy=strategy,
-            alpha=0.5 if alpha is None else alpha,
+            strategy=spec.name,
+            alpha=spec.train_alpha,
             seed=seed,
             data_dir=self.data_dir,
             **run,
@@ -187,13 +181,13 @@ def load_config(
 def check_sections(cfg: CompareConfig, source: str) -> None:
     """Validate ``train:`` and ``evaluation:`` against their schemas (one probe each)."""
     try:
-        cfg.train_config("x-x-mono", None, cfg.seeds[0])
+        cfg.train_config(StrategySpec("x-x-mono"), cfg.seeds[0])
         cfg.encode_options()
-        for strategy, alpha in cfg.variants():
-            cfg.train_config(strategy, alpha, cfg.seeds[0])
+        for spec in cfg.variants():
+            cfg.train_config(spec, cfg.seeds[0])
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
-    if cfg.reference not in [s for s, _ in cfg.variants()]:
+    if cfg.reference not in [spec.name for spec in cfg.variants()]:
         raise ConfigError(f"{source}: reference: '{cfg.reference}' is not among the strategies")
 
 
@@ -202,6 +196,7 @@ __all__ = [
     "PROFILES",
     "BenchmarkSpec",
     "CompareConfig",
+    "StrategyEntry",
     "StrategySpec",
     "TrainConfig",
     "load_config",

@@ -15,20 +15,26 @@ from typing import Any
 
 from babelir.compare.config import BenchmarkSpec, CompareConfig
 from babelir.errors import BabelirError, ConfigError, DataError
+from babelir.strategies import StrategySpec
 from babelir.training.config import TrainConfig
 
 CACHE_FORMAT = 2  # bump when cached training/evaluation outputs change meaning
+MAX_EPOCHS_WITHOUT_WARNING = 10
 
 
 @dataclass
 class TrainJob:
-    label: str
-    strategy: str
-    alpha: float | None
+    """One training run; its label and folder slug come from ``spec``."""
+
+    spec: StrategySpec
     seed: int
     key: str
     folder: Path
     train_config: TrainConfig
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
 
 
 @dataclass
@@ -104,6 +110,35 @@ def load_spec(spec: BenchmarkSpec, root: Path):
     )
 
 
+def train_config(cfg: CompareConfig, spec: StrategySpec, seed: int, **run: Any) -> TrainConfig:
+    """A run's TrainConfig; multi-source training data is checked against (and, with
+    ``drop_overlap``, cleaned of) every benchmark of the comparison."""
+    from babelir.training.sources import is_multi_source
+
+    if is_multi_source(cfg.train.get("data")):
+        root = data_dir(cfg)
+        run.setdefault("disjoint_from", [str(benchmark_dir(b, root)) for b in cfg.benchmarks])
+    return cfg.train_config(spec, seed, **run)
+
+
+def source_fingerprints(tcfg: TrainConfig, root: Path) -> list[str] | None:
+    """SHA-256 of every training source file, so an edited file is never a cache hit."""
+    from babelir.training.sources import (
+        fingerprint,
+        is_multi_source,
+        parse_sources,
+        resolve_path,
+    )
+
+    if not is_multi_source(tcfg.train_data):
+        return None
+    out = []
+    for spec in parse_sources(tcfg.train_data):
+        path = resolve_path(spec.file, root)
+        out.append(f"{spec.label}={fingerprint(path) if path else 'name'}")
+    return out
+
+
 def validate(cfg: CompareConfig) -> dict[str, Any]:
     """Everything that can fail before training: data, languages, splits, strategies.
 
@@ -113,16 +148,16 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
     facts the plan and the report show.
     """
     from babelir.data.lareqa import check_disjoint, resolve_benchmark_dir
-    from babelir.sampling import ParallelBatchSampler, get_strategy
+    from babelir.sampling import ParallelBatchSampler
     from babelir.training.data import build_training_data
 
     root = data_dir(cfg)
     facts: dict[str, Any] = {"benchmarks": {}, "strategies": {}}
     tables: dict[bool, Any] = {}
     first = None
-    for strategy, alpha in cfg.variants():
-        tcfg = cfg.train_config(strategy, alpha, cfg.seeds[0])
-        cross = get_strategy(strategy).needs_cross_pairs(tcfg.alpha)
+    for variant in cfg.variants():
+        tcfg = train_config(cfg, variant, cfg.seeds[0])
+        cross = variant.strategy.needs_cross_pairs(tcfg.alpha)
         if cross not in tables:
             tables[cross] = build_training_data(tcfg)
         td = tables[cross]
@@ -131,26 +166,31 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
             sampler = ParallelBatchSampler(
                 td.table,
                 batch_size=tcfg.batch_size,
-                strategy=strategy,
+                strategy=variant.name,
                 alpha=tcfg.alpha,
                 num_replicas=1,
                 language_temperature=tcfg.language_temperature,
             )
         except BabelirError as e:
-            raise ConfigError(f"train ({strategy} batches): {e}") from None
-        facts["strategies"][cfg.label(strategy, alpha)] = {
+            raise ConfigError(f"train ({variant.name} batches): {e}") from None
+        facts["strategies"][variant.label] = {
             "pair_rows": len(td.table["id"]),
             "batches_per_epoch": len(sampler),
+            "epochs": (tcfg.max_steps / len(sampler)) if tcfg.max_steps else tcfg.epochs,
         }
     assert first is not None
     facts["train_items"] = len(first.data.items)
     facts["train_languages"] = first.data.languages
     facts["train_articles"] = first.train_articles
     facts["validation"] = {k: v for k, v in first.validation_record().items() if k != "item_ids"}
+    facts["train_counts"] = first.data.counts()
+    facts["sources"] = first.sources
+    facts["dropped_for_overlap"] = len(first.overlaps or [])
     train_dir = None
     if not Path(str(first.data.source)).is_file():
         try:
-            train_dir = resolve_benchmark_dir(cfg.train_config("x-y", None, 0).train_data, root)[1]
+            train_data = cfg.train_config(StrategySpec("x-y"), 0).train_data
+            train_dir = resolve_benchmark_dir(train_data, root)[1]
         except BabelirError:
             train_dir = None
     for i, spec in enumerate(cfg.benchmarks):
@@ -164,6 +204,7 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
             check_disjoint(first.data.ids, bench.question_ids, where)
             if first.val is not None:
                 check_disjoint(first.val.ids, bench.question_ids, f"validation vs benchmarks[{i}]")
+        _check_leaks(first, bench, f"benchmarks[{i}] ({spec.title()})")
         facts["benchmarks"][spec.title()] = bench.summary()
         unseen = sorted(set(bench.languages) - set(first.data.languages))
         per_language = [m for m in cfg.debias if m != "lsar"]
@@ -176,29 +217,47 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
     return facts
 
 
+def _check_leaks(td: Any, bench: Any, where: str) -> None:
+    """Refuse training or validation items found in a benchmark by id or by text."""
+    from babelir.training.sources import BenchmarkTexts, find_overlap
+
+    texts = BenchmarkTexts.from_benchmark(where, bench)
+    for part, data in (("training", td.data), ("validation", td.val)):
+        if data is None:
+            continue
+        overlap = find_overlap(data, texts)
+        if overlap.items:
+            raise ConfigError(
+                f"{part} data overlaps {overlap.describe()}: evaluation data must stay out of "
+                "training and checkpoint selection (train.drop_overlap: true drops such items "
+                "from LANG:PATH sources)"
+            )
+
+
 def make_plan(cfg: CompareConfig, output: Path) -> Plan:
     """Training and evaluation jobs with their cache keys and folders."""
     plan = Plan(cfg, output)
     base_id = base_identity(cfg.model)
     root = str(Path(cfg.data_dir).resolve()) if cfg.data_dir else None
     for seed in cfg.seeds:
-        for strategy, alpha in cfg.variants():
-            tcfg = cfg.train_config(strategy, alpha, seed)
+        for variant in cfg.variants():
+            tcfg = train_config(cfg, variant, seed)
             ident = {"base": base_id, "train": tcfg.identity(), "data_dir": root}
+            sources = source_fingerprints(tcfg, data_dir(cfg))
+            if sources is not None:  # content, not paths (older keys stay as they were)
+                ident["sources"] = sources
             key = _hash({"format": CACHE_FORMAT, **ident})[:16]
-            label = cfg.label(strategy, alpha)
-            slug = label.replace(" ", "").replace("(", "-").replace(")", "").replace("=", "")
-            folder = output / "runs" / f"{slug}-s{seed}-{key[:8]}"
+            folder = output / "runs" / f"{variant.slug}-s{seed}-{key[:8]}"
             steps = tcfg.max_steps or 100
-            tcfg = cfg.train_config(
-                strategy,
-                alpha,
+            tcfg = train_config(
+                cfg,
+                variant,
                 seed,
                 output=folder,
                 save_steps=max(5, tcfg.eval_steps or steps // 8),
                 logging_steps=5,
             )
-            plan.train_jobs.append(TrainJob(label, strategy, alpha, seed, key, folder, tcfg))
+            plan.train_jobs.append(TrainJob(variant, seed, key, folder, tcfg))
     ev = cfg.encode_options().describe()
     ev.pop("show_progress", None)
     for spec in cfg.benchmarks:
@@ -264,16 +323,47 @@ def describe(plan: Plan, facts: dict[str, Any]) -> list[str]:
     lines.append(
         f"validation: {val.get('items', 0)} items"
         + (f" (articles {val['articles']})" if val.get("articles") else "")
+        + (
+            f" ({len(val['held_out_articles'])} held-out articles of the training sources)"
+            if val.get("held_out_articles")
+            else ""
+        )
         + (f"; {val['note']}" if val.get("note") else "")
     )
+    counts = facts.get("train_counts") or {}
+    if counts:
+        lines.append(
+            "training items per language: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+        )
+    for src in facts.get("sources") or []:
+        squad = src.get("squad") or {}
+        cases = ", ".join(
+            f"{k} {squad[k]}" for k in ("exact", "found_by_text", "paragraph", "dropped")
+            if squad.get(k)
+        )
+        lines.append(
+            f"  source {src['label']}: {src['items']} items"
+            + (f" ({src['linked']} linked to an earlier source)" if src.get("linked") else "")
+            + (f"; answers: {cases}" if cases else "")
+        )
     for job in plan.train_jobs:
         c = job.train_config
         s = facts["strategies"].get(job.label, {})
+        epochs = s.get("epochs")
+        if epochs is not None and epochs > MAX_EPOCHS_WITHOUT_WARNING:
+            lines.append(
+                f"WARNING: {job.label} makes {epochs:.0f} passes over its {s['pair_rows']} pair "
+                f"rows: past {MAX_EPOCHS_WITHOUT_WARNING} epochs a model over-fits its training "
+                "items (fetch more data, e.g. the full SQuAD-train translations, or train fewer "
+                "steps)"
+            )
         budget = f"{c.max_steps} steps" if c.max_steps else f"{c.epochs} epochs"
         lines.append(
             f"train {job.label:<22} seed {job.seed}  {budget} x batch {c.batch_size}, "
             f"lr {c.learning_rate:g}, {s.get('pair_rows', '?')} pair rows "
-            f"({s.get('batches_per_epoch', '?')} batches/epoch), select {c.select}"
+            f"({s.get('batches_per_epoch', '?')} batches/epoch"
+            + (f", {epochs:.2f} epochs" if epochs is not None else "")
+            + f"), select {c.select}"
             f"  -> {job.folder}"
         )
     for ej in plan.eval_jobs:

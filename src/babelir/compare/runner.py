@@ -16,6 +16,7 @@ from babelir import __version__
 from babelir.compare.config import CompareConfig
 from babelir.compare.plan import EvalJob, Plan, data_dir, load_spec, make_plan, validate
 from babelir.evaluation.records import is_evaluated, load_evaluation, save_evaluation
+from babelir.strategies import StrategySpec
 
 Progress = Callable[[str, int, int], None]
 
@@ -57,6 +58,8 @@ def _versions() -> dict[str, str]:
 
 def _evaluate(job: EvalJob, cfg: CompareConfig, show_progress: bool) -> None:
     """Evaluate one model on one benchmark; saves metrics, per-query arrays, embeddings."""
+    from dataclasses import replace
+
     from babelir.embedding_cache import EmbeddingCache
     from babelir.encoding import load_encoder
     from babelir.evaluation.lareqa import evaluate_model
@@ -68,24 +71,25 @@ def _evaluate(job: EvalJob, cfg: CompareConfig, show_progress: bool) -> None:
     model, opts = load_encoder(name, opts)  # int8: the cached ONNX Runtime build
     qp, pp = resolve_prefixes(cfg.model, model)  # a trained folder keeps its base's prefixes
     info = {"model": job.label, "model_path": name, "seed": job.seed}
-    result = evaluate_model(
-        model, bench, options=opts, info=info, query_prefix=qp, passage_prefix=pp
-    )
+    opts = replace(opts, query_prefix=qp, passage_prefix=pp)
+    result = evaluate_model(model, bench, options=opts, info=info)
     result.info["benchmark_label"] = job.benchmark.title()
     save_evaluation(result, job.folder)
 
 
 def _fit_debias(job: EvalJob, cfg: CompareConfig, show_progress: bool):
     """The job's transform, fitted once on the model's training-side texts and cached."""
-    from babelir.debias import DebiasTransform, collect_fit_texts, fit_model
+    from dataclasses import replace
+
+    from babelir.debias import collect_fit_texts, fit_model, load_transform, save_transform
     from babelir.embedding_cache import EmbeddingCache
     from babelir.encoding import for_precision
     from babelir.models.loading import load_model, resolve_prefixes
 
     assert job.fit_folder is not None and job.debias is not None
     if (job.fit_folder / "debias.json").is_file():
-        return DebiasTransform.load(job.fit_folder)
-    tcfg = cfg.train_config("x-x-mono", None, cfg.seeds[0])
+        return load_transform(job.fit_folder)
+    tcfg = cfg.train_config(StrategySpec("x-x-mono"), cfg.seeds[0])
     if job.model_path:  # a trained model: its own training texts
         fit = collect_fit_texts(
             job.model_path, cfg.data_dir, max_per_language=cfg.debias_fit_per_language
@@ -104,18 +108,12 @@ def _fit_debias(job: EvalJob, cfg: CompareConfig, show_progress: bool):
     model = load_model(job.model_path or cfg.model, max_seq_length=opts.max_seq_length)
     qp, pp = resolve_prefixes(cfg.model, model)
     model = for_precision(model, job.model_path or cfg.model, opts.precision)  # as evaluated
-    transform = fit_model(
-        model,
-        fit,
-        job.debias,
-        query_prefix=qp,
-        passage_prefix=pp,
-        batch_size=opts.batch_size,
-        precision=opts.precision,
-        show_progress=show_progress,
+    opts = replace(
+        opts, query_prefix=qp, passage_prefix=pp, show_progress=show_progress,
         cache=EmbeddingCache(),
     )
-    transform.save(job.fit_folder)
+    transform = fit_model(model, fit, job.debias, options=opts)
+    save_transform(transform, job.fit_folder)
     return transform
 
 
@@ -255,7 +253,7 @@ def run_compare(
             )
         )  # fmt: skip
     runs = [
-        RunInfo(j.label, j.strategy, j.alpha, j.seed, j.key, str(j.folder))
+        RunInfo(j.spec, j.seed, j.key, str(j.folder))
         for j in plan.train_jobs
     ]
     labels = list(dict.fromkeys(["base", *[j.label for j in plan.train_jobs]]))
@@ -292,7 +290,7 @@ def run_compare(
 def _setup(cfg: CompareConfig):
     from babelir.reporting.schema import TrainingSetup
 
-    t = cfg.train_config("x-x-mono", None, cfg.seeds[0])
+    t = cfg.train_config(StrategySpec("x-x-mono"), cfg.seeds[0])
     return TrainingSetup(
         model=cfg.model,
         data=t.train_data,

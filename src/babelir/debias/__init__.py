@@ -34,10 +34,10 @@ product stays cosine, as babelir's evaluation expects.
 
 Usage (library; the ``babelir debias`` command wraps the same calls)::
 
-    from babelir.debias import fit_from_texts, DebiasTransform
+    from babelir.debias import fit_from_texts, load_transform, save_transform
     t = fit_from_texts("lsar", {"en": emb_en, "de": emb_de, "zh": emb_zh})
     q2 = t.apply(q)                         # lsar: no languages needed
-    t.save("runs/lsar-fit"); t = DebiasTransform.load("runs/lsar-fit")
+    save_transform(t, "runs/lsar-fit"); t = load_transform("runs/lsar-fit")
     c2 = fit_from_texts("center", by_lang).apply(c, langs=candidate_langs)
 
 A fitted transform is saved as ``debias.json`` (method, rank, languages, n_texts, fit

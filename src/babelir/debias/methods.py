@@ -1,6 +1,7 @@
 """The maths of post-hoc debiasing: fitting center, LIR and LSAR on embeddings grouped by
 language, and the fitted :class:`DebiasTransform` (apply, LSAR projection, summary, the
-fit/eval overlap check). No I/O here: the saved form is :mod:`babelir.debias.store`."""
+fit/eval overlap check). No I/O here: the saved form is :mod:`babelir.debias.store`
+(``save_transform`` / ``load_transform``), which imports this module, never the reverse."""
 
 from __future__ import annotations
 
@@ -198,23 +199,6 @@ class DebiasTransform:
                     f"({self.fit_info.get('source', 'fit data')}, articles "
                     f"{self.fit_info.get('articles', 'all')}); fit on training-side text only"
                 )
-
-    # ----------------------------------------------------------------- save / load
-
-    def save(self, folder: str | os.PathLike[str]) -> Path:
-        """Write ``debias.json`` + ``debias.safetensors`` into ``folder`` (atomically);
-        see :func:`babelir.debias.store.save_transform`."""
-        from babelir.debias.store import save_transform
-
-        return save_transform(self, folder)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> DebiasTransform:
-        """Load a transform folder, or the transform inside an exported LSAR model folder;
-        see :func:`babelir.debias.store.load_transform`."""
-        from babelir.debias.store import load_transform
-
-        return load_transform(path)
 
 
 def _same_benchmark(

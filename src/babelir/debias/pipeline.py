@@ -11,39 +11,30 @@ import numpy as np
 
 from babelir.debias.fit_data import FitTexts
 from babelir.debias.methods import DebiasTransform, fit_from_texts
+from babelir.models.loading import memo_fingerprint
+from babelir.options import EncodeOptions
+
+#: Fits encode quietly unless told: they run inside longer commands with their own bars.
+_FIT_OPTIONS = EncodeOptions(show_progress=False)
 
 
 def encode_fit_texts(
-    model: Any,
-    fit: FitTexts,
-    *,
-    query_prefix: str = "",
-    passage_prefix: str = "",
-    batch_size: int = 64,
-    precision: str = "auto",
-    show_progress: bool = False,
-    cache: Any = None,
+    model: Any, fit: FitTexts, *, options: EncodeOptions = _FIT_OPTIONS
 ) -> dict[str, np.ndarray]:
-    """Encode the fit texts with babelir's encoder (queries and passages with their
-    prefixes, exactly as evaluation encodes them): ``{lang: (n_lang, d)}``."""
-    from babelir.encoding import encode_texts
+    """Encode the fit texts with babelir's encoder (queries and passages with the
+    options' prefixes, ``None`` meaning ``""``, exactly as evaluation encodes them):
+    ``{lang: (n_lang, d)}``."""
+    from babelir.encoding import encode_texts  # torch: only when something is encoded
 
-    opts = {
-        "batch_size": batch_size,
-        "precision": precision,
-        "show_progress": show_progress,
-        "cache": cache,
-    }
+    qp, pp = options.query_prefix or "", options.passage_prefix or ""
     out: dict[str, np.ndarray] = {}
     for lang in fit.languages:
         parts = []
         q, p = fit.queries.get(lang, []), fit.passages.get(lang, [])
         if q:
-            parts.append(encode_texts(model, q, prefix=query_prefix, desc=f"fit {lang} q", **opts))
+            parts.append(encode_texts(model, q, options=options, prefix=qp, desc=f"fit {lang} q"))
         if p:
-            parts.append(
-                encode_texts(model, p, prefix=passage_prefix, desc=f"fit {lang} p", **opts)
-            )
+            parts.append(encode_texts(model, p, options=options, prefix=pp, desc=f"fit {lang} p"))
         out[lang] = np.concatenate(parts)
     return out
 
@@ -54,36 +45,21 @@ def fit_model(
     method: str,
     rank: int | None = None,
     *,
-    query_prefix: str = "",
-    passage_prefix: str = "",
-    batch_size: int = 64,
-    precision: str = "auto",
-    show_progress: bool = False,
-    cache: Any = None,
+    options: EncodeOptions = _FIT_OPTIONS,
     extra_info: Mapping[str, Any] | None = None,
 ) -> DebiasTransform:
-    """Encode ``fit`` with ``model`` and fit ``method``; provenance goes into fit_info."""
+    """Encode ``fit`` as ``options`` say (prefixes included) and fit ``method``;
+    provenance goes into fit_info."""
     import time
 
-    from babelir.encoding import memo_fingerprint
-
     t0 = time.perf_counter()
-    emb = encode_fit_texts(
-        model,
-        fit,
-        query_prefix=query_prefix,
-        passage_prefix=passage_prefix,
-        batch_size=batch_size,
-        precision=precision,
-        show_progress=show_progress,
-        cache=cache,
-    )
+    emb = encode_fit_texts(model, fit, options=options)
     t1 = time.perf_counter()
     info = {
         **fit.provenance(),
         "model_fingerprint": memo_fingerprint(model),
-        "query_prefix": query_prefix,
-        "passage_prefix": passage_prefix,
+        "query_prefix": options.query_prefix or "",
+        "passage_prefix": options.passage_prefix or "",
         **dict(extra_info or {}),
     }
     t = fit_from_texts(method, emb, rank, fit_info=info, fit_texts=fit.all_texts())

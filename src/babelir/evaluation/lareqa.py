@@ -8,7 +8,7 @@ cross-lingual and multilingual settings are all read off the same score matrix
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from babelir import __version__
 from babelir.data.lareqa import Benchmark
-from babelir.encoding import encode_texts
+from babelir.encoding import encode_texts, encoder_settings
 from babelir.errors import BabelirError, DataError, ModelError
 from babelir.evaluation.metrics import LareqaMetrics, evaluate_embeddings
 from babelir.io import atomic_dir, write_json, write_jsonl, write_npy
@@ -86,37 +86,19 @@ def evaluate_model(
     model: Any,
     benchmark: Benchmark,
     *,
-    options: EncodeOptions | None = None,
+    options: EncodeOptions = EncodeOptions(),
     info: dict[str, Any] | None = None,
-    query_prefix: str | None = None,
-    passage_prefix: str | None = None,
-    batch_size: int | None = None,
-    show_progress: bool | None = None,
-    precision: str | None = None,
-    cache: Any = None,
 ) -> EvaluationResult:
     """Encode a benchmark with ``model`` and compute every LAReQA setting.
 
-    ``options`` says how to encode; the other keyword arguments override its fields when
-    given (``query_prefix``/``passage_prefix`` default to ``""`` here: resolve the model's
-    defaults with :func:`babelir.encoding.load_encoder`). The precision asked for and the
-    resolved one are recorded in the result's info (metrics.json); ``cache`` is an optional
-    EmbeddingCache (or True for the default one).
+    ``options`` says how to encode (its ``None`` prefixes mean ``""`` here: resolve the
+    model's defaults with :func:`babelir.encoding.load_encoder`; its cache is opened once
+    for questions and candidates). The precision asked for and the resolved one are
+    recorded in the result's info (metrics.json).
     """
-    from babelir.encoding import encoder_settings
-
-    opts = EncodeOptions.of(
-        options,
-        query_prefix=query_prefix,
-        passage_prefix=passage_prefix,
-        batch_size=batch_size,
-        show_progress=show_progress,
-        precision=precision,
-        cache=cache,
-    )
-    store = opts.embedding_cache()  # opened once for questions and candidates
-    enc = opts.merged(cache=store if store is not None else False)
-    qp, pp = opts.query_prefix or "", opts.passage_prefix or ""
+    store = options.embedding_cache()  # opened once for questions and candidates
+    enc = replace(options, cache=store if store is not None else False)
+    qp, pp = options.query_prefix or "", options.passage_prefix or ""
     t0 = time.perf_counter()
     q = encode_texts(model, benchmark.question_texts, prefix=qp, options=enc, desc="questions")
     c = encode_texts(
@@ -132,7 +114,7 @@ def evaluate_model(
         {
             "query_prefix": qp,
             "passage_prefix": pp,
-            "encoder": encoder_settings(model, options=opts),
+            "encoder": encoder_settings(model, options),
             "timing_s": {"encode": round(t1 - t0, 3), "metrics": round(t2 - t1, 3)},
         }
     )

@@ -51,7 +51,10 @@ def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
     return float(np.mean(tp / ranks[relevant]))
 
 
-def recall_at_k(scores: np.ndarray, relevant: np.ndarray, k: int) -> float:
+def pessimistic_recall_at_k(scores: np.ndarray, relevant: np.ndarray, k: int) -> float:
+    """Recall@k of one score vector with pessimistic ties; ``relevant`` is a boolean mask
+    (NaN without relevant items). MIRACL's ranked-list version is
+    :func:`babelir.evaluation.miracl.trec_recall_at_k`."""
     relevant = np.asarray(relevant, dtype=bool)
     if not relevant.any():
         return float("nan")

@@ -32,7 +32,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,10 @@ def ndcg_at_k(ranking: Sequence[str], judged: Mapping[str, int], k: int = 10) ->
     return dcg / idcg if idcg > 0 else 0.0
 
 
-def recall_at_k(ranking: Sequence[str], judged: Mapping[str, int], k: int = 100) -> float:
+def trec_recall_at_k(ranking: Sequence[str], judged: Mapping[str, int], k: int = 100) -> float:
+    """trec_eval's Recall@k of one ranked docid list against graded judgements (grade > 0
+    is relevant; 0 without relevant docs); cf. the score-matrix
+    :func:`babelir.evaluation.metrics.pessimistic_recall_at_k` of LAReQA."""
     relevant = {d for d, g in judged.items() if g > 0}
     if not relevant:
         return 0.0
@@ -231,7 +234,7 @@ def evaluate_language(
         model,
         [ml.topics[x] for x in qids],
         prefix=options.query_prefix or "",
-        options=options.merged(show_progress=False),
+        options=replace(options, show_progress=False),
         desc=f"queries {ml.lang}",
     )
     k = TOP_K

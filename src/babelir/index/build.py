@@ -18,6 +18,7 @@ from babelir import __version__
 from babelir.data.corpus import CorpusSource
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT
 from babelir.distributed import barrier, rank_and_world
+from babelir.encoding import encoder_settings, model_device, resolve_precision
 from babelir.errors import BabelirError, ConfigError, DataError
 from babelir.index.corpus_index import index_corpus, shard_config
 from babelir.index.docstore import Docstore
@@ -60,8 +61,6 @@ def build_search_index(
     were made with the same model, prefix, precision and passage format. A corpus that
     fails to read leaves a folder this call created removed again.
     """
-    from babelir.encoding import encoder_settings, model_device, resolve_precision
-
     opts = options or EncodeOptions()
     spec = spec or IndexSpec()
     folder = Path(folder)

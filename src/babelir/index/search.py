@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from babelir.encoding import encode_texts
 from babelir.errors import ConfigError, DataError
 from babelir.index.docstore import Docstore
 from babelir.index.faiss_backend import IndexSpec, approximate_search, exact_search, load_faiss
@@ -89,22 +90,17 @@ class SearchIndex:
         queries: Sequence[str],
         k: int = 10,
         *,
-        options: EncodeOptions | None = None,
-        batch_size: int | None = None,
+        options: EncodeOptions = EncodeOptions(),
     ) -> list[list[Hit]]:
         """Encode ``queries`` as ``options`` say and return their top-k hits.
 
         The query prefix is the index's (the one its passages were paired with) unless
         ``options.query_prefix`` is set; no embedding cache, no progress bar.
         """
-        from babelir.encoding import encode_texts
-
         empty = [i for i, q in enumerate(queries) if not q.strip()]
         if empty:
             raise ConfigError(f"query {empty[0] + 1} is empty")
-        opts = EncodeOptions.of(options, batch_size=batch_size).merged(
-            show_progress=False, cache=False
-        )
+        opts = replace(options, show_progress=False, cache=False)
         prefix = opts.query_prefix
         if prefix is None:
             prefix = self.meta.get("query_prefix", "")

@@ -4,7 +4,8 @@
 sentence-transformers model, turning the many ways loading fails (missing folder, closed
 network, corrupt files) into one-line :class:`~babelir.errors.ModelError` messages. Remote
 code is never trusted. ``resolve_prefixes`` decides the query/passage prefixes (E5-style
-models need them), and ``model_fingerprint`` gives a short stable id for cache keys.
+models need them), and ``model_fingerprint`` (``memo_fingerprint`` for a model in memory)
+gives a short stable id for cache keys.
 
 sentence-transformers and torch are imported lazily: they cost ~10 s to import, and the
 cheap paths here (errors, prefixes, folder fingerprints) should not pay for that.
@@ -17,6 +18,7 @@ import json
 import os
 import re
 import socket
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -48,6 +50,9 @@ _FINGERPRINT_SKIP = frozenset(
 )
 _VERSION_KEYS = frozenset({"__version__", "transformers_version"})
 _digest_memo: dict[tuple[str, int, int, int], str] = {}
+_fingerprint_memo: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], str]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _looks_like_path(name: str) -> bool:
@@ -94,7 +99,8 @@ def _cached_snapshot(model_id: str) -> Path | None:
     return None
 
 
-def _default_device() -> str:
+def default_device() -> str:
+    """``cuda`` when available, else ``cpu``: where a model loads unless told."""
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -232,7 +238,7 @@ def load_model(
         raise ConfigError(f"max_seq_length must be a positive integer, got {max_seq_length!r}")
     name = DEFAULT_MODEL if name_or_path is None else os.fspath(name_or_path)
     folder = _resolve_local(name)
-    device = device or _default_device()
+    device = device or default_device()
     model = _load_local(folder, device) if folder is not None else _load_hub(name, device)
     if max_seq_length is not None:
         limit = _max_positions(model)
@@ -355,3 +361,20 @@ def model_fingerprint(model_or_path: Any) -> str:
     snapshot = _cached_snapshot(name)
     ident = f"hub:{name}@{snapshot.name}" if snapshot is not None else f"hub:{name}"
     return hashlib.sha256(ident.encode()).hexdigest()[:_FINGERPRINT_CHARS]
+
+
+def memo_fingerprint(model: Any) -> str:
+    """``model_fingerprint`` of an in-memory model, recomputed only after its weights change.
+
+    Hashing every weight costs ~1 s for e5-small; tensors' version counters (bumped by
+    every in-place update: optimizer steps, ``load_state_dict``) tell when to redo it.
+    """
+    try:
+        versions = tuple(t._version for t in model.state_dict(keep_vars=True).values())
+    except RuntimeError:  # inference tensors carry no version counter: never memoise
+        return model_fingerprint(model)
+    memo = _fingerprint_memo.get(model)
+    if memo is None or memo[0] != versions:
+        memo = (versions, model_fingerprint(model))
+        _fingerprint_memo[model] = memo
+    return memo[1]

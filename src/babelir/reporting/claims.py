@@ -21,13 +21,13 @@ interval of the difference d = hybrid - other (95% by default):
 Which interval decides: with >= 2 seeds shared by both models, the t-interval over the
 per-seed differences (n - 1 df), which includes training noise; otherwise the paired
 bootstrap interval over questions, which measures test-set noise only, and the verdict
-says so. Only plain strategy rows count: ``hybrid`` or ``hybrid (alpha=...)`` trained as
-``hybrid``; the base model and post-hoc rows such as ``hybrid+lsar`` do not.
+says so. Only the rows of training runs count, chosen by their run's strategy spec (a
+``hybrid`` run at any alpha); the base model and post-hoc rows such as ``hybrid+lsar``
+are no training runs, so never decide a claim.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -65,11 +65,12 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 def plain_rows(strategy: str, runs: Sequence[RunInfo]) -> list[str]:
-    """Labels of the rows trained with ``strategy`` under its plain name (or with an
-    ``(alpha=...)`` suffix); post-hoc rows like ``hybrid+lsar`` are excluded."""
-    pattern = re.compile(rf"{re.escape(strategy)}( \(alpha=[^)]*\))?")
-    labels = [r.label for r in runs if r.strategy == strategy and pattern.fullmatch(r.label)]
-    return list(dict.fromkeys(labels))
+    """Labels of the rows trained with ``strategy`` (one per alpha compared), in run order.
+
+    Decided by each run's spec, not its label: post-hoc rows like ``hybrid+lsar`` are no
+    runs, so they are never among them.
+    """
+    return list(dict.fromkeys(r.label for r in runs if r.spec.name == strategy))
 
 
 def difference(

@@ -10,16 +10,14 @@ import csv
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from babelir.evaluation.measures import LAREQA, Measure, measure
 from babelir.reporting.analysis import TESTED
 from babelir.reporting.claims import claim_interval_text
 from babelir.reporting.debias_verdict import debias_markdown
 from babelir.reporting.schema import EvalRecord, ReportInput, RunInfo
-
-if TYPE_CHECKING:
-    from babelir.reporting.report import Analysis
+from babelir.reporting.summary import Analysis
 
 MAP_COLUMNS = ("mono mAP", "cross mAP", "multi mAP")
 OTHER_COLUMNS = ("mono R@1", "cross R@1", "multi R@10", "rank distance")

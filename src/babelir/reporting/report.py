@@ -8,6 +8,7 @@ number is the engine's; the report only aggregates and tests them.
 
     analysis.py  cells over seeds, per-query and seed-level paired tests
     claims.py    the verdict on the paper's four claims (decision rules)
+    summary.py   Analysis: everything the report computes (analyse)
     markdown.py  report.md and results.csv text
     plots.py     PNG figures
 """
@@ -16,26 +17,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from babelir.evaluation.measures import RANK_DISTANCE, measure
+from babelir.evaluation.measures import RANK_DISTANCE
 from babelir.io import write_json, write_text
 from babelir.reporting import plots
-from babelir.reporting.analysis import (
-    aggregate,
-    benchmarks,
-    group,
-    paired_tests,
-    pairwise_verdict,
-    seed_tests,
-)
-from babelir.reporting.analysis import outcome as _outcome  # noqa: F401 (tests import it)
-from babelir.reporting.claims import claim_sentence, evaluate_claims, plain_rows
-from babelir.reporting.debias_verdict import debias_effects, debias_sentences
+from babelir.reporting.analysis import benchmarks, group
 from babelir.reporting.markdown import render_csv, render_markdown
 from babelir.reporting.schema import (
     EvalRecord,
@@ -45,6 +34,7 @@ from babelir.reporting.schema import (
     RunInfo,
     TrainingSetup,
 )
+from babelir.reporting.summary import Analysis, analyse
 
 __all__ = [
     "Analysis",
@@ -59,48 +49,6 @@ __all__ = [
 ]
 
 CURVES_PNG = "learning_curves.png"
-
-
-@dataclass
-class Analysis:
-    """What the report computed from its input (everything results.json adds)."""
-
-    reference_labels: list[str]
-    cells: dict[str, dict[str, dict[str, Any]]]
-    tests: list[dict[str, Any]]
-    seed_tests: list[dict[str, Any]]
-    claims: list[dict[str, Any]]
-    pairwise: list[str]
-    debias: list[dict[str, Any]]
-
-    def verdict_lines(self) -> list[str]:
-        """Claim sentences, post-hoc debiasing lines, then the per-query lines."""
-        claims = [claim_sentence(v, measure(v["measure"])) for v in self.claims]
-        return claims + debias_sentences(self.debias) + self.pairwise
-
-
-def analyse(inp: ReportInput) -> Analysis:
-    """Cells over seeds, per-query and seed-level tests, and the verdict on the claims."""
-    # plain rows of the reference strategy; post-hoc rows (e.g. "hybrid+lsar") are "others"
-    reference = [lab for lab in plain_rows(inp.reference, inp.runs) if lab in inp.display_labels()]
-    tests = paired_tests(
-        inp.evaluations,
-        reference,
-        permutations=inp.permutations,
-        bootstrap=inp.bootstrap,
-        level=inp.level,
-    )
-    return Analysis(
-        reference_labels=reference,
-        cells=aggregate(inp.evaluations, inp.level),
-        tests=tests,
-        seed_tests=seed_tests(inp.evaluations, reference, inp.level),
-        claims=evaluate_claims(
-            inp.evaluations, inp.runs, margin=inp.margin, bootstrap=inp.bootstrap, level=inp.level
-        ),
-        pairwise=pairwise_verdict(tests),
-        debias=debias_effects(inp.evaluations, bootstrap=inp.bootstrap, level=inp.level),
-    )
 
 
 def _slug(text: str) -> str:
@@ -207,7 +155,7 @@ def write_report(inp: ReportInput, output: Path) -> Path:
         "facts": p.facts,
         "versions": p.versions,
         "git_commit": p.git_commit,
-        "runs": [vars(r) for r in inp.runs],
+        "runs": [r.to_record() for r in inp.runs],
         "reused": p.reused,
         "steps": list(p.steps),
         "timing_s": timing,

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from babelir.strategies import StrategySpec
+
 #: Keys of a learning-curve point; every value but ``step`` may be missing or ``None``.
 CURVE_KEYS = ("val_loss", "val_mono_map", "val_cross_map", "val_multi_map")
 #: Arrays an evaluation record's ``per_query`` must hold for the paired tests.
@@ -35,14 +37,36 @@ class EvalRecord:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """One training run: its display ``label``, batch ``strategy`` and hybrid ``alpha``."""
+    """One training run: its batch strategy ``spec`` (which names its row) and seed."""
 
-    label: str
-    strategy: str
-    alpha: float | None
+    spec: StrategySpec
     seed: int
     key: str = ""
     folder: str = ""
+
+    @property
+    def label(self) -> str:
+        """The run's row label (evaluation records of the run carry the same)."""
+        return self.spec.label
+
+    @property
+    def strategy(self) -> str:
+        return self.spec.name
+
+    @property
+    def alpha(self) -> float | None:
+        return self.spec.alpha
+
+    def to_record(self) -> dict[str, Any]:
+        """The run as results.json stores it: the spec's fields beside its label."""
+        return {
+            "label": self.label,
+            "strategy": self.strategy,
+            "alpha": self.alpha,
+            "seed": self.seed,
+            "key": self.key,
+            "folder": self.folder,
+        }
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
     return m, m - half, m + half
 
 
+# Not scipy.stats.permutation_test: its exact mode, flip draws and 2*min(p) change seeded p-values.
 def paired_permutation_test(
     a: np.ndarray, b: np.ndarray, *, n_resamples: int = 10000, seed: int = 0
 ) -> float:
@@ -54,6 +55,7 @@ def paired_permutation_test(
     return (extreme + 1) / (n_resamples + 1)
 
 
+# Not scipy.stats.bootstrap: same draws, but last-bit rounding differs and it holds B x n floats.
 def paired_bootstrap_ci(
     a: np.ndarray,
     b: np.ndarray,

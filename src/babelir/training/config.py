@@ -9,7 +9,7 @@ data or model is loaded.
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,12 +17,15 @@ from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
 
 from babelir.errors import ConfigError
-from babelir.sampling import get_strategy, strategy_help
+from babelir.options import TrainingPrecision
 from babelir.schema import build, option_map, options
 from babelir.schema import option as opt
+from babelir.strategies import DEFAULT_ALPHA, Alpha, get_strategy, strategy_help
+from babelir.training.sources import SourceSpec, parse_sources
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Selection = Literal["last", "best-val-loss", "best-val-map"]
+#: Options added after runs were cached, with the default under which those runs trained.
+_LATER_DEFAULTS: dict[str, Any] = {"on_missing_answer": "paragraph", "drop_overlap": False}
 DEFAULT_MAX_STEPS = 100
 
 
@@ -50,19 +53,23 @@ class TrainConfig:
     strategy: str = opt(
         "hybrid", "Batch composition: " + strategy_help() + ".", short="-s", yaml=False
     )
-    alpha: float = opt(0.5, "hybrid: probability that a batch is x-x-mono.", ge=0, le=1, yaml=False)
+    alpha: Alpha = opt(DEFAULT_ALPHA, "hybrid: probability that a batch is x-x-mono.", yaml=False)
     seed: int = opt(0, "Seed for sampling and initialisation.", ge=0, yaml=False)
     data_dir: str | None = opt(
         None, "Folder holding datasets (default: $BABELIR_DATA_DIR, else the user cache dir).",
         yaml=False,
     )
     # -- data
-    train_data: str = opt(
+    train_data: str | list[str | dict[str, Any]] = opt(
         "xquad-r",
         "Parallel QA data: a LAReQA-format benchmark name (xquad-r) or folder, an "
-        "mMARCO-layout folder (or 'mmarco' under the data dir), or a JSONL file of "
-        "{id, lang, query, positive[, negatives]} lines.",
+        "mMARCO-layout folder (or 'mmarco' under the data dir), a JSONL file of "
+        "{id, lang, query, positive[, negatives]} lines, or LANG:PATH of a SQuAD v1.1-format "
+        "file (.json, .json.gz, or a zip of JSONL). Repeat for several sources: items are "
+        "linked across sources by question id (translations of SQuAD keep its ids); relative "
+        "paths are also looked up under the data dir.",
         yaml="data",
+        repeat=True,
     )
     languages: list[str] | None = opt(
         None,
@@ -86,6 +93,22 @@ class TrainConfig:
     )
     passage: Literal["sentence", "paragraph"] = opt(
         "sentence", "Positive passage: the answer sentence or its paragraph."
+    )
+    on_missing_answer: Literal["paragraph", "drop"] = opt(
+        "paragraph",
+        "SQuAD-format sources: when an answer is found neither at its offset nor by its text "
+        "(wrong offsets are common in machine-translated files), pair the question with its "
+        "paragraph or drop it.",
+    )
+    disjoint_from: list[str] | None = opt(
+        None,
+        "Benchmarks (names or LAReQA-format folders) the training data must not overlap, "
+        "checked by question id and normalised question and passage text before training "
+        "(compare passes its benchmarks).",
+        yaml=False,
+    )
+    drop_overlap: bool = opt(
+        False, "Drop overlapping training items (printed with their count) instead of refusing."
     )
     max_triples: int = opt(100_000, "mMARCO: how many training triples to read.", ge=1)
     # -- optimisation
@@ -116,7 +139,9 @@ class TrainConfig:
     language_temperature: float | None = opt(
         None, "Mono batches pick language L with p ~ n_L^(1/T); default uniform.", gt=0
     )
-    precision: Precision = opt("auto", "Mixed precision: auto (bf16/fp16 on CUDA, fp32 on CPU).")
+    precision: TrainingPrecision = opt(
+        "auto", "Mixed precision: auto (bf16/fp16 on CUDA, fp32 on CPU); int8 is evaluation-only."
+    )
     # -- validation and checkpoint selection
     eval_steps: int | None = opt(
         None,
@@ -164,14 +189,14 @@ class TrainConfig:
                 raise ConfigError("languages: empty list")
             if len(set(self.languages)) != len(self.languages):
                 raise ConfigError(f"languages: listed twice in {','.join(self.languages)}")
+        if isinstance(self.train_data, list):
+            specs = parse_sources(self.train_data)  # one-line errors for bad entries
+            if len(specs) == 1 and specs[0] == SourceSpec(specs[0].path):
+                self.train_data = specs[0].path  # one plain source: today's form and cache key
         if self.select != "last" and self.val_articles == "none":
             raise ConfigError(f"select: '{self.select}' needs a validation split (val_articles)")
 
     # ------------------------------------------------------------------ views
-
-    def validate(self) -> None:
-        """Kept for callers that mutate a config: re-run the checks of construction."""
-        TrainConfig(**self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -182,11 +207,14 @@ class TrainConfig:
         """The fields that change the trained weights (a cache key; no paths or logging)."""
         skip = {"output", "data_dir", "save_steps", "logging_steps", "resume",
                 "allow_config_change", "keep_checkpoints", "device", "eval_articles"}
-        return {k: v for k, v in self.to_dict().items() if k not in skip}
-
-    @property
-    def steps(self) -> int | None:
-        return self.max_steps
+        if not self.drop_overlap:  # only checked, the data is the same
+            skip.add("disjoint_from")
+        out = {k: v for k, v in self.to_dict().items() if k not in skip}
+        # options added later enter the key only when set, so earlier runs stay reusable
+        for name, default in _LATER_DEFAULTS.items():
+            if out.get(name) == default:
+                out.pop(name)
+        return out
 
 
 #: Fields allowed in ``compare``'s YAML ``train:`` section, by YAML key.
@@ -210,7 +238,3 @@ def from_yaml_section(section: dict[str, Any], **run: Any) -> TrainConfig:
             raise ConfigError(f"{key}: not a training option")
     inverse = {v: k for k, v in YAML_KEYS.items()}
     return build(TrainConfig, {**values, **run}, lambda n: f"train.{inverse.get(n, n)}")
-
-
-def field_names() -> list[str]:
-    return [f.name for f in fields(TrainConfig)]

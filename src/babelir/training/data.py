@@ -1,4 +1,5 @@
-"""The training side of a run: parallel items, the validation split and the pair table.
+"""The training side of a run: parallel items, the validation split, the pair table and
+the loss's view of it (:func:`loss_columns`).
 
 The validation split is carved out of the training articles (LAReQA data) or items
 (JSONL, mMARCO) here, so training, ``compare`` validation and ``babelir batches`` see
@@ -13,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from babelir.data.types import ParallelQA
-from babelir.errors import ConfigError
-from babelir.sampling import get_strategy
+from babelir.errors import ConfigError, DataError
+from babelir.strategies import get_strategy
 from babelir.training.config import TrainConfig
+from babelir.training.sources import is_multi_source
 from babelir.training.validation import count_articles, split_articles, split_items
 
 log = logging.getLogger(__name__)
@@ -31,12 +33,16 @@ class TrainingData:
     train_articles: str | None  # the effective training selection (LAReQA data)
     val_articles: str | None
     val_note: str | None = None  # why there is no validation split, when there is none
+    sources: list[dict[str, Any]] | None = None  # per source: items, SQuAD counts, sha256
+    overlaps: list[str] | None = None  # items dropped for overlapping a benchmark
 
     def validation_record(self) -> dict[str, Any]:
+        groups = sorted({it.group for it in self.val.items if it.group}) if self.val else []
         return {
             "articles": self.val_articles,
             "items": len(self.val.items) if self.val else 0,
             "item_ids": sorted(it.id for it in self.val.items) if self.val else [],
+            "held_out_articles": groups or None,
             "note": self.val_note,
         }
 
@@ -65,6 +71,8 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
     from babelir.settings import data_dir as resolve_data_dir
 
     data_dir = resolve_data_dir(cfg.data_dir)
+    if is_multi_source(cfg.train_data):
+        return _multi_source_data(cfg, data_dir)
     source = str(cfg.train_data)
     load = {
         "languages": cfg.languages,
@@ -123,3 +131,80 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
     cross = get_strategy(cfg.strategy).needs_cross_pairs(cfg.alpha)
     table = pair_table(data, cross=cross, hard_negatives=cfg.hard_negatives, seed=cfg.seed)
     return TrainingData(data, table, val_data, train_articles, val_articles, note)
+
+
+def loss_columns(
+    dataset: Any,
+    *,
+    query_column: str = "query",
+    positive_column: str = "positive",
+    negative_column: str | None = "negative",
+) -> Any:
+    """The dataset with only the loss's text columns, in (anchor, positive, negative) order.
+
+    Sentence-transformers feeds every non-label column to the loss by position, so the
+    metadata columns must go (the sampler gets them via ``metadata=``).
+    """
+    names = list(dataset.column_names)
+    for required in (query_column, positive_column):
+        if required not in names:
+            raise DataError(f"dataset: column {required!r} is missing (columns: {names})")
+    keep = [query_column, positive_column]
+    if negative_column and negative_column in names:
+        keep.append(negative_column)
+    return dataset.select_columns(keep)
+
+
+def benchmark_texts(names: list[str], data_dir: Path) -> list[Any]:
+    """What each benchmark holds that training must not (ids, questions, passages)."""
+    from babelir.data.lareqa import load_benchmark, resolve_benchmark_dir
+    from babelir.training.sources import BenchmarkTexts
+
+    out = []
+    for name in names:
+        title, folder = resolve_benchmark_dir(name, data_dir)
+        out.append(BenchmarkTexts.from_benchmark(title, load_benchmark(folder, data_dir)))
+    return out
+
+
+def _multi_source_data(cfg: TrainConfig, data_dir: Path) -> TrainingData:
+    """Several ``LANG:PATH`` sources linked by id, leak-checked, validated on held-out
+    articles of the training sources themselves (never a benchmark's)."""
+    from babelir.data.parallel import pair_table
+    from babelir.training.sources import check_leaks, load_sources, parse_sources
+
+    if cfg.articles != "all":
+        raise ConfigError("--articles selects articles of one LAReQA-format folder, not sources")
+    ms = load_sources(
+        parse_sources(cfg.train_data),
+        data_dir,
+        passage=cfg.passage,
+        max_triples=cfg.max_triples,
+        on_missing=cfg.on_missing_answer,
+    )
+    data = ms.data
+    if cfg.languages is not None:
+        data = data.select_languages(cfg.languages)
+    dropped: list[str] = []
+    if cfg.disjoint_from:
+        data, overlaps = check_leaks(
+            data, benchmark_texts(cfg.disjoint_from, data_dir), drop=cfg.drop_overlap
+        )
+        for o in overlaps:
+            log.warning("dropped %s", o.describe())
+            dropped.extend(sorted(o.items))
+    note = None
+    val: ParallelQA | None = None
+    try:
+        data, val = split_items(data, cfg.val_articles)
+    except ConfigError as e:
+        if cfg.val_articles != "auto" or cfg.select != "last":
+            raise
+        note = str(e)
+        log.warning("no validation split: %s", note)
+    cross = get_strategy(cfg.strategy).needs_cross_pairs(cfg.alpha)
+    table = pair_table(data, cross=cross, hard_negatives=cfg.hard_negatives, seed=cfg.seed)
+    return TrainingData(
+        data, table, val, None, None, note,
+        sources=[r.to_dict() for r in ms.records], overlaps=dropped or None,
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from babelir.io import atomic_dir, write_json, write_text
-from babelir.sampling import get_strategy
+from babelir.strategies import get_strategy
 
 MARKER = "babelir-train.json"
 

@@ -40,7 +40,7 @@ from babelir.training.checkpoints import (
     whole_run_loss,
 )
 from babelir.training.config import TrainConfig
-from babelir.training.data import TrainingData, build_training_data
+from babelir.training.data import TrainingData, build_training_data, loss_columns
 from babelir.training.save import MARKER, is_trained, save_model
 from babelir.training.validation import ValidationSet, better
 
@@ -221,6 +221,7 @@ class Validator(TrainerCallback):
         )
         self.seconds += time.perf_counter() - t0
         self.curve.append(point)
+        # not Trainer's load_best_model_at_end: it needs a checkpoint per eval, can't pick step 0
         if self.cfg.select != "last" and better(self.cfg.select, point, self.best):
             self.best = point
             self._save_best()
@@ -277,7 +278,6 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
     )
 
     from babelir.models.loading import load_model, resolve_prefixes
-    from babelir.sampling import loss_columns
 
     check_output(cfg)
     output = Path(cfg.output)
@@ -372,6 +372,8 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
         "train_languages": td.data.languages,
         "train_articles": td.train_articles,
         "validation": td.validation_record(),
+        "sources": td.sources,
+        "dropped_for_overlap": td.overlaps,
         "pair_rows": len(dataset),
         "batches_per_epoch": len(probe),
         "global_steps": global_step,

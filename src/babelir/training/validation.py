@@ -71,23 +71,40 @@ def _indices(selection: ArticleSelection, n_articles: int) -> list[int]:
 
 
 def split_items(data: ParallelQA, val: str) -> tuple[ParallelQA, ParallelQA | None]:
-    """The same for item-level data (JSONL, mMARCO): every 10th item by sorted id."""
+    """The same for item-level data (JSONL, mMARCO, SQuAD-format sources).
+
+    Items that carry their article (``group``: SQuAD-format sources) are held out by
+    whole articles, every 10th by sorted name, so no validation question asks about a
+    paragraph seen in training; items without one (JSONL, mMARCO) every 10th by sorted id.
+    """
     if val == "none":
         return data, None
     if val != "auto":
         raise ConfigError(
             "val_articles: an explicit selection needs LAReQA-format data (articles); "
-            "use 'auto' or 'none' for JSONL or mMARCO"
+            "use 'auto' or 'none' for JSONL, mMARCO or SQuAD-format sources"
         )
-    ids = sorted(item.id for item in data.items)
-    if len(ids) < 2 * VAL_EVERY:
-        raise ConfigError(
-            f"val_articles: 'auto' needs at least {2 * VAL_EVERY} items, got {len(ids)}; "
-            "set val_articles to 'none'"
-        )
-    held = set(ids[VAL_EVERY // 2 :: VAL_EVERY])
-    train = [it for it in data.items if it.id not in held]
-    val = [it for it in data.items if it.id in held]
+    if any(item.group is not None for item in data.items):
+        groups = sorted({item.group or item.id for item in data.items})
+        if len(groups) < 2:
+            raise ConfigError(
+                "val_articles: 'auto' needs at least 2 training articles, got 1; "
+                "set val_articles to 'none'"
+            )
+        step = min(VAL_EVERY, len(groups))
+        held = set(groups[step // 2 :: step])
+        key = [item.group or item.id for item in data.items]
+    else:
+        ids = sorted(item.id for item in data.items)
+        if len(ids) < 2 * VAL_EVERY:
+            raise ConfigError(
+                f"val_articles: 'auto' needs at least {2 * VAL_EVERY} items, got {len(ids)}; "
+                "set val_articles to 'none'"
+            )
+        held = set(ids[VAL_EVERY // 2 :: VAL_EVERY])
+        key = [item.id for item in data.items]
+    train = [it for it, k in zip(data.items, key, strict=True) if k not in held]
+    val = [it for it, k in zip(data.items, key, strict=True) if k in held]
     return ParallelQA(train, source=data.source), ParallelQA(val, source=data.source)
 
 
@@ -207,15 +224,13 @@ class ValidationSet:
         """Validation loss and mAP of ``model`` now (eval mode; its mode is restored)."""
         from babelir.encoding import encode_texts
         from babelir.evaluation.metrics import evaluate_embeddings
+        from babelir.options import EncodeOptions
 
-        enc = {
-            "batch_size": batch_size,
-            "show_progress": False,
-            "precision": precision,
-            "cache": cache,
-        }
-        q = encode_texts(model, self.question_texts, prefix=query_prefix, **enc)
-        p = encode_texts(model, self.passage_texts, prefix=passage_prefix, **enc)
+        enc = EncodeOptions(
+            batch_size=batch_size, show_progress=False, precision=precision, cache=cache
+        )
+        q = encode_texts(model, self.question_texts, prefix=query_prefix, options=enc)
+        p = encode_texts(model, self.passage_texts, prefix=passage_prefix, options=enc)
         losses = []
         for qr, pr in self.loss_batches:
             logits = scale * (q[qr].astype(np.float64) @ p[pr].astype(np.float64).T)

@@ -33,7 +33,7 @@ export, ``quantize_dynamic``), :mod:`~babelir.models.int8.session` (the ONNX Run
 session and the build's self-check against fp32), :mod:`~babelir.models.int8.store` (the
 cache: path, manifest, verification, atomic build under a lock) and
 :mod:`~babelir.models.int8.runtime` (:func:`int8_model` and the backbone module it puts
-in the returned model). :mod:`babelir.models.quantized` re-exports this API.
+in the returned model).
 """
 
 from babelir.models.int8.export import FORMAT_VERSION, cpu_int8_dot_supported, quantization_settings

@@ -19,6 +19,7 @@ from babelir.errors import ConfigError, ModelError
 from babelir.models.int8.export import quantization_settings
 from babelir.models.int8.session import open_session
 from babelir.models.int8.store import ONNX_FILE, ensure_build, int8_path
+from babelir.models.loading import load_model, memo_fingerprint, model_fingerprint
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -123,9 +124,6 @@ def int8_model(
     """
     _require_runtime()
     from sentence_transformers import SentenceTransformer
-
-    from babelir.encoding import memo_fingerprint
-    from babelir.models.loading import load_model, model_fingerprint
 
     owned = not isinstance(name_or_path_or_model, SentenceTransformer)
     if owned:

@@ -1,0 +1,59 @@
+"""What a report computes from its input: :class:`Analysis` and :func:`analyse`.
+
+Its own module so that both the renderer (:mod:`babelir.reporting.markdown`) and the
+writer (:mod:`babelir.reporting.report`) import it from below: neither imports the other
+for the type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from babelir.evaluation.measures import measure
+from babelir.reporting.analysis import aggregate, paired_tests, pairwise_verdict, seed_tests
+from babelir.reporting.claims import claim_sentence, evaluate_claims, plain_rows
+from babelir.reporting.debias_verdict import debias_effects, debias_sentences
+from babelir.reporting.schema import ReportInput
+
+
+@dataclass
+class Analysis:
+    """What the report computed from its input (everything results.json adds)."""
+
+    reference_labels: list[str]
+    cells: dict[str, dict[str, dict[str, Any]]]
+    tests: list[dict[str, Any]]
+    seed_tests: list[dict[str, Any]]
+    claims: list[dict[str, Any]]
+    pairwise: list[str]
+    debias: list[dict[str, Any]]
+
+    def verdict_lines(self) -> list[str]:
+        """Claim sentences, post-hoc debiasing lines, then the per-query lines."""
+        claims = [claim_sentence(v, measure(v["measure"])) for v in self.claims]
+        return claims + debias_sentences(self.debias) + self.pairwise
+
+
+def analyse(inp: ReportInput) -> Analysis:
+    """Cells over seeds, per-query and seed-level tests, and the verdict on the claims."""
+    # plain rows of the reference strategy; post-hoc rows (e.g. "hybrid+lsar") are "others"
+    reference = [lab for lab in plain_rows(inp.reference, inp.runs) if lab in inp.display_labels()]
+    tests = paired_tests(
+        inp.evaluations,
+        reference,
+        permutations=inp.permutations,
+        bootstrap=inp.bootstrap,
+        level=inp.level,
+    )
+    return Analysis(
+        reference_labels=reference,
+        cells=aggregate(inp.evaluations, inp.level),
+        tests=tests,
+        seed_tests=seed_tests(inp.evaluations, reference, inp.level),
+        claims=evaluate_claims(
+            inp.evaluations, inp.runs, margin=inp.margin, bootstrap=inp.bootstrap, level=inp.level
+        ),
+        pairwise=pairwise_verdict(tests),
+        debias=debias_effects(inp.evaluations, bootstrap=inp.bootstrap, level=inp.level),
+    )

@@ -1,0 +1,387 @@
+"""Training data from several sources in one run: ``LANG:PATH`` specs, linking, leak checks.
+
+The paper trains zero-shot: English QA sets and their machine translations (which keep
+SQuAD's question ids) plus native monolingual sets, never the benchmark's own data. Here
+a run's training side is a list of :class:`SourceSpec`:
+
+* ``en:training/squad-v1.1-train-en/first10-articles.json`` - a SQuAD v1.1 file (plain,
+  ``.gz`` or a zip of JSONL) in one language; a SQuAD file carries no language, so it
+  needs the ``LANG:`` prefix.
+* ``xquad-r``, a LAReQA folder, a JSONL file or an mMARCO folder - today's forms; a
+  ``LANG:`` prefix keeps only that language of them.
+
+Items are linked across sources by id: a question present in two or more languages
+gives x-y pairs, and every item feeds the same-language pools, so a native monolingual
+set (ARCD, CMRC 2018, iapp) feeds monolingual batches only. Relative paths are tried
+against the working directory, then the data dir.
+
+Before training, :func:`check_leaks` compares every item with every benchmark of the
+run by question id and by normalised question and passage text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from babelir.data.types import ParallelItem, ParallelQA
+from babelir.errors import ConfigError, DataError
+
+_LANG_PREFIX = re.compile(r"^([a-z]{2,3}(?:-[A-Za-z0-9]{2,8})?):(?!//)(.+)$")
+#: Passages shorter than this are not compared by text (a "Yes." sentence is no leak).
+MIN_LEAK_TEXT = 25
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One training source: a path or dataset name, its language, and its weight.
+
+    ``weight`` in (0, 1] is the share of the source's questions kept, chosen by a hash
+    of the question id (so sources that share ids keep the same questions).
+    """
+
+    path: str
+    lang: str | None = None
+    weight: float = 1.0
+
+    @classmethod
+    def parse(cls, value: str | dict[str, Any] | SourceSpec) -> SourceSpec:
+        """``"en:path"``, ``"xquad-r"``, or a mapping ``{path, lang?, weight?}``."""
+        if isinstance(value, SourceSpec):
+            return value
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - {"path", "lang", "weight"})
+            if unknown:
+                raise ConfigError(
+                    f"train.data: unknown key '{unknown[0]}' in {value!r} (valid: path, lang, "
+                    "weight)"
+                )
+            if not isinstance(value.get("path"), str) or not value["path"].strip():
+                raise ConfigError(f"train.data: entry {value!r} needs a 'path' string")
+            lang = value.get("lang")
+            if lang is not None and (not isinstance(lang, str) or not lang.strip()):
+                raise ConfigError(f"train.data: 'lang' must be a language code in {value!r}")
+            weight = value.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, int | float):
+                raise ConfigError(f"train.data: 'weight' must be a number in {value!r}")
+            spec = cls(value["path"].strip(), lang.strip() if lang else None, float(weight))
+        elif isinstance(value, str):
+            text = value.strip()
+            m = _LANG_PREFIX.match(text)
+            spec = cls(m.group(2), m.group(1)) if m else cls(text)
+        else:
+            raise ConfigError(f"train.data: cannot read a source from {value!r}")
+        if not 0 < spec.weight <= 1:
+            raise ConfigError(f"train.data: weight of {spec.label}: {spec.weight} not in (0, 1]")
+        return spec
+
+    @property
+    def file(self) -> str:
+        """The path without a ``.zip:MEMBER`` suffix: what must exist on disk."""
+        head, sep, member = self.path.rpartition(".zip:")
+        return head + ".zip" if sep and member else self.path
+
+    @property
+    def label(self) -> str:
+        text = f"{self.lang}:{self.path}" if self.lang else self.path
+        return text if self.weight == 1.0 else f"{text}@{self.weight:g}"
+
+
+def parse_sources(value: str | Sequence[Any] | None) -> list[SourceSpec]:
+    """The run's sources from a CLI/YAML value (one spec or a list of them)."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str | dict) else list(value)
+    specs = [SourceSpec.parse(v) for v in items]
+    seen: dict[tuple[str, str | None], None] = {}
+    for s in specs:
+        key = (s.path, s.lang)
+        if key in seen:
+            raise ConfigError(f"train.data: source {s.label} given twice")
+        seen[key] = None
+    return specs
+
+
+def is_multi_source(value: Any) -> bool:
+    """True when a ``train_data`` value needs this module (a list, or a ``LANG:`` spec)."""
+    if isinstance(value, str):
+        return bool(_LANG_PREFIX.match(value.strip()))
+    return value is not None
+
+
+def resolve_path(path: str, data_dir: Path) -> Path | None:
+    """An existing file or folder: as given, else under the data dir; None if neither."""
+    p = Path(path).expanduser()
+    if p.exists():
+        return p
+    q = data_dir / path
+    return q if q.exists() else None
+
+
+def _is_squad(path: Path) -> bool:
+    """SQuAD v1.1 JSON (a ``data`` list), possibly gzipped, or a zip of JSONL."""
+    import gzip
+
+    name = path.name.lower()
+    if name.endswith(".zip") or ".zip:" in name:
+        return True
+    if path.is_dir() or name.endswith((".jsonl", ".jsonl.gz")):
+        return False
+    opener = gzip.open if name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4096).decode("utf-8", errors="replace")
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    return bool(re.match(r'\s*\{\s*"(data|version)"\s*:', head))
+
+
+def fingerprint(path: Path) -> str:
+    """SHA-256 of a source's bytes (a folder: of its files' names and bytes), for cache keys."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in files:
+        h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode() + b"\0")
+        with open(p, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _keep(item_id: str, weight: float) -> bool:
+    if weight >= 1.0:
+        return True
+    digest = hashlib.blake2b(item_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < weight
+
+
+@dataclass
+class SourceRecord:
+    """What one source gave: for the run record (``babelir-train.json``)."""
+
+    label: str
+    path: str
+    lang: str | None
+    weight: float
+    sha256: str | None
+    items: int
+    linked: int = 0  # items whose id another source also has (translations)
+    squad: dict[str, Any] | None = None  # the SQuAD loader's per-case counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class MultiSource:
+    data: ParallelQA
+    records: list[SourceRecord] = field(default_factory=list)
+
+    @property
+    def languages(self) -> list[str]:
+        """The training languages: those of the sources (their explicit ``LANG:``)."""
+        return self.data.languages
+
+
+def load_one(
+    spec: SourceSpec,
+    data_dir: Path,
+    *,
+    passage: str = "sentence",
+    max_triples: int = 100_000,
+    on_missing: str = "paragraph",
+) -> tuple[ParallelQA, dict[str, Any] | None, Path | None]:
+    """One source's items (and SQuAD counts); ``LANG:`` keeps that language only."""
+    from babelir.data.parallel import load_parallel
+
+    path = resolve_path(spec.file, data_dir)
+    if path is not None and path.is_file() and _is_squad(path):
+        from babelir.data.squad import load_squad
+
+        if spec.lang is None:
+            raise ConfigError(
+                f"--train-data {spec.path}: a SQuAD-format file carries no language; give it "
+                f"as LANG:PATH (e.g. en:{spec.path})"
+            )
+        target = str(path) + spec.path[len(spec.file) :]  # keeps a ``:MEMBER`` suffix
+        data, stats = load_squad(
+            target, spec.lang, passage=passage, on_missing=on_missing  # type: ignore[arg-type]
+        )
+        return data, dict(stats), path
+    if path is None and not _is_dataset_name(spec.path, data_dir):
+        raise DataError(
+            f"--train-data {spec.label}: no such file or folder (tried {Path(spec.path)} "
+            f"and {data_dir / spec.path})"
+        )
+    data = load_parallel(
+        str(path) if path is not None else spec.path,
+        data_dir,
+        languages=[spec.lang] if spec.lang else None,
+        passage=passage,  # type: ignore[arg-type]
+        max_triples=max_triples,
+    )
+    return data, None, path
+
+
+def _is_dataset_name(name: str, data_dir: Path) -> bool:
+    """A name the loaders resolve themselves (``xquad-r``, ``mmarco``)."""
+    from babelir.data.lareqa import resolve_benchmark_dir
+
+    if name == "mmarco":
+        return True
+    try:
+        resolve_benchmark_dir(name, data_dir)
+    except (ConfigError, DataError):
+        return False
+    return True
+
+
+def load_sources(
+    specs: Sequence[SourceSpec],
+    data_dir: Path,
+    *,
+    passage: str = "sentence",
+    max_triples: int = 100_000,
+    on_missing: str = "paragraph",
+    fingerprints: bool = True,
+) -> MultiSource:
+    """Load and link every source by question id (see the module docstring).
+
+    The same (id, language) from two sources is refused: it would be one question twice.
+    """
+    if not specs:
+        raise ConfigError("train.data: no training source given")
+    items: dict[str, ParallelItem] = {}
+    owner: dict[tuple[str, str], str] = {}
+    records: list[SourceRecord] = []
+    for spec in specs:
+        data, stats, path = load_one(
+            spec, data_dir, passage=passage, max_triples=max_triples, on_missing=on_missing
+        )
+        kept = [it for it in data.items if _keep(it.id, spec.weight)]
+        if not kept:
+            raise DataError(f"--train-data {spec.label}: no training items")
+        linked = 0
+        for it in kept:
+            merged = items.get(it.id)
+            if merged is None:
+                merged = items[it.id] = ParallelItem(it.id, {}, group=it.group)
+            else:
+                linked += 1
+                if merged.group is None:
+                    merged.group = it.group
+            for lang, side in it.sides.items():
+                other = owner.get((it.id, lang))
+                if other is not None:
+                    raise DataError(
+                        f"--train-data: question {it.id} in '{lang}' comes from both {other} "
+                        f"and {spec.label}; give each language of an item once"
+                    )
+                owner[(it.id, lang)] = spec.label
+                merged.sides[lang] = side
+        sha = fingerprint(path) if fingerprints and path is not None else None
+        records.append(
+            SourceRecord(spec.label, spec.path, spec.lang, spec.weight, sha, len(kept), linked,
+                         stats)
+        )
+    label = " + ".join(s.label for s in specs)
+    return MultiSource(ParallelQA(list(items.values()), source=label), records)
+
+
+# --------------------------------------------------------------------------- leak checks
+
+
+def normalise(text: str) -> str:
+    """NFKC, case-folded, punctuation and whitespace collapsed: translations of the same
+    file often differ only in spacing and quotes."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = "".join(" " if unicodedata.category(c)[0] in "PSZ" else c for c in text)
+    return " ".join(text.split())
+
+
+@dataclass
+class Overlap:
+    """Items of the training side found in a benchmark, by how they were found."""
+
+    benchmark: str
+    by_id: set[str] = field(default_factory=set)
+    by_question: set[str] = field(default_factory=set)
+    by_passage: set[str] = field(default_factory=set)
+
+    @property
+    def items(self) -> set[str]:
+        return self.by_id | self.by_question | self.by_passage
+
+    def describe(self) -> str:
+        parts = [
+            f"{len(s)} by {what}"
+            for what, s in (("id", self.by_id), ("question text", self.by_question),
+                            ("passage text", self.by_passage))
+            if s
+        ]
+        example = sorted(self.items)[:3]
+        return f"{self.benchmark}: {len(self.items)} items ({', '.join(parts)}; e.g. {example})"
+
+
+@dataclass(frozen=True)
+class BenchmarkTexts:
+    """What a benchmark holds that training must not: ids, questions, passages."""
+
+    name: str
+    ids: frozenset[str]
+    questions: frozenset[str]
+    passages: frozenset[str]  # normalised sentences and paragraph contexts
+
+    @classmethod
+    def from_benchmark(cls, name: str, benchmark: Any) -> BenchmarkTexts:
+        """From a loaded :class:`babelir.data.lareqa.Benchmark`."""
+        ps = {normalise(t) for t in benchmark.candidate_sentences}
+        ps.update(normalise(t) for t in benchmark.candidate_contexts)
+        return cls(
+            name,
+            frozenset(benchmark.question_ids),
+            frozenset(normalise(q) for q in benchmark.question_texts),
+            frozenset(p for p in ps if len(p) >= MIN_LEAK_TEXT),
+        )
+
+
+def find_overlap(data: ParallelQA, bench: BenchmarkTexts) -> Overlap:
+    out = Overlap(bench.name)
+    for it in data.items:
+        if it.id in bench.ids:
+            out.by_id.add(it.id)
+        for side in it.sides.values():
+            if normalise(side.query) in bench.questions:
+                out.by_question.add(it.id)
+            p = normalise(side.positive)
+            if len(p) >= MIN_LEAK_TEXT and p in bench.passages:
+                out.by_passage.add(it.id)
+    return out
+
+
+def check_leaks(
+    data: ParallelQA, benchmarks: Iterable[BenchmarkTexts], *, drop: bool = False
+) -> tuple[ParallelQA, list[Overlap]]:
+    """Refuse training items found in a benchmark, or (``drop``) remove them.
+
+    Returns the (possibly reduced) data and the overlaps found, for the run record.
+    """
+    overlaps = [o for o in (find_overlap(data, b) for b in benchmarks) if o.items]
+    if not overlaps:
+        return data, []
+    if not drop:
+        raise DataError(
+            "training data overlaps an evaluation benchmark: "
+            + "; ".join(o.describe() for o in overlaps)
+            + " (use --drop-overlap to train without those items)"
+        )
+    bad = set().union(*(o.items for o in overlaps))
+    kept = [it for it in data.items if it.id not in bad]
+    if not kept:
+        raise DataError("every training item overlaps an evaluation benchmark")
+    return ParallelQA(kept, source=data.source), overlaps
