@@ -409,7 +409,7 @@ def compare_paper_lite(args: argparse.Namespace, budget: Budget) -> None:
 def dry_run_setup(args: argparse.Namespace, tmp: Path) -> None:
     """The tiny random test model and a slice of the data: same code paths, in seconds."""
     sys.path.insert(0, str(REPO / "tests"))
-    from tiny_model import make_tiny_model
+    from testkit.tiny_model import make_tiny_model
 
     from babelir.data.lareqa import load_benchmark
 

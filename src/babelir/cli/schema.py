@@ -44,7 +44,13 @@ def schema_parameters(cls: type, names: Iterable[str]) -> list[inspect.Parameter
         if _cli_type(o) is bool:
             flag = o.cli_name.removeprefix("--")
             decls = [f"--{flag}/--no-{flag}", *decls[1:]]
-        ann = Annotated[_cli_type(o), typer.Option(*decls, help=o.help_text())]
+        if o.repeat:  # typer shows no default for a list: say it, and name the value
+            option = typer.Option(
+                *decls, metavar="TEXT", help=f"{o.help_text()} (default: {o.default})"
+            )
+        else:
+            option = typer.Option(*decls, help=o.help_text())
+        ann = Annotated[_cli_type(o), option]
         default = None if o.repeat else o.default
         if o.is_list and default is not None:
             default = ",".join(default)

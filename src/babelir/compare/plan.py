@@ -187,9 +187,9 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
     facts["sources"] = first.sources
     facts["dropped_for_overlap"] = len(first.overlaps or [])
     train_dir = None
-    if not Path(str(first.data.source)).is_file():
+    train_data = cfg.train_config(StrategySpec("x-y"), 0).train_data
+    if isinstance(train_data, str) and not Path(str(first.data.source)).is_file():
         try:
-            train_data = cfg.train_config(StrategySpec("x-y"), 0).train_data
             train_dir = resolve_benchmark_dir(train_data, root)[1]
         except BabelirError:
             train_dir = None
@@ -199,7 +199,9 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
         except DataError as e:
             raise ConfigError(f"benchmarks[{i}]: {e}") from None
         folder = benchmark_dir(spec, root)
-        if train_dir is not None and folder.resolve() == Path(train_dir).resolve():
+        same = train_dir is not None and folder.resolve() == Path(train_dir).resolve()
+        facts.setdefault("regime", {})[spec.title()] = "in-domain" if same else "zero-shot"
+        if same:
             where = f"train.articles vs benchmarks[{i}].articles"
             check_disjoint(first.data.ids, bench.question_ids, where)
             if first.val is not None:

@@ -99,6 +99,21 @@ def _setup_lines(inp: ReportInput) -> list[str]:
             + ".",
             "",
         ]
+    regime = facts.get("regime") or {}
+    inside = sorted(k for k, v in regime.items() if v == "in-domain")
+    if inside:
+        out += [
+            f"In-domain: {', '.join(inside)} evaluates other articles of the training "
+            "dataset, so these numbers do not measure zero-shot transfer (the paper's "
+            "setting; see the zero-shot profile).",
+            "",
+        ]
+    elif regime:
+        out += [
+            "Zero-shot: no benchmark is the training dataset, and no training or validation "
+            "item is in a benchmark (checked by question id and normalised text).",
+            "",
+        ]
     return out
 
 

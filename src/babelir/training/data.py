@@ -55,6 +55,20 @@ def _is_item_data(source: str) -> bool:
     return source == "mmarco" or path.is_file() or (path.is_dir() and MMarco.detect(path))
 
 
+def _split_items(
+    data: ParallelQA, cfg: TrainConfig
+) -> tuple[ParallelQA, ParallelQA | None, str | None]:
+    """(training, validation, why there is none): 'auto' may find too little data to
+    split when nothing is selected on it; then training goes on without validation."""
+    try:
+        train, val = split_items(data, cfg.val_articles)
+    except ConfigError as e:
+        if cfg.val_articles != "auto" or cfg.select != "last":
+            raise
+        return data, None, str(e)
+    return train, val, None
+
+
 def build_training_data(cfg: TrainConfig) -> TrainingData:
     """Load the parallel data, carve out the validation split, build the pair table.
 
@@ -102,12 +116,7 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
         default = [x for x in PAPER_TRAIN_LANGUAGES if x in data.languages]
         data = data.select_languages(default or data.languages)
     if _is_item_data(source):
-        try:
-            data, val_data = split_items(data, cfg.val_articles)
-        except ConfigError as e:
-            if cfg.val_articles != "auto" or cfg.select != "last":
-                raise
-            note = str(e)
+        data, val_data, note = _split_items(data, cfg)
     if val_data is not None:
         val_data = val_data.select_languages(data.languages)
         check_disjoint(data.ids, val_data.ids, "training vs validation items")
@@ -193,14 +202,8 @@ def _multi_source_data(cfg: TrainConfig, data_dir: Path) -> TrainingData:
         for o in overlaps:
             log.warning("dropped %s", o.describe())
             dropped.extend(sorted(o.items))
-    note = None
-    val: ParallelQA | None = None
-    try:
-        data, val = split_items(data, cfg.val_articles)
-    except ConfigError as e:
-        if cfg.val_articles != "auto" or cfg.select != "last":
-            raise
-        note = str(e)
+    data, val, note = _split_items(data, cfg)
+    if note:
         log.warning("no validation split: %s", note)
     cross = get_strategy(cfg.strategy).needs_cross_pairs(cfg.alpha)
     table = pair_table(data, cross=cross, hard_negatives=cfg.hard_negatives, seed=cfg.seed)

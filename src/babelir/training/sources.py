@@ -216,7 +216,7 @@ def load_one(
     if path is None and not _is_dataset_name(spec.path, data_dir):
         raise DataError(
             f"--train-data {spec.label}: no such file or folder (tried {Path(spec.path)} "
-            f"and {data_dir / spec.path})"
+            f"and {data_dir / spec.path}){_fetch_hint(spec.file)}"
         )
     data = load_parallel(
         str(path) if path is not None else spec.path,
@@ -226,6 +226,16 @@ def load_one(
         max_triples=max_triples,
     )
     return data, None, path
+
+
+def _fetch_hint(path: str) -> str:
+    """'; fetch it with ...' when ``path`` is a file of a registered dataset."""
+    from babelir.data.registry import datasets
+
+    for d in datasets().values():
+        if any(f.path == path for f in d.files):
+            return f"; fetch it with `babelir data fetch {d.name}`"
+    return ""
 
 
 def _is_dataset_name(name: str, data_dir: Path) -> bool:

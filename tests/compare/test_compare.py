@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from sklearn.metrics import average_precision_score
-from tiny_model import make_tiny_model
+from testkit.cli import call
+from testkit.tiny_model import make_tiny_model
 
 from babelir.compare import PROFILES, describe, load_config, prepare, run_compare, validate
 from babelir.compare.config import CompareConfig
 from babelir.data.lareqa import load_benchmark
 from babelir.data.parallel import from_lareqa
-from babelir.errors import ConfigError
+from babelir.errors import BabelirError, ConfigError
 from babelir.reporting.analysis import outcome
 from babelir.reporting.stats import holm, mean_ci, paired_permutation_test
 from babelir.strategies import StrategySpec
@@ -199,6 +201,12 @@ def test_every_shipped_profile_validates_and_plans(profile, tmp_path, shared_dat
     monkeypatch.setattr(plan_mod, "base_identity", lambda model: "test-base")  # no model build
     cfg, _ = load_config(profile=profile)
     cfg.data_dir = str(shared_data_dir)
+    if profile.startswith("paper") and not (
+        shared_data_dir / "training" / "squad-v1.1-train-full"
+    ).is_dir():
+        with pytest.raises(BabelirError, match="babelir data fetch"):
+            prepare(cfg, tmp_path / "out")  # the fetched paper-regime data is absent here
+        return
     plan, facts = prepare(cfg, tmp_path / "out")
     lines = describe(plan, facts)
     assert len(plan.train_jobs) == len(cfg.seeds) * len(cfg.variants())
@@ -293,20 +301,75 @@ def test_one_alpha_range_check_everywhere():
     assert StrategySpec("hybrid").alpha == 0.5 == TrainConfig().alpha
 
 
-def test_cli_dry_run_exits_zero_for_paper_profiles(shared_data_dir, tmp_path):
+def _dry_run(profile: str, data_dir: Path, out: Path):
     import subprocess
     import sys
 
+    return subprocess.run(
+        [sys.executable, "-m", "babelir.cli.main", "compare", "--profile", profile,
+         "--dry-run", "--data-dir", str(data_dir), "--output", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_zero_shot_profile_plans_the_full_xquad_r_from_training_side_data(
+    shared_data_dir, tmp_path
+):
+    r = _dry_run("zero-shot", shared_data_dir, tmp_path / "zs")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert out.count("on xquad-r (13090 questions x 13014 candidates)") == 4  # base + 3
+    assert "training items per language: ar " in out and "th " in out
+    assert "held-out articles of the training sources" in out
+    assert "answers: exact 2110, paragraph 1176" in out  # pt: per-case counts
+    assert "WARNING" not in out  # about one epoch: no over-fitting warning
+    assert not (tmp_path / "zs").exists()
+
+
+def test_paper_profiles_name_the_fetch_when_their_data_is_absent(shared_data_dir, tmp_path):
+    """The paper regime trains on the full SQuAD-train translations, which these machines
+    cannot download; without them the dry run is one line saying what to fetch."""
+    if (shared_data_dir / "training" / "squad-v1.1-train-full").exists():
+        pytest.skip("the full SQuAD-train files are present: the dry run would succeed")
     for profile in ("paper", "paper-lite"):
-        r = subprocess.run(
-            [sys.executable, "-m", "babelir.cli.main", "compare", "--profile", profile,
-             "--dry-run", "--data-dir", str(shared_data_dir), "--output", str(tmp_path / profile)],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        assert r.returncode == 0, r.stderr[-2000:]
-        assert "train hybrid" in r.stdout and "select best-val-loss" in r.stdout
-        assert ("seed 2" in r.stdout) == (profile == "paper")
-        assert not (tmp_path / profile).exists()  # a dry run writes nothing
+        r = _dry_run(profile, shared_data_dir, tmp_path / profile)
+        assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+        assert "babelir data fetch " in r.stderr  # mlqa-r or squad-train-LANG
+        assert "Traceback" not in r.stderr
+        assert not (tmp_path / profile).exists()
+
+
+def test_dry_run_warns_past_ten_epochs(shared_data_dir, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "name: long\nseeds: [0]\nstrategies: [x-y, hybrid]\n"
+        "train: {data: xquad-r, languages: [en, de], articles: '1-3', batch_size: 8, "
+        "max_steps: 400, val_articles: none}\n"
+        "benchmarks: [{name: xquad-r, languages: [en, de], articles: '0'}]\n",
+        "utf-8",
+    )
+    code, out, err = call(capsys, "compare", "--config", str(cfg), "--dry-run", "--data-dir",
+                          str(shared_data_dir), "--output", str(tmp_path / "o"))  # fmt: skip
+    assert code == 0, out + err
+    assert re.search(r"WARNING: (x-y|hybrid) makes \d+ passes over its \d+ pair rows", out), out
+
+
+def test_dry_run_refuses_a_training_source_that_overlaps_a_benchmark(shared_data_dir, tmp_path,
+                                                                     capsys):
+    """XQuAD's English file is SQuAD dev, the questions XQuAD-R is built from: a leak."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "name: leak\nseeds: [0]\nstrategies: [hybrid]\n"
+        "train: {data: ['en:training/squad-v1.1-train-en/first10-articles.json', "
+        "'de:xquad/xquad.de.json'], batch_size: 8, max_steps: 2}\n"
+        "benchmarks: [{name: xquad-r, languages: [en, de]}]\n",
+        "utf-8",
+    )
+    code, _, err = call(capsys, "compare", "--config", str(cfg), "--dry-run", "--data-dir",
+                        str(shared_data_dir), "--output", str(tmp_path / "o"))  # fmt: skip
+    assert code == 2, err
+    assert "overlaps an evaluation benchmark: xquad-r: 1190 items" in err
+    assert "by id" in err and "by question text" in err and "--drop-overlap" in err
 
 
 def test_stats_hand_computed():

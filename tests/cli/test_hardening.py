@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import call
+from testkit.cli import call
 
 from babelir.data.lareqa import load_benchmark
 from babelir.data.parallel import from_jsonl
@@ -36,7 +36,7 @@ from babelir.evaluation.lareqa import (
 from babelir.io import atomic_dir, write_text
 from babelir.options import EncodeOptions
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LANGS = ("en", "de")
 
 
@@ -290,7 +290,7 @@ def test_language_file_that_is_a_folder(capsys, tmp_path) -> None:
 
 
 def _tiny_model_dir(tmp_path: Path) -> Path:
-    from tiny_model import make_tiny_model
+    from testkit.tiny_model import make_tiny_model
 
     folder = tmp_path / "model"
     make_tiny_model(tmp_path / "build", ["hello world", "hallo welt"] * 10).save(str(folder))
@@ -433,7 +433,7 @@ def test_atomic_writes_respect_the_umask(tmp_path: Path) -> None:
 
 
 def test_saved_model_folder_is_readable_by_the_group(tmp_path: Path) -> None:
-    from tiny_model import make_tiny_model
+    from testkit.tiny_model import make_tiny_model
 
     model = make_tiny_model(tmp_path / "build", ["hello world", "hallo welt"] * 10)
     old = os.umask(0o022)

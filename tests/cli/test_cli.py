@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
-from cli_helpers import call
 from sklearn.metrics import average_precision_score
-from tiny_model import make_tiny_model
+from testkit.cli import call
+from testkit.tiny_model import make_tiny_model
 
 from babelir.data.parallel import from_lareqa
 

@@ -41,7 +41,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory):  # -> SentenceTransformer
-    from tiny_model import make_tiny_model
+    from testkit.tiny_model import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny"), TEXTS * 3)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 from sentence_transformers import SentenceTransformer
-from tiny_model import make_tiny_model
+from testkit.tiny_model import make_tiny_model
 
 from babelir.data.parallel import from_jsonl, from_lareqa, pair_table
 from babelir.errors import BabelirError, ConfigError, DataError
@@ -208,8 +208,8 @@ def test_jsonl_training_data(tmp_path):
 
 def test_torchrun_two_ranks_share_batch_type_with_disjoint_ids(tmp_path, tiny_dir, fixture_dir):
     """DDP on CPU (gloo): at every step both ranks train on the same batch type."""
-    script = Path(__file__).with_name("ddp_train_script.py")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+    script = Path(__file__).parents[1] / "testkit" / "ddp_train_script.py"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,
         "-m",
@@ -271,7 +271,7 @@ def test_real_model_few_steps_on_real_training_articles(tmp_path, shared_data_di
 
 def _train_cli(args: list[str], crash: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CRASH": crash or ""}
-    script = Path(__file__).with_name("crash_train_script.py")
+    script = Path(__file__).parents[1] / "testkit" / "crash_train_script.py"
     return subprocess.run(
         [sys.executable, str(script), "train", *args], capture_output=True, text=True,
         env=env, timeout=600,

@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 import pytest
-from cli_helpers import call
-from tiny_model import make_tiny_model
+from testkit.cli import call
+from testkit.tiny_model import make_tiny_model
 
 from babelir.debias import (
     METHODS,

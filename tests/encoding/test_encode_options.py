@@ -13,8 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from cli_helpers import call
-from tiny_model import make_tiny_model
+from testkit.cli import call
+from testkit.tiny_model import make_tiny_model
 
 from babelir import encoding
 from babelir.errors import ConfigError

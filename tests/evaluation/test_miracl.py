@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytrec_eval
-from tiny_model import make_tiny_model
+from testkit.tiny_model import make_tiny_model
 
 from babelir.cli.miracl import evaluate_miracl_cli
 from babelir.data.miracl import (

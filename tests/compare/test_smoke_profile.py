@@ -42,6 +42,8 @@ def test_compare_smoke_profile_cli(tmp_path, shared_data_dir, real_model_path):
     report = (out / "report.md").read_text()
     for row in ("| base |", "| x-x-mono |", "| x-y |", "| hybrid |", "| hybrid+lsar |"):
         assert row in report
+    # smoke trains on XQuAD-R articles and evaluates another: labelled in-domain
+    assert "In-domain: xquad-r" in report and "Zero-shot:" not in report
     results = json.loads((out / "results.json").read_text())
     assert results["name"] == "smoke"
     assert len(results["evaluations"]) == 8  # base + 3 trained, each also +lsar

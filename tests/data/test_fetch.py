@@ -37,7 +37,7 @@ from babelir.errors import DataError, NetworkError
 
 SHARED = Path(
     os.environ.get("BABELIR_DATA_DIR")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    or Path(__file__).resolve().parents[2].parent / "shared" / "data"
 )
 pytestmark = pytest.mark.skipif(
     not (SHARED / "xquad-r").is_dir(), reason=f"shared data not found at {SHARED}"

@@ -420,7 +420,7 @@ def test_plugs_into_sentence_transformer_trainer(tmp_path) -> None:
         SentenceTransformerTrainingArguments,
     )
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from tiny_model import make_tiny_model
+    from testkit.tiny_model import make_tiny_model
 
     table = Dataset.from_dict(make_table(24, ("en", "de"), negatives=True))
     model = make_tiny_model(tmp_path, table["query"][:] + table["positive"][:])

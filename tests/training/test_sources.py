@@ -147,3 +147,84 @@ def test_short_passages_are_not_compared_by_text():
     data = ParallelQA([ParallelItem("a", {"en": Side("q", "Yes.")})])
     kept, overlaps = check_leaks(data, [_bench([], [], ["yes"])])
     assert overlaps == [] and len(kept.items) == 1
+
+
+# --------------------------------------------------------------------------- real data
+
+EN = "en:training/squad-v1.1-train-en/first10-articles.json"
+PT = "pt:training/squad-v1.1-train-pt/sample-v1.1-pt.json"
+AR = "ar:training/arcd/arcd.json"
+
+
+@pytest.fixture(scope="module")
+def zero_shot_data(shared_data_dir):
+    from babelir.training.config import TrainConfig
+    from babelir.training.data import build_training_data
+
+    if not (shared_data_dir / "training" / "arcd").is_dir():
+        pytest.skip("babelir input missing: training/ slices not in the data dir")
+    cfg = TrainConfig(
+        train_data=[EN, PT, AR], data_dir=str(shared_data_dir), strategy="hybrid",
+        disjoint_from=["xquad-r"], batch_size=16,
+    )
+    return build_training_data(cfg), cfg
+
+
+def test_validation_comes_from_held_out_training_articles_never_a_benchmark(
+    zero_shot_data, shared_data_dir
+):
+    from babelir.data.lareqa import load_benchmark
+
+    td, _ = zero_shot_data
+    val_ids = set(td.val.ids)
+    train_ids = set(td.data.ids)
+    assert val_ids and not val_ids & train_ids
+    # whole articles: no article has questions on both sides
+    val_groups = {it.group for it in td.val.items}
+    assert val_groups and not val_groups & {it.group for it in td.data.items}
+    # every validation item is a training-source item, none is a benchmark question
+    sources = load_sources(parse_sources([EN, PT, AR]), shared_data_dir).data
+    assert val_ids <= set(sources.ids)
+    bench = load_benchmark("xquad-r", shared_data_dir)
+    assert not val_ids & set(bench.question_ids)
+    assert not train_ids & set(bench.question_ids)
+    record = td.validation_record()
+    assert record["held_out_articles"] == sorted(val_groups)
+    assert [s["label"] for s in td.sources] == [EN, PT, AR]
+
+
+def test_batches_pair_across_linked_sources_only_and_never_repeat_an_id(zero_shot_data):
+    """The issue's acceptance check: x-y pairs in en/pt only, mono batches in ar too."""
+    from babelir.sampling import ParallelBatchSampler
+
+    td, _ = zero_shot_data
+    sampler = ParallelBatchSampler(
+        td.table, batch_size=16, strategy="hybrid", alpha=0.5, num_replicas=1, seed=0
+    )
+    kinds: dict[str, set[str]] = {"mono": set(), "cross": set()}
+    for k, batch in zip(range(80), sampler.iter_batches(), strict=False):
+        rows = [sampler.row_info(r) for r in batch.rows]
+        ids = [r["id"] for r in rows]
+        assert len(ids) == len(set(ids)), f"batch {k} repeats an id"
+        langs = {(r["query_lang"], r["passage_lang"]) for r in rows}
+        if batch.type == "mono":
+            assert len({q for q, _ in langs}) == 1 and all(q == p for q, p in langs)
+        else:
+            assert all(q != p for q, p in langs)
+        kinds[batch.type].update(lang for pair in langs for lang in pair)
+    assert kinds["cross"] == {"en", "pt"}
+    assert kinds["mono"] == {"ar", "en", "pt"}
+
+
+def test_an_overlapping_source_is_refused_or_dropped_with_its_count(shared_data_dir):
+    """XQuAD's German file is SQuAD dev translated: the questions of XQuAD-R."""
+    from babelir.training.config import TrainConfig
+    from babelir.training.data import build_training_data
+
+    leak = ["de:xquad/xquad.de.json", AR]
+    cfg = dict(train_data=leak, data_dir=str(shared_data_dir), disjoint_from=["xquad-r"],
+               val_articles="none")  # fmt: skip
+    with pytest.raises(DataError, match=r"overlaps an evaluation benchmark: xquad-r: 1190 items"):
+        build_training_data(TrainConfig(**cfg))
+    td = build_training_data(TrainConfig(**cfg, drop_overlap=True))
+    assert td.data.languages == ["ar"] and len(td.overlaps) == 1190

@@ -50,12 +50,12 @@ TEXTS = [
     "mountains",
     "the valley is green",
 ]
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory):  # -> SentenceTransformer
-    from tiny_model import make_tiny_model
+    from testkit.tiny_model import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny"), TEXTS * 3)
 
@@ -355,7 +355,7 @@ def test_trainer_runs_with_lean_step(tmp_path: Path) -> None:
     from sentence_transformers.sentence_transformer.training_args import (
         SentenceTransformerTrainingArguments,
     )
-    from tiny_model import make_tiny_model
+    from testkit.tiny_model import make_tiny_model
 
     tiny = make_tiny_model(tmp_path, TEXTS * 3)  # trained here: not the shared fixture
     data = Dataset.from_dict({"query": TEXTS[:8], "positive": TEXTS[2:]})

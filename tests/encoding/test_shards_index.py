@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_model import make_tiny_model
+from testkit.tiny_model import make_tiny_model
 
 from babelir.data.miracl import Passage
 from babelir.errors import ConfigError, DataError
