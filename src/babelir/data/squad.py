@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -210,6 +211,23 @@ def _jsonl_document(text: str, where: str) -> dict[str, Any]:
         paragraphs = list(article.pop("_p").values())
         data.append({**article, "paragraphs": paragraphs})
     return {"data": data}
+
+
+def is_squad_file(path: Path) -> bool:
+    """Whether ``path`` is what :func:`load_squad` reads (judged by its bytes, as it is):
+    a zip, or plain / gzipped JSON opening with a ``data`` or ``version`` key."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        if head[:4] == b"PK\x03\x04":
+            return True
+        if head[:2] == b"\x1f\x8b":
+            with gzip.open(path, "rb") as g:
+                head = g.read(4096)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    text = head.decode("utf-8", errors="replace")
+    return bool(re.match(r'\s*\{\s*"(data|version)"\s*:', text))
 
 
 def _read_document(path: Path, member: str | None) -> tuple[dict[str, Any], str]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from babelir.data.squad import is_squad_file, load_squad
 from babelir.data.types import ParallelItem, ParallelQA
 from babelir.errors import ConfigError, DataError
 
@@ -123,24 +124,6 @@ def resolve_path(path: str, data_dir: Path) -> Path | None:
     return q if q.exists() else None
 
 
-def _is_squad(path: Path) -> bool:
-    """SQuAD v1.1 JSON (a ``data`` list), possibly gzipped, or a zip of JSONL."""
-    import gzip
-
-    name = path.name.lower()
-    if name.endswith(".zip") or ".zip:" in name:
-        return True
-    if path.is_dir() or name.endswith((".jsonl", ".jsonl.gz")):
-        return False
-    opener = gzip.open if name.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            head = f.read(4096).decode("utf-8", errors="replace")
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
-    return bool(re.match(r'\s*\{\s*"(data|version)"\s*:', head))
-
-
 def fingerprint(path: Path) -> str:
     """SHA-256 of a source's bytes (a folder: of its files' names and bytes), for cache keys."""
     h = hashlib.sha256()
@@ -200,9 +183,7 @@ def load_one(
     from babelir.data.parallel import load_parallel
 
     path = resolve_path(spec.file, data_dir)
-    if path is not None and path.is_file() and _is_squad(path):
-        from babelir.data.squad import load_squad
-
+    if path is not None and path.is_file() and is_squad_file(path):
         if spec.lang is None:
             raise ConfigError(
                 f"--train-data {spec.path}: a SQuAD-format file carries no language; give it "
