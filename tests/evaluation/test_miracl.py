@@ -318,7 +318,8 @@ def test_bad_input(tmp_path: Path):
             list(iter_jsonl_passages([bad], "sw"))
     broken = tmp_path / "sw2" / "sw" / "x.jsonl.gz"
     broken.parent.mkdir(parents=True)
-    broken.write_bytes(gzip.compress(good.encode() * 50)[:-20])
+    lines = "".join(good.replace('"d1"', f'"d{i}"') for i in range(50))  # unique docids
+    broken.write_bytes(gzip.compress(lines.encode())[:-20])
     with pytest.raises(DataError, match=r"x\.jsonl\.gz: unreadable after line"):
         list(iter_jsonl_passages(corpus_files(tmp_path / "sw2", "sw"), "sw"))
 

@@ -91,6 +91,7 @@ def debias(
         export_lsar_model,
         fit_model,
         save_transform,
+        source_fingerprint,
     )
     from babelir.encoding import load_encoder
     from babelir.errors import ConfigError
@@ -125,6 +126,7 @@ def debias(
         options=opts,
         extra_info={
             "model": name,
+            "model_source_fingerprint": source_fingerprint(model),
             "eval_articles": eval_articles,
             "max_seq_length": opts.max_seq_length,
         },

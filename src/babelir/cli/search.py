@@ -192,6 +192,9 @@ def search_command(
     options = encode_options(values, quiet=True)
     idx = SearchIndex(index_dir, nprobe=nprobe, ef_search=ef_search)
     meta = idx.meta
+    if k > idx.num_rows:  # more results than passages: clipped, not allocated
+        print_warning(f"--k {k}: the index holds {idx.num_rows} passages; returning them all")
+        k = idx.num_rows
     st = load_model(model or meta["model"], device=device, max_seq_length=meta["max_seq_length"])
     if model is None and model_fingerprint(st) != meta["model_fingerprint"]:
         print_warning(

@@ -5,6 +5,9 @@ path (a JSONL file, a MIRACL-format folder, an mMARCO folder, a LAReQA folder) i
 :class:`CorpusSource`; the dataset modules are imported only for the layout in use. The
 order is fixed (languages, then files in name order), so shard layouts are reproducible,
 and :meth:`CorpusSource.fingerprint` detects a corpus changed between runs.
+
+A docid must be unique within its language (:class:`~babelir.data.jsonl.UniqueIds`): a
+repeated passage would be indexed twice and, when relevant, count twice in retrieval metrics.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from babelir.data.jsonl import UniqueIds
 from babelir.data.miracl import Passage
 from babelir.errors import DataError
 
@@ -26,6 +30,18 @@ def files_fingerprint(paths: Sequence[Path]) -> str:
         st = Path(p).stat()
         h.update(f"{Path(p).resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return h.hexdigest()[:16]
+
+
+def _tsv_places(path: Path, pid: str) -> list[str]:
+    """The first two ``path:line`` places of ``pid`` in a ``pid<TAB>passage`` file."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.partition("\t")[0].strip() == pid:
+                out.append(f"{path}:{lineno}")
+                if len(out) == 2:
+                    break
+    return out
 
 
 @dataclass
@@ -70,7 +86,10 @@ def _mmarco_source(root: Path, languages: list[str] | None) -> CorpusSource:
 
     def read() -> Iterator[Passage]:
         for lang, path in paths:
-            yield from iter_collection(path, lang)
+            unique = UniqueIds(lambda pid, _lang, path=path: _tsv_places(path, pid))
+            for p in iter_collection(path, lang):
+                unique.check(p.docid, p.lang)
+                yield p
 
     return CorpusSource(str(mm.root), langs, [p for _, p in paths], read)
 

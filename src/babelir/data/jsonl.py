@@ -4,6 +4,10 @@
 position), ``RecursionError`` on deeply nested arrays and ``ValueError`` on integers
 longer than Python's digit limit (neither with a position). :func:`loads` turns all three
 into :class:`~babelir.errors.DataError` naming line and column.
+
+:func:`parse_object` also refuses identifier fields (``id``, ``docid``, ...) that are not a
+string or an integer: ``"id": true`` would otherwise become the id ``'True'`` (Python's
+``bool`` is an ``int``), and ``"id": 1.5`` or ``null`` would be stringified silently.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import gzip
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +76,59 @@ def loads(text: str, where: str, *, lines: bool = False) -> Any:
         raise DataError(f"{where}: number too long at {pos} (more than {limit} digits)") from None
 
 
+#: Fields that name a record in babelir's JSONL formats (corpus, training, saved rows).
+ID_FIELDS = ("id", "docid", "_id", "question_id")
+
+
+def check_id(value: Any, key: str, where: str) -> None:
+    """Refuse an identifier that is neither a string nor an integer (booleans included:
+    ``isinstance(True, int)`` holds, and ``str(True)`` would make a plausible id)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        shown = json.dumps(value)[:40]
+        raise DataError(f"{where}: field '{key}' must be a string or an integer, not {shown}")
+
+
 def parse_object(line: str, where: str) -> dict[str, Any]:
-    """Parse ``line`` as a JSON object; ``where`` ("path:lineno") prefixes any error."""
+    """Parse ``line`` as a JSON object; ``where`` ("path:lineno") prefixes any error.
+
+    Identifier fields (:data:`ID_FIELDS`) present in the object must be strings or
+    integers (:func:`check_id`), so no reader takes ``true`` or ``1.5`` as an id.
+    """
     row = loads(line, where, lines=True)
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object")
+    for key in ID_FIELDS:
+        if key in row:
+            check_id(row[key], key, where)
     return row
+
+
+class UniqueIds:
+    """Refuse an id met twice (within a scope, e.g. a language) in one stream of records.
+
+    Only a 64-bit hash per record is kept (tens of bytes each, fine for corpora of tens of
+    millions of passages); on a repeated hash ``locate(id, scope)`` rescans the input for
+    the first two places the id occurs, so the error names both lines, and a collision of
+    two different ids (fewer than two places found) is let through.
+    """
+
+    def __init__(self, locate: Callable[[str, str], list[str]], what: str = "docid") -> None:
+        self._locate = locate
+        self._what = what
+        self._seen: set[int] = set()
+
+    def check(self, ident: str, scope: str = "") -> None:
+        key = hash((scope, ident))
+        if key not in self._seen:
+            self._seen.add(key)
+            return
+        places = self._locate(ident, scope)
+        if len(places) >= 2:
+            within = f" ({scope})" if scope else ""
+            raise DataError(
+                f"{self._what} {ident!r}{within} appears twice: {places[0]} and {places[1]} "
+                f"({self._what}s must be unique: a repeated passage is indexed and scored twice)"
+            )
 
 
 def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from babelir.data.jsonl import numbered_lines, parse_object
+from babelir.data.jsonl import UniqueIds, numbered_lines, parse_object
 from babelir.data.registry import MIRACL_LANGUAGES
 from babelir.data.types import Passage, parse_languages
 from babelir.errors import ConfigError, DataError
@@ -149,14 +149,31 @@ def corpus_files(corpus_root: Path, lang: str) -> list[Path]:
 
 
 def iter_jsonl_passages(files: Sequence[Path], lang: str = "") -> Iterator[Passage]:
-    """Stream ``{"docid", "title", "text"}`` lines; errors name the file and line."""
+    """Stream ``{"docid", "title", "text"}`` lines; errors name the file and line, and a
+    docid repeated within a language across ``files`` is refused naming both lines."""
+    unique = UniqueIds(lambda docid, lg: _docid_places(files, lang, lg, docid))
     for path in files:
         lineno = 0
         try:
             for lineno, line in numbered_lines(path):
-                yield _passage(line, f"{path}:{lineno}", lang)
+                p = _passage(line, f"{path}:{lineno}", lang)
+                unique.check(p.docid, p.lang)
+                yield p
         except (EOFError, OSError, zlib.error) as e:
             raise DataError(f"{path}: unreadable after line {lineno} ({e})") from None
+
+
+def _docid_places(files: Sequence[Path], lang: str, p_lang: str, docid: str) -> list[str]:
+    """The first two ``file:line`` places of (``p_lang``, ``docid``) in ``files``."""
+    out = []
+    for path in files:
+        for lineno, line in numbered_lines(path):
+            p = _passage(line, f"{path}:{lineno}", lang)
+            if p.docid == docid and p.lang == p_lang:
+                out.append(f"{path}:{lineno}")
+                if len(out) == 2:
+                    return out
+    return out
 
 
 def _passage(line: str, where: str, lang: str) -> Passage:

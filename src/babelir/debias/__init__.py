@@ -68,7 +68,16 @@ from babelir.debias.methods import (
     fit_lsar,
     text_hashes,
 )
-from babelir.debias.pipeline import check_benchmark, debias_result, encode_fit_texts, fit_model
+from babelir.debias.pipeline import (
+    check_benchmark,
+    check_fit_model,
+    debias_result,
+    embeddings_provenance,
+    encode_fit_texts,
+    fingerprints,
+    fit_model,
+    source_fingerprint,
+)
 from babelir.debias.store import (
     FORMAT_VERSION,
     JSON_NAME,
@@ -89,11 +98,14 @@ __all__ = [
     "DebiasTransform",
     "FitTexts",
     "check_benchmark",
+    "check_fit_model",
     "collect_fit_texts",
     "debias_result",
     "embeddings_fingerprint",
+    "embeddings_provenance",
     "encode_fit_texts",
     "export_lsar_model",
+    "fingerprints",
     "fit_center",
     "fit_from_texts",
     "fit_lir",
@@ -102,6 +114,7 @@ __all__ = [
     "load_transform",
     "model_card",
     "save_transform",
+    "source_fingerprint",
     "text_hashes",
     "write_transform",
 ]

@@ -141,25 +141,23 @@ def _from_lareqa(
 
 
 def _from_jsonl(path: Path, languages: Sequence[str] | str | None) -> FitTexts:
+    """``{lang, text[, role]}`` lines, read by :mod:`babelir.data.jsonl` like every JSONL
+    input: a line that is not UTF-8 or not JSON is named (file:line), never a traceback."""
     import gzip
+    import zlib
+
+    from babelir.data.jsonl import numbered_lines, parse_object
 
     if not path.is_file():
         raise DataError(f"{path}: fit data file not found")
     wanted = parse_languages(languages)
     queries: dict[str, list[str]] = {}
     passages: dict[str, list[str]] = {}
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    lineno = 0
+    try:
+        for lineno, line in numbered_lines(path):
             where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{where}: expected a JSON object")
+            row = parse_object(line, where)
             for key in ("lang", "text"):
                 if not isinstance(row.get(key), str) or not row[key].strip():
                     raise DataError(f"{where}: field '{key}' must be a non-empty string")
@@ -170,6 +168,9 @@ def _from_jsonl(path: Path, languages: Sequence[str] | str | None) -> FitTexts:
             if wanted is not None and lang not in wanted:
                 continue
             (queries if role == "query" else passages).setdefault(lang, []).append(row["text"])
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        what = "truncated" if isinstance(e, EOFError) else "not a valid gzip file"
+        raise DataError(f"{path}: {what} after line {lineno} ({e or 'unexpected end'})") from None
     fit = FitTexts(queries, passages, [], {"source": str(path)})
     if not fit.languages:
         raise DataError(f"{path}: no fit texts" + (" in the chosen languages" if wanted else ""))

@@ -1,6 +1,7 @@
 """A fitted transform's saved form: ``debias.json`` (method, rank, languages, n_texts,
 provenance) plus ``debias.safetensors`` (matrices and fit-text hashes). No pickle; loading
-validates shapes, so a hand-edited or truncated folder fails with a DataError naming it."""
+validates shapes, finiteness and orthonormality, so a hand-edited or truncated folder fails
+with a DataError naming it instead of turning every evaluated embedding into NaN."""
 
 from __future__ import annotations
 
@@ -107,12 +108,19 @@ def load_transform(path: str | os.PathLike[str]) -> DebiasTransform:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise DataError(f"{meta_path}: missing or malformed field ({e})") from None
-    _validate(t, str(folder))
+    _validate(t, folder)
     return t
 
 
-def _validate(t: DebiasTransform, where: str) -> None:
-    """Matrices must match the recorded languages and dimension (a hand-edited folder)."""
+#: Columns of a saved basis are orthonormal to float32 precision; a larger deviation means
+#: the matrix was edited (the projection would no longer remove only that subspace).
+_ORTHONORMAL_TOL = 1e-3
+
+
+def _validate(t: DebiasTransform, folder: Path) -> None:
+    """Matrices must match the recorded languages and dimension, hold only finite values
+    and (bases) have orthonormal columns: a hand-edited or corrupt folder is refused where
+    it is loaded, never applied (a NaN mean makes every metric NaN without an error)."""
     n_lang, d = len(t.languages), t.dim
     if t.method == "center":
         ok = t.means is not None and t.means.shape == (n_lang, d)
@@ -121,4 +129,26 @@ def _validate(t: DebiasTransform, where: str) -> None:
     else:
         ok = t.bases is not None and t.bases.ndim == 2 and t.bases.shape[0] == d
     if not ok:
-        raise DataError(f"{where}: {t.method} matrices do not match languages/dim")
+        raise DataError(f"{folder}: {t.method} matrices do not match languages/dim")
+    tensors = folder / TENSORS_NAME
+    for name, array in (("means", t.means), ("bases", t.bases)):
+        if array is None:
+            continue
+        if not np.issubdtype(array.dtype, np.floating):
+            raise DataError(f"{tensors}: '{name}' has dtype {array.dtype}, expected floats")
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise DataError(
+                f"{tensors}: '{name}' holds {bad} NaN or inf values (a corrupt or edited "
+                f"fit; refit it with babelir debias)"
+            )
+    if t.bases is not None and t.bases.size:
+        u = t.bases.astype(np.float64)
+        blocks = u if u.ndim == 3 else u[None]
+        gram = np.einsum("ldr,lds->lrs", blocks, blocks)
+        err = float(np.abs(gram - np.eye(u.shape[-1])).max())
+        if err > _ORTHONORMAL_TOL:
+            raise DataError(
+                f"{tensors}: 'bases' columns are not orthonormal (max |U^T U - I| = {err:.3g}); "
+                f"a corrupt or edited fit, refit it with babelir debias"
+            )

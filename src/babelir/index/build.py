@@ -18,11 +18,11 @@ from babelir import __version__
 from babelir.data.corpus import CorpusSource
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT
 from babelir.distributed import barrier, rank_and_world
-from babelir.encoding import encoder_settings, model_device, resolve_precision
+from babelir.encoding import embedding_dim, encoder_settings, model_device, resolve_precision
 from babelir.errors import BabelirError, ConfigError, DataError
 from babelir.index.corpus_index import index_corpus, shard_config
 from babelir.index.docstore import Docstore
-from babelir.index.faiss_backend import IndexSpec
+from babelir.index.faiss_backend import IndexSettingsError, IndexSpec, check_spec
 from babelir.index.layout import DOCSTORE, FAISS_FILE, INDEX_META, SHARDS
 from babelir.io import write_json
 from babelir.options import EncodeOptions
@@ -70,6 +70,7 @@ def build_search_index(
     world_size = w if world_size is None else world_size
     if meta_path.exists() and not overwrite:
         raise ConfigError(f"{folder} already holds an index; pass --overwrite to rebuild it")
+    check_spec(spec, embedding_dim(model))  # a bad factory string fails before encoding
     if overwrite and rank == 0:
         meta_path.unlink(missing_ok=True)
         config = shard_config(
@@ -99,9 +100,16 @@ def build_search_index(
             rank=rank,
             world_size=world_size,
         )
-    except BabelirError:
-        if created:  # nothing of a corpus that cannot be read stays behind
-            shutil.rmtree(folder, ignore_errors=True)
+    except BabelirError as e:
+        if not _shards_complete(folder / SHARDS):
+            if created:  # nothing of a corpus that cannot be read stays behind
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if isinstance(e, IndexSettingsError):  # refused once the corpus size is known
+            raise IndexSettingsError(
+                f"{e} (the encoded shards in {folder / SHARDS} are kept: rerun with a valid "
+                f"setting to reuse them)"
+            ) from None
         raise
     if built is None:
         return BuildReport(folder, None, None, {})
@@ -132,6 +140,8 @@ def build_search_index(
         "num_rows": shards.num_rows,
         "dim": shards.dim,
         "index": built.spec.describe(),
+        # size and hash of index.faiss: `babelir search` refuses a truncated or swapped file
+        "faiss_file": None if built.spec.exact else built.faiss_file,
         "recall_vs_exact": recall,
         "timing_s": {
             "encode": built.timing_s["encode"],
@@ -141,6 +151,16 @@ def build_search_index(
     }
     write_json(meta_path, meta)
     return BuildReport(folder, meta, built.encode, meta["timing_s"])
+
+
+def _shards_complete(shards_dir: Path) -> bool:
+    from babelir.shards import ShardSet
+
+    try:
+        ShardSet.open(shards_dir)
+    except (BabelirError, OSError, ValueError):
+        return False
+    return True
 
 
 def _drop_stale_shards(shards_dir: Path, config: dict[str, Any]) -> None:

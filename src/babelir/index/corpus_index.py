@@ -55,6 +55,8 @@ class CorpusIndex:
     encode: EncodeReport
     recall: dict[str, Any] | None = None
     timing_s: dict[str, float] = field(default_factory=dict)
+    #: size and hash of the saved index file (``faiss_backend.file_record``), when saved
+    faiss_file: dict[str, Any] | None = None
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, global rows) per query; rows are -1 where fewer than k exist."""
@@ -157,13 +159,13 @@ def index_corpus(
         return None
     shards = ShardSet.open(shard_dir)
     spec = spec.resolved(shards.num_rows)
-    faiss_index = None
+    faiss_index, faiss_file = None, None
     if not spec.exact:
         if index_path is None:
             faiss_index, _ = cached_faiss_index(shards, spec, show_progress=options.show_progress)
         else:
             faiss_index = build_faiss_index(shards, spec, show_progress=options.show_progress)
-            save_faiss(faiss_index, index_path)
+            faiss_file = save_faiss(faiss_index, index_path)
     t2 = time.perf_counter()
     return CorpusIndex(
         shards,
@@ -171,4 +173,5 @@ def index_corpus(
         faiss_index,
         rep,
         timing_s={"encode": round(t1 - t0, 3), "index": round(t2 - t1, 3)},
+        faiss_file=faiss_file,
     )

@@ -19,6 +19,18 @@ class Docstore:
             raise DataError(f"{path}: docstore not found (rebuild the index)")
         self.path = path
         self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        # MAX over the integer primary key reads one b-tree path: a cheap check that the
+        # file is a whole docstore, and its row count for the caller to compare.
+        found = self._query("SELECT MAX(row) FROM docs").fetchone()[0]
+        self.rows = 0 if found is None else int(found) + 1
+
+    def _query(self, sql: str, params: Sequence[int] = ()) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.DatabaseError as e:  # truncated, overwritten, not a docstore
+            raise DataError(
+                f"{self.path}: not a readable docstore ({e}); rebuild the index"
+            ) from None
 
     @staticmethod
     def build(path: Path, passages: Iterable[Passage], batch: int = 20_000) -> dict[str, int]:
@@ -47,7 +59,7 @@ class Docstore:
         return counts
 
     def __len__(self) -> int:
-        return int(self._conn.execute("SELECT COUNT(*) FROM docs").fetchone()[0])
+        return int(self._query("SELECT COUNT(*) FROM docs").fetchone()[0])
 
     def get(self, rows: Sequence[int]) -> list[Passage | None]:
         wanted = [int(r) for r in rows if int(r) >= 0]
@@ -56,8 +68,11 @@ class Docstore:
             part = wanted[start : start + 500]
             marks = ",".join("?" * len(part))
             sql = f"SELECT row, docid, lang, title, text FROM docs WHERE row IN ({marks})"
-            for row, docid, lang, title, text in self._conn.execute(sql, part):
-                found[row] = Passage(docid, title, text, lang)
+            try:
+                for row, docid, lang, title, text in self._query(sql, part):
+                    found[row] = Passage(docid, title, text, lang)
+            except sqlite3.DatabaseError as e:
+                raise DataError(f"{self.path}: not a readable docstore ({e})") from None
         return [found.get(int(r)) for r in rows]
 
     def close(self) -> None:

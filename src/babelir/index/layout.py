@@ -6,8 +6,9 @@
     docstore.sqlite  row -> docid, lang, title, text (SQLite: no pickle, random access)
     index.faiss      approximate kinds only
     index.json       model, prefixes, passage format, encoder settings, kind and
-                     parameters, row counts per language, recall vs exact; written last,
-                     so present = complete
+                     parameters, row counts per language, recall vs exact, the size and
+                     SHA-256 of index.faiss (``faiss_file``: search refuses a file that
+                     differs); written last, so present = complete
 """
 
 INDEX_META = "index.json"

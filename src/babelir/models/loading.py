@@ -106,6 +106,35 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str) -> str:
+    """``device`` if torch can place a model there, else a one-line ConfigError.
+
+    Without this, ``cuda`` on a machine without CUDA fails deep inside the model load
+    (``AssertionError: Torch not compiled with CUDA enabled``) and a typo as a
+    ModelError blaming the model.
+    """
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"--device {device!r}: not a torch device (use cpu, cuda, cuda:1, mps ...)"
+        ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "torch was built without CUDA" if torch.version.cuda is None else "no GPU visible"
+            raise ConfigError(f"--device {device}: CUDA is not available here ({why}); use cpu")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ConfigError(
+                f"--device {device}: only {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})"
+            )
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {device}: MPS is not available here; use cpu")
+    return device
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -236,9 +265,9 @@ def load_model(
         or max_seq_length < 1
     ):
         raise ConfigError(f"max_seq_length must be a positive integer, got {max_seq_length!r}")
+    device = check_device(device) if device else default_device()  # before any model work
     name = DEFAULT_MODEL if name_or_path is None else os.fspath(name_or_path)
     folder = _resolve_local(name)
-    device = device or default_device()
     model = _load_local(folder, device) if folder is not None else _load_hub(name, device)
     if max_seq_length is not None:
         limit = _max_positions(model)

@@ -70,6 +70,10 @@ def evaluate_lareqa(
         Path | None,
         typer.Option(help="Fit written by `babelir debias` (transform or LSAR model folder)."),
     ] = None,
+    allow_fit_mismatch: Annotated[
+        bool,
+        typer.Option(help="Apply --debias-fit even if it was fitted with another model (warns)."),
+    ] = False,
 ) -> None:
     """Score an encoder on a LAReQA-format benchmark (xquad-r, mlqa-r or a folder).
 
@@ -105,10 +109,18 @@ def evaluate_lareqa(
             "max_seq_length": opts.max_seq_length,
             "device": str(st.device),
         }
+        if transform is not None or save_embeddings:  # what fits and saved embeddings match
+            from babelir.debias import check_fit_model, source_fingerprint
+
+            info["model_source_fingerprint"] = source_fingerprint(model)
+            if transform is not None:  # before encoding: a fit of another model is refused
+                check_fit_model(
+                    transform, info, fit_path=debias_fit, allow_mismatch=allow_fit_mismatch
+                )
         result = evaluate_model(st, bench, options=opts, info=info)
     assert isinstance(result, EvaluationResult)
     if transform is not None:
-        result = _apply_debias(result, transform, debias_fit)
+        result = _apply_debias(result, transform, debias_fit, allow_fit_mismatch)
     out.print(metrics_table(result.metrics_json()))
     if output is not None:
         write_result(result, output, save_embeddings=save_embeddings)
@@ -117,9 +129,14 @@ def evaluate_lareqa(
 
 def _score_saved(bench, folder: Path):
     """Score embeddings saved by --save-embeddings: validated, then aligned by key."""
+    from babelir.debias import embeddings_provenance
     from babelir.evaluation.lareqa import score_saved
 
-    return score_saved(bench, folder)
+    result = score_saved(bench, folder)
+    # The model that computed them (its metrics.json), so a debias fit can be checked
+    # against it and a metrics.json written from them keeps naming it.
+    result.info.update(embeddings_provenance(folder), embeddings_source=str(folder))
+    return result
 
 
 def _load_debias(method: str | None, fit: Path | None, bench):
@@ -140,12 +157,13 @@ def _load_debias(method: str | None, fit: Path | None, bench):
     return transform
 
 
-def _apply_debias(result, transform, fit: Path):
-    """Re-score the benchmark on debiased embeddings; record the transform in metrics.json."""
+def _apply_debias(result, transform, fit: Path, allow_mismatch: bool = False):
+    """Re-score the benchmark on debiased embeddings; record the transform in metrics.json.
+    A fit of another model is refused unless ``allow_mismatch`` (then warned)."""
     from babelir.cli.app import print_warning
     from babelir.debias import debias_result
 
-    result = debias_result(result, transform, fit_path=fit)
-    if result.info["debias"].get("model_fingerprint_matches") is False:
-        print_warning(f"--debias-fit {fit} was fitted on another model than the one evaluated")
+    result = debias_result(result, transform, fit_path=fit, allow_mismatch=allow_mismatch)
+    for warning in result.info["debias"].get("warnings", []):
+        print_warning(warning)
     return result

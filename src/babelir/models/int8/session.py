@@ -48,7 +48,8 @@ def _run(session: Any, names: list[str], texts: list[str], model: Any) -> np.nda
     features = model.preprocess(texts)
     feed = {k: features[k].cpu().numpy().astype(np.int64) for k in names}
     hidden = torch.from_numpy(session.run(["last_hidden_state"], feed)[0])
-    pooled = _pool(model, features, hidden)
+    with torch.inference_mode():  # heads after pooling (an LSAR Dense) carry trainable weights
+        pooled = _pool(model, features, hidden)
     return torch.nn.functional.normalize(pooled.float(), dim=1).numpy()
 
 
