@@ -9,16 +9,33 @@ Variants, each on its own copy of the model, run the same batches interleaved:
 - ``babelir``: ``PretokenizedPreprocess`` (warm, as from the second epoch on) and
   ``LengthSortedLoss`` (length-sorted chunks): same training, same gradients;
 - ``babelir+frozen``: also freezes the word embeddings (a different training: 96M of the
-  118M weights get no gradient and no optimizer state).
+  118M weights get no gradient and no optimizer state);
+- ``babelir+bf16`` / ``babelir+frozen+bf16``: the same steps under bf16 autocast exactly as
+  ``babelir train --precision bf16`` runs them on a CPU (transformers' ``bf16=True``:
+  accelerate wraps the model's forward in ``torch.autocast("cpu", bfloat16)`` and casts its
+  outputs to fp32; master weights, AdamW state and the loss stay fp32), each against its
+  fp32 row in the same run.
 
-Example: ``python benchmarks/bench_train_step.py --batch-size 32 --rounds 4``
+With ``--job-steps N`` (> 0) it then times whole quick-recipe training jobs
+(:func:`babelir.training.train`: real data, validation every ``--job-eval-steps`` steps,
+best-validation-loss selection, frozen word embeddings, lr 1e-4) in fp32 and in bf16,
+alternating, and prints each job's wall time, its validation share and the ratio.
+
+On a CPU without native bf16 (AVX512_BF16 / AMX) bf16 is emulated and ~100x slower per
+matmul: run it there only with the smallest settings, to check that it works, e.g.
+``--batch-size 2 --max-length 16 --rounds 1 --job-steps 2 --job-val-items 4``.
+
+Example: ``python benchmarks/bench_train_step.py --batch-size 32 --rounds 4 --job-steps 20``
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import os
 import random
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +52,7 @@ from common import (
     set_threads,
 )
 
+from babelir.precision import cpu_bf16_supported
 from babelir.training.fast import (
     DEFAULT_TRAIN_MAX_TOKENS,
     LengthSortedLoss,
@@ -58,13 +76,26 @@ def make_batches(data_dir: Path, languages: str, batch_size: int, n: int, seed: 
     return [pairs[i * batch_size : (i + 1) * batch_size] for i in range(n)]
 
 
+def autocast_forward(model: Any) -> None:
+    """What the trainer does to the model with ``bf16=True`` on a CPU (accelerate's
+    ``prepare_model``): forward under bf16 autocast, floating outputs cast back to fp32."""
+    from accelerate.utils import convert_outputs_to_fp32
+
+    cast = torch.autocast("cpu", dtype=torch.bfloat16)
+    model.forward = convert_outputs_to_fp32(cast(model.forward))
+
+
 class Variant:
-    def __init__(self, model: Any, *, lean: bool, frozen: bool, max_tokens: int) -> None:
+    def __init__(
+        self, model: Any, *, lean: bool, frozen: bool, max_tokens: int, bf16: bool = False
+    ) -> None:
         from sentence_transformers.sentence_transformer.losses import (
             MultipleNegativesRankingLoss,
         )
 
         self.model = model
+        if bf16:
+            autocast_forward(model)
         if frozen:
             model[0].auto_model.embeddings.word_embeddings.weight.requires_grad_(False)
         base = MultipleNegativesRankingLoss(model)
@@ -102,6 +133,80 @@ def gradient_check(model: Any, batch: list[tuple[str, str]], max_tokens: int) ->
     return max((grads[0][n] - grads[1][n]).abs().max().item() for n in grads[0]) / scale
 
 
+def model_folder(arg: str | None) -> str:
+    """The real model as a folder (jobs load it by path): --model, $BABELIR_MODEL, the
+    test suite's build, else babelir's own (built once)."""
+    folder = arg or os.environ.get("BABELIR_MODEL")
+    if folder:
+        return folder
+    test_cache = Path.home() / ".cache" / "babelir-test" / "models" / "multilingual-e5-small-q4"
+    if test_cache.is_dir():
+        return str(test_cache)
+    from babelir.models.offline_e5 import build_offline_e5
+
+    return str(build_offline_e5())
+
+
+def run_job(folder: str, precision: str, args: argparse.Namespace) -> dict[str, float]:
+    """One quick-recipe training job; wall seconds and the run's own timing record."""
+    from babelir.training import TrainConfig, train
+
+    with tempfile.TemporaryDirectory(prefix="bench-job-") as tmp:
+        # a fresh embedding cache: the step-0 validation must not hit the other job's
+        old = os.environ.get("BABELIR_CACHE_DIR")
+        os.environ["BABELIR_CACHE_DIR"] = str(Path(tmp) / "cache")
+        try:
+            cfg = TrainConfig(
+                output=Path(tmp) / "run", model=folder, train_data="xquad-r",
+                data_dir=str(args.data_dir), languages=args.job_languages.split(","),
+                articles="%4!=0", batch_size=args.batch_size, max_steps=args.job_steps,
+                eval_steps=args.job_eval_steps, val_items=args.job_val_items,
+                select="best-val-loss", learning_rate=1e-4, freeze_embeddings=True,
+                max_seq_length=args.max_length, save_steps=args.job_eval_steps,
+                precision=precision, seed=0,
+            )  # fmt: skip
+            t = time.perf_counter()
+            out = train(cfg, show_progress=False)
+            wall = time.perf_counter() - t
+            info = json.loads((out / "babelir-train.json").read_text())
+        finally:
+            if old is None:
+                os.environ.pop("BABELIR_CACHE_DIR", None)
+            else:
+                os.environ["BABELIR_CACHE_DIR"] = old
+    return {"wall": wall, **info["timing_s"], "precision": info["train_precision"]}
+
+
+def job_rows(args: argparse.Namespace) -> None:
+    # Imported (its numba kernel compiled or loaded from numba's cache, ~10 s when cold)
+    # before the first job, and with the usual cache dir: otherwise the first job's first
+    # validation would pay it.
+    import babelir.evaluation.metrics  # noqa: F401
+
+    folder = model_folder(args.model)
+    order = ["fp32", "bf16"]
+    runs: dict[str, list[dict[str, Any]]] = {"fp32": [], "bf16": []}
+    for r in range(args.job_rounds):  # alternate who goes first
+        for precision in order[r % 2 :] + order[: r % 2]:
+            runs[precision].append(run_job(folder, precision, args))
+    print(
+        f"\n== quick training job: {args.job_steps} steps of {args.batch_size} pairs "
+        f"({args.job_languages}), validation every {args.job_eval_steps} steps on "
+        f"{args.job_val_items} items, max length {args.max_length}, {args.job_rounds} round(s)"
+    )
+    walls = {k: med([j["wall"] for j in v]) for k, v in runs.items()}
+    for precision, jobs in runs.items():
+        val = med([j["validation"] for j in jobs])
+        enc = med([j.get("validation_encode", 0.0) for j in jobs])
+        each = ", ".join(f"{j['wall']:.1f}" for j in jobs)
+        print(
+            f"{precision:5s} (recorded train_precision {jobs[0]['precision']}) "
+            f"{walls[precision]:7.1f} s/job  x{walls['fp32'] / walls[precision]:4.2f} vs fp32  "
+            f"validation {val:.1f} s ({val / walls[precision]:.0%}; encoding {enc:.1f} s), "
+            f"jobs: {each}"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -112,10 +217,24 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=4, help="timed steps per variant")
     p.add_argument("--max-tokens", type=int, default=DEFAULT_TRAIN_MAX_TOKENS)
     p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--model", default=None, help="model folder (default: the real e5-small)")
+    p.add_argument("--no-bf16", action="store_true", help="skip the bf16 autocast rows")
+    p.add_argument("--job-steps", type=int, default=0, help="steps per quick job (0: no jobs)")
+    p.add_argument("--job-eval-steps", type=int, default=10, help="validate every N job steps")
+    p.add_argument("--job-val-items", type=int, default=64, help="validation items per round")
+    p.add_argument("--job-rounds", type=int, default=1, help="jobs per precision")
+    p.add_argument("--job-languages", default="ar,de,en,es,hi,ru,th,tr,zh")
     add_threads_option(p)
     args = p.parse_args()
     set_threads(args.threads)
     print(machine_line())
+    if not args.no_bf16 and not cpu_bf16_supported():
+        print(
+            "NOTE: this CPU has no native bf16 (AVX512_BF16/AMX): bf16 is emulated here, so "
+            "the bf16 rows only show that the path works, not what a bf16 CPU gains"
+        )
+    if args.model:
+        os.environ["BABELIR_MODEL"] = args.model
     model = load_real_model(args.max_length)
     batches = make_batches(args.data_dir, args.languages, args.batch_size, args.rounds + 1)
     rel = gradient_check(model, batches[0], args.max_tokens)
@@ -139,13 +258,17 @@ def main() -> None:
         f"{args.max_tokens}: {chunked / args.rounds:.0f} ({chunked / real - 1:+.0%})"
     )
     del plain
+    lean = {"lean": True, "max_tokens": args.max_tokens}
     variants = {
         "st": Variant(copy.deepcopy(model), lean=False, frozen=False, max_tokens=0),
-        "babelir": Variant(
-            copy.deepcopy(model), lean=True, frozen=False, max_tokens=args.max_tokens
-        ),
-        "babelir+frozen": Variant(model, lean=True, frozen=True, max_tokens=args.max_tokens),
+        "babelir": Variant(copy.deepcopy(model), frozen=False, **lean),
     }
+    if not args.no_bf16:
+        variants["babelir+bf16"] = Variant(copy.deepcopy(model), frozen=False, bf16=True, **lean)
+        variants["babelir+frozen+bf16"] = Variant(
+            copy.deepcopy(model), frozen=True, bf16=True, **lean
+        )
+    variants["babelir+frozen"] = Variant(model, frozen=True, **lean)
     for v in variants.values():  # warm-up: allocator, optimizer state, tokenization cache
         v.step(batches[0])
         for b in batches[1:]:
@@ -168,10 +291,19 @@ def main() -> None:
     )
     for name, ts in times.items():
         print(
-            f"{name:16s} {med(ts):6.2f} s/step  x{base / med(ts):4.2f} vs st  "
+            f"{name:20s} {med(ts):6.2f} s/step  x{base / med(ts):4.2f} vs st  "
             f"(rounds: {', '.join(f'{t:.2f}' for t in ts)}); by CPU time "
             f"{med(cpu[name]):.2f} s, x{med(cpu['st']) / med(cpu[name]):4.2f}"
         )
+    for name in [n for n in times if n.endswith("+bf16")]:
+        fp32 = name.removesuffix("+bf16")
+        speed = med(times[fp32]) / med(times[name])
+        print(
+            f"bf16 autocast vs fp32, same run: {name} runs at x{speed:.2f} the speed of "
+            f"{fp32} (by CPU time x{med(cpu[fp32]) / med(cpu[name]):.2f})"
+        )
+    if args.job_steps > 0:
+        job_rows(args)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,9 @@ flat memory. How to encode is one :class:`~babelir.options.EncodeOptions` object
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,28 +34,13 @@ from babelir.models.loading import (
     resolve_prefixes,
 )
 from babelir.options import DEFAULT_MAX_TOKENS, PRECISIONS, EncodeOptions
+from babelir.precision import cpu_bf16_supported, resolve
 
 __all__ = ["DEFAULT_MAX_TOKENS", "PRECISIONS", "EncodeOptions", "encode_texts", "load_encoder"]
 #: Fixed cost of one forward pass, in tokens (layer dispatch, small-matrix inefficiency);
 #: it stops the batch planner from cutting many tiny batches.
 DEFAULT_BATCH_OVERHEAD = 64
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@functools.cache
-def cpu_bf16_supported() -> bool:
-    """True when this CPU has native bf16 matmuls (AVX-512 BF16 or AMX).
-
-    Without them bf16 is emulated: on an AVX2-only Zen 3 autocast encoded 3-13x *slower*
-    than fp32 and a bf16 matmul ran at 1.2 vs 90-175 GFLOP/s, so "auto" must not pick it.
-    """
-    with contextlib.suppress(Exception):
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="replace").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def model_device(model: Any) -> torch.device:
@@ -68,27 +51,10 @@ def model_device(model: Any) -> torch.device:
 
 
 def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu") -> str:
-    """Map ``auto`` to what this device computes fastest without hurting retrieval.
-
-    auto: bf16 on CUDA with bf16 support, else fp16 on CUDA; bf16 on CPUs with native
-    bf16, else fp32. An explicit bf16 on a CPU without it still works (emulated, slow).
-    """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision: unknown '{precision}' (valid: {', '.join(PRECISIONS)})")
-    kind = torch.device(device).type
-    if precision == "int8":  # an ONNX Runtime build of the model (load_encoder makes it)
-        if kind != "cpu":
-            raise ConfigError("precision: int8 runs on the CPU; use bf16 on CUDA")
-        return "int8"
-    if kind == "cuda":
-        if precision == "auto":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return precision
-    if precision == "fp16":
-        raise ConfigError("precision: fp16 is only supported on CUDA; use bf16 or fp32 on CPU")
-    if precision == "auto":
-        return "bf16" if kind == "cpu" and cpu_bf16_supported() else "fp32"
-    return precision
+    """The precision ``precision`` means for encoding on ``device``: the one policy of
+    :func:`babelir.precision.resolve` (auto: bf16 on CUDA or on CPUs with native bf16,
+    fp16 on GPUs without bf16, else fp32; explicit bf16 on other CPUs: emulated, warned)."""
+    return resolve(precision, device, "encode", native_bf16=cpu_bf16_supported())
 
 
 def autocast(precision: str, device: str | torch.device) -> contextlib.AbstractContextManager:

@@ -2,6 +2,9 @@
 
 The folder becomes visible in one step: files are saved into a pending folder and moved
 in, and ``babelir-train.json`` (the marker ``compare`` reuses runs by) is written last.
+The free space is checked first (about the weights' size), and a full disk during the
+save removes the pending folder and stops with one line (:class:`babelir.io.DiskSpaceError`):
+the run's checkpoints are kept, so ``--resume`` saves the model once space is freed.
 """
 
 from __future__ import annotations
@@ -22,15 +25,25 @@ def is_trained(output: Path) -> bool:
     return (Path(output) / MARKER).is_file()
 
 
+def model_bytes(model) -> int:
+    """About how many bytes a saved model takes: its weights, plus 5% and 64 KiB for the
+    tokenizer and configuration files (the writes themselves are guarded too)."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return int(weights * 1.05) + 2**16
+
+
 def save_model(model, output: Path, info: dict[str, Any]) -> None:
     """Save the model files into ``output`` atomically, then the marker (last)."""
+    from babelir.training.checkpoints import RESUME_HINT
+
     output.mkdir(parents=True, exist_ok=True)
     (output / MARKER).unlink(missing_ok=True)
-    with atomic_dir(output / ".model-pending") as tmp:
+    hint = RESUME_HINT if (output / "checkpoints").is_dir() else ""
+    pending = output / ".model-pending"
+    with atomic_dir(pending, need=model_bytes(model), what="the model", hint=hint) as tmp:
         model.save(str(tmp))
         _keep_pooler_off(tmp)
         write_text(tmp / "README.md", model_card(info))
-    pending = output / ".model-pending"
     for item in pending.iterdir():
         dest = output / item.name
         if dest.is_dir() and item.is_dir():

@@ -32,20 +32,21 @@ from transformers import TrainerCallback
 from babelir import __version__
 from babelir.embedding_cache import EmbeddingCache
 from babelir.errors import ConfigError
-from babelir.io import atomic_path, write_json
+from babelir.precision import resolve, trainer_flags
 from babelir.training.checkpoints import (
     CompleteCheckpoint,
+    FiniteGuard,
+    InterruptCheckpoint,
     check_resume,
+    guard_checkpoint_saves,
     latest_checkpoint,
     whole_run_loss,
 )
 from babelir.training.config import TrainConfig
 from babelir.training.data import TrainingData, build_training_data, loss_columns
 from babelir.training.save import MARKER, is_trained, save_model
-from babelir.training.validation import ValidationSet, better
+from babelir.training.validation import ValidationRecord, ValidationSet
 
-VALIDATION = "validation.json"
-BEST = "best-weights.safetensors"
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -60,16 +61,10 @@ __all__ = [
 ]
 
 
-def _mixed_precision(precision: str) -> dict[str, bool]:
-    """bf16/fp16 autocast only on CUDA; on CPU the trainer runs fp32."""
-    if not torch.cuda.is_available() or precision == "fp32":
-        return {"bf16": False, "fp16": False}
-    if precision == "fp16":
-        return {"bf16": False, "fp16": True}
-    bf16_ok = torch.cuda.is_bf16_supported()
-    if precision == "bf16" and not bf16_ok:
-        raise ConfigError("precision: bf16 requested but this GPU does not support it")
-    return {"bf16": bf16_ok, "fp16": not bf16_ok}
+def train_precision(cfg: TrainConfig) -> str:
+    """The precision this run trains in (:func:`babelir.precision.resolve`, "train"): on
+    the device the trainer uses (CUDA when present, as ``use_cpu`` below says)."""
+    return resolve(cfg.precision, "cuda" if torch.cuda.is_available() else "cpu", "train")
 
 
 def _cpu_distributed() -> bool:
@@ -173,38 +168,46 @@ def check_output(cfg: TrainConfig) -> None:
     out = Path(cfg.output)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output: {out} exists and is not a folder")
+    ckpts = out / "checkpoints"
+    if ckpts.exists() and not ckpts.is_dir():
+        raise ConfigError(f"--output: {ckpts} is a file; babelir keeps checkpoints there")
     parent = next((p for p in [out, *out.parents] if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"--output: {parent} is a file, so {out} cannot be created")
     if parent is not None and not os.access(parent, os.W_OK):
         raise ConfigError(f"--output: {parent} is not writable")
 
 
 class Validator(TrainerCallback):
-    """Validate every ``every`` steps; keep the curve and the best weights on disk.
+    """Validate every ``every`` steps, in the training precision; keep the best weights.
 
-    The curve and the best trainable weights are written atomically next to the
-    checkpoints, so a resumed run keeps them (training is deterministic on resume, so a
-    best step later than the resumed checkpoint is reached again with the same weights).
+    The curve and the best weights live in a :class:`ValidationRecord`: in memory while
+    training, written next to the checkpoints when one is saved (``on_save``, before the
+    checkpoint is marked complete), so a resumed run keeps them.
     """
 
     def __init__(
         self, vset: ValidationSet, cfg: TrainConfig, model: Any, prefixes: tuple[str, str],
-        every: int, folder: Path,
+        every: int, folder: Path, precision: str = "fp32",
     ) -> None:  # fmt: skip
         self.vset, self.cfg, self.model, self.prefixes = vset, cfg, model, prefixes
-        self.every, self.folder = every, folder
-        self.curve: list[dict[str, Any]] = []
-        self.best: dict[str, Any] | None = None
+        self.every, self.precision = every, precision
+        self.record = ValidationRecord(folder, cfg.select)
         self.seconds = 0.0
 
+    @property
+    def curve(self) -> list[dict[str, Any]]:
+        return self.record.curve
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        return self.record.best
+
     def restore(self, upto_step: int) -> None:
-        path = self.folder / VALIDATION
-        if path.is_file():
-            doc = json.loads(path.read_text("utf-8"))
-            self.curve = [p for p in doc.get("curve", []) if p["step"] <= upto_step]
-            self.best = doc.get("best") if (self.folder / BEST).is_file() else None
+        self.record.restore(upto_step)
 
     def measure(self, step: int) -> None:
-        if any(p["step"] == step for p in self.curve):
+        if self.record.has(step):
             return
         t0 = time.perf_counter()
         point = {"step": step}
@@ -214,41 +217,24 @@ class Validator(TrainerCallback):
                 query_prefix=self.prefixes[0],
                 passage_prefix=self.prefixes[1],
                 scale=self.cfg.scale,
-                precision=self.cfg.precision,
+                precision=self.precision,
                 # the untrained model is the same for every run of a comparison: cached
                 cache=EmbeddingCache() if step == 0 else None,
             )
         )
-        self.seconds += time.perf_counter() - t0
-        self.curve.append(point)
         # not Trainer's load_best_model_at_end: it needs a checkpoint per eval, can't pick step 0
-        if self.cfg.select != "last" and better(self.cfg.select, point, self.best):
-            self.best = point
-            self._save_best()
-        write_json(self.folder / VALIDATION, {"curve": self.curve, "best": self.best})
+        self.record.add(point, self.model)
+        self.seconds += time.perf_counter() - t0
         log.info("validation at step %d: %s", step, point)
 
-    def _save_best(self) -> None:
-        from safetensors.torch import save_file
-
-        state = {
-            n: p.detach().to("cpu", copy=True).contiguous()
-            for n, p in self.model.named_parameters()
-            if p.requires_grad
-        }
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.folder / BEST) as tmp:
-            save_file(state, str(tmp), metadata={"step": str(self.best["step"])})
+    def timing(self) -> dict[str, float]:
+        """Seconds by part, for the run record."""
+        parts = {**self.vset.timing_s, **self.record.timing_s}
+        return {f"validation_{k}": round(v, 2) for k, v in parts.items()}
 
     def load_best(self) -> None:
         """Put the best validated weights into the model (trainable parameters only)."""
-        from safetensors.torch import load_file
-
-        state = load_file(str(self.folder / BEST))
-        params = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for name, value in state.items():
-                params[name].copy_(value.to(params[name].device))
+        self.record.load_best(self.model)
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero and state.global_step == 0:
@@ -259,6 +245,11 @@ class Validator(TrainerCallback):
         step = state.global_step
         if state.is_world_process_zero and (step % self.every == 0 or step == state.max_steps):
             self.measure(step)
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:  # before CompleteCheckpoint marks the checkpoint
+            self.record.persist()
         return control
 
 
@@ -280,6 +271,7 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
     from babelir.models.loading import load_model, resolve_prefixes
 
     check_output(cfg)
+    precision = train_precision(cfg)  # an unavailable precision fails before any work
     output = Path(cfg.output)
     ckpt_dir = output / "checkpoints"
     resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
@@ -304,7 +296,7 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
     if td.val is not None and cfg.eval_steps != 0:
         vset = ValidationSet.from_data(td.val, cfg.batch_size, max_items=cfg.val_items)
         every = _eval_every(cfg, len(probe))
-        validator = Validator(vset, cfg, model, (qp, pp), every, ckpt_dir)
+        validator = Validator(vset, cfg, model, (qp, pp), every, ckpt_dir, precision)
         if resume_from is not None:
             validator.restore(int(resume_from.name.split("-")[-1]))
     elif cfg.select != "last":
@@ -336,15 +328,20 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
         report_to="none",
         dataloader_drop_last=True,
         disable_tqdm=not show_progress,
-        **_mixed_precision(cfg.precision),
+        **trainer_flags(precision),  # bf16 on a CPU: accelerate's CPU autocast
     )
-    callbacks: list[TrainerCallback] = [CompleteCheckpoint(cfg.identity())]
+    interrupt, finite = InterruptCheckpoint(), FiniteGuard(validator.every if validator else None)
+    # in this order: Ctrl-C asks for a save, the weights are checked before validation
+    # and any write, the validation is recorded before the step's checkpoint is marked
+    callbacks: list[TrainerCallback] = [interrupt, finite, CompleteCheckpoint(cfg.identity())]
     if validator is not None:
-        callbacks.insert(0, validator)  # validate before the step's checkpoint is marked
+        callbacks.insert(2, validator)
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks
     )
     _tokenize_once(trainer, model)
+    guard_checkpoint_saves(trainer)  # space checked, a full disk is one line
+    finite.watch_loss(trainer)
     t1 = time.perf_counter()
     if _finished(resume_from, cfg):
         # Crashed after the last step but before the model was saved: nothing to redo.
@@ -354,7 +351,14 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
         if validator is not None:
             validator.model = model
     else:
-        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        with interrupt:
+            result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        if interrupt.requested:  # stopped at a step boundary with a checkpoint: exit 130
+            log.warning(
+                "interrupted at step %d: checkpoint written in %s; run the same command "
+                "with --resume to continue", trainer.state.global_step, ckpt_dir,
+            )  # fmt: skip
+            raise KeyboardInterrupt
         global_step, log_history = int(trainer.state.global_step), trainer.state.log_history
         if resume_from is None and not any("loss" in h for h in log_history):
             log_history = [*log_history, {"loss": result.training_loss, "step": global_step}]
@@ -378,6 +382,7 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
         "batches_per_epoch": len(probe),
         "global_steps": global_step,
         "frozen_parameters": frozen,
+        "train_precision": precision,
         "query_prefix": qp,
         "passage_prefix": pp,
         "train_loss": whole_run_loss(log_history),
@@ -389,6 +394,7 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
             "prepare": round(t1 - t0, 2),
             "train": round(t2 - t1, 2),
             "validation": round(validator.seconds, 2) if validator else 0.0,
+            **(validator.timing() if validator else {}),
         },
         "tokenization": _tokenize_stats(trainer),
         "resumed_from": str(resume_from) if resume_from else None,
