@@ -30,13 +30,17 @@ def evaluate_miracl_cli(
     work_dir: Path | None = None,
     shard_size: int = 50_000,
     save_run: bool = False,
+    bm25: bool = False,
 ) -> dict[str, Any] | None:
     """``babelir evaluate --benchmark miracl``: print the table, write metrics.json.
 
     ``options`` (max length, prefixes, batch size, precision, cache, progress) is applied
     to the model as loaded and to every text encoded. Under ``torchrun`` every rank
     encodes its shards of each language and rank 0 scores and writes; the others return
-    None. Returns the metrics.json document on rank 0.
+    None. Returns the metrics.json document on rank 0. ``bm25`` adds the BM25 baseline
+    (:mod:`babelir.evaluation.bm25`, rank 0 only) over the same passages and queries: rows
+    in the table, ``baselines.bm25`` in metrics.json, ``run.bm25.<lang>.trec`` with
+    ``save_run``.
     """
     from rich.console import Console
 
@@ -74,6 +78,12 @@ def evaluate_miracl_cli(
     )
     if result is None:
         return None
+    bm25_results: list[Any] = []
+    if bm25:
+        from babelir.evaluation.bm25 import evaluate_miracl_bm25
+
+        section, bm25_results = evaluate_miracl_bm25(langs, passage_format=passage_format)
+        result.info["baselines"] = {"bm25": section}
     doc = result.metrics_json()
     Console().print(miracl_table(doc))
     err = Console(stderr=True)
@@ -88,5 +98,15 @@ def evaluate_miracl_cli(
             )
     if output is not None:
         write_miracl_result(result, output, save_run=save_run)
+        if save_run:
+            from babelir.io import write_text
+
+            for r in bm25_results:
+                lines = (
+                    f"{qid} Q0 {docid} {rank} {score:.6f} bm25\n"
+                    for qid, hits in r.run.items()
+                    for rank, (docid, score) in enumerate(hits, 1)
+                )
+                write_text(Path(output) / f"run.bm25.{r.lang}.trec", "".join(lines))
         err.print(f"wrote {Path(output) / 'metrics.json'}", highlight=False, markup=False)
     return doc

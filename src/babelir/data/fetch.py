@@ -17,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,8 +27,8 @@ from tqdm import tqdm
 from babelir import __version__
 from babelir.data import registry
 from babelir.data.registry import DataFile, Dataset
-from babelir.errors import DataError, NetworkError
-from babelir.io import atomic_path, write_text
+from babelir.errors import ConfigError, DataError, NetworkError
+from babelir.io import atomic_path, disk_guard, write_text
 from babelir.settings import data_dir as resolve_data_dir
 
 CHUNK = 1 << 20
@@ -363,3 +363,249 @@ def verify(name: str | None = None, data_dir: str | os.PathLike[str] | None = No
         else:
             checks.extend(results)
     return VerifyReport(root, tuple(checks), tuple(absent))
+
+
+# --------------------------------------------------------------------------- MIRACL corpus
+#
+# The passage corpus is not on GitHub but on the Hugging Face hub, as gzipped JSONL shards
+# (registry.MIRACL_CORPUS_SHARDS, up to ~1 GB each), so it is fetched apart from the pinned
+# datasets: shard by shard into ``<data dir>/miracl/corpus/<lang>/`` (the layout
+# ``--corpus`` reads by default), each into ``<shard>.part`` that an interrupted fetch
+# leaves behind and the next one continues (HTTP Range; a seek for a mirror folder), and
+# renamed into place only once it is a complete gzip stream. Nothing pins the shards: the
+# SHA256 of each is recorded in ``<lang>/SHA256SUMS.local``.
+
+MIRACL_CORPUS_DIR = "miracl/corpus"
+HF_TOKEN_ENV = "HF_TOKEN"
+
+
+def miracl_corpus_languages(languages: str | Sequence[str] | None) -> list[str]:
+    """The languages of ``--languages`` for ``miracl-corpus``: required, each one of MIRACL's."""
+    from babelir.data.types import parse_languages
+
+    wanted = parse_languages(languages)
+    known = ", ".join(registry.MIRACL_LANGUAGES)
+    if not wanted:
+        raise ConfigError(
+            f"miracl-corpus needs --languages (e.g. sw,yo; 'all' for the 18 languages, "
+            f"{sum(registry.MIRACL_CORPUS_SHARDS.values())} shards): {known}"
+        )
+    if wanted == ["all"]:
+        return list(registry.MIRACL_LANGUAGES)
+    unknown = [x for x in wanted if x not in registry.MIRACL_CORPUS_SHARDS]
+    if unknown:
+        raise ConfigError(f"--languages: MIRACL has no language {', '.join(unknown)} ({known})")
+    return wanted
+
+
+def miracl_shard_name(shard: int) -> str:
+    return f"docs-{shard}.jsonl.gz"
+
+
+def _corpus_url(lang: str, shard: int, base: str | None) -> str:
+    """The hub's resolve URL, or ``<mirror>/miracl-corpus-v1.0-<lang>/docs-<n>.jsonl.gz``."""
+    if base is None:
+        return registry.MIRACL_CORPUS_URL.format(lang=lang, shard=shard)
+    return f"{base}/miracl-corpus-v1.0-{lang}/{miracl_shard_name(shard)}"
+
+
+def _corpus_error(url: str, exc: BaseException) -> NetworkError:
+    """One line for a failed shard download; the hint names the hub-layout ``--mirror``."""
+    if isinstance(exc, urllib.error.HTTPError):
+        text = f"HTTP {exc.code} {exc.reason}"
+    else:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        text = str(reason) or type(reason).__name__
+    return NetworkError(
+        f"download of {url} failed ({text}); rerun to continue it, or use --mirror DIR-or-URL "
+        f"laid out like the hub (<mirror>/miracl-corpus-v1.0-<lang>/docs-<n>.jsonl.gz)"
+    )
+
+
+class _Source:
+    """One shard opened at a byte offset: ``stream`` yields bytes, ``total`` is the full size
+    (None: unknown), ``offset`` where the bytes start (0 when the server ignored Range)."""
+
+    def __init__(self, stream: Any, total: int | None, offset: int, url: str) -> None:
+        self.stream, self.total, self.offset, self.url = stream, total, offset, url
+
+    def read(self) -> bytes:
+        try:
+            return self.stream.read(CHUNK)
+        except (http.client.HTTPException, OSError) as exc:  # reset, timeout
+            raise _corpus_error(self.url, exc) from exc
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _open_at(url: str, offset: int) -> _Source:
+    """Open ``url`` from byte ``offset``: a seek for ``file://``, a Range request for HTTP."""
+    if url.startswith("file:"):
+        path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+        try:
+            f = open(path, "rb")  # noqa: SIM115 (closed by _Source.close)
+            total = os.fstat(f.fileno()).st_size
+        except OSError as exc:
+            raise NetworkError(
+                f"copy of {path} failed ({exc.strerror or exc}); a --mirror folder must be "
+                f"laid out like the hub, e.g. <folder>/miracl-corpus-v1.0-yo/docs-0.jsonl.gz"
+            ) from None
+        offset = offset if offset <= total else 0
+        f.seek(offset)
+        return _Source(f, total, offset, url)
+    headers = {"User-Agent": f"babelir/{__version__}"}
+    token = os.environ.get(HF_TOKEN_ENV)
+    if token and urllib.parse.urlsplit(url).hostname == "huggingface.co":
+        headers["Authorization"] = f"Bearer {token}"
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        request = urllib.request.Request(url, headers=headers)
+        resp = urllib.request.urlopen(request, timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # the .part is not a prefix of this file: restart
+            return _open_at(url, 0)
+        raise _corpus_error(url, exc) from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        raise _corpus_error(url, exc) from exc
+    except ValueError as exc:  # a mirror URL urllib cannot parse
+        raise NetworkError(f"download of {url} failed ({exc}); check --mirror") from exc
+    length = resp.headers.get("Content-Length")
+    size = int(length) if length and length.isdigit() else None
+    if offset and resp.status == 206:
+        # Content-Range: bytes <start>-<end>/<total>
+        span, _, whole = (resp.headers.get("Content-Range") or "").partition("/")
+        start = span.removeprefix("bytes ").partition("-")[0]
+        if start.strip() != str(offset):
+            resp.close()
+            raise NetworkError(
+                f"download of {url} failed (asked for bytes from {offset}, got "
+                f"{resp.headers.get('Content-Range')!r}); delete the .part file and retry"
+            )
+        total = int(whole) if whole.isdigit() else (offset + size if size is not None else None)
+        return _Source(resp, total, offset, url)
+    return _Source(resp, size, 0, url)  # 200: the whole file (the server ignored Range)
+
+
+def _complete_gzip_sha256(path: Path) -> str:
+    """SHA256 of ``path`` after reading it through as gzip (member CRCs and sizes checked):
+    a shard resumed from a stale ``.part`` or cut short fails here, not at evaluation."""
+    import zlib
+
+    h = hashlib.sha256()
+    d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            while chunk:
+                d.decompress(chunk, CHUNK)
+                chunk = d.unconsumed_tail
+            while d.eof and d.unused_data:  # concatenated gzip members
+                rest = d.unused_data
+                d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                while rest:
+                    d.decompress(rest, CHUNK)
+                    rest = d.unconsumed_tail
+    if not d.eof:
+        raise zlib.error("the gzip stream ends early")
+    return h.hexdigest()
+
+
+def _fetch_shard(url: str, dest: Path, desc: str, progress: bool) -> str:
+    """Download ``url`` into ``dest`` through ``dest.part`` (kept on failure, continued by the
+    next call); return the SHA256 of the completed shard."""
+    import zlib
+
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.is_file() else 0
+    src = _open_at(url, have)
+    bar = tqdm(
+        total=src.total, initial=src.offset, unit="B", unit_scale=True, unit_divisor=1024,
+        desc=desc, disable=not progress, leave=False,
+    )  # fmt: skip
+    size = src.offset
+    try:
+        with (
+            disk_guard(dest.parent, what=part.name, hint="; the .part file is kept: rerun"),
+            bar,
+            open(part, "ab" if src.offset else "wb") as out,
+        ):
+            while chunk := src.read():
+                out.write(chunk)
+                size += len(chunk)
+                bar.update(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:
+        raise DataError(
+            f"cannot write {part} ({exc.strerror or exc}); choose another --data-dir"
+        ) from exc
+    finally:
+        src.close()
+    if src.total is not None and size != src.total:
+        raise NetworkError(
+            f"download of {url} stopped at {size} of {src.total} bytes; rerun to continue "
+            f"from {part.name}"
+        )
+    try:
+        sha = _complete_gzip_sha256(part)
+    except (OSError, EOFError, zlib.error) as exc:
+        part.unlink(missing_ok=True)
+        raise NetworkError(
+            f"{url}: not a complete gzip file ({exc}); deleted {part.name}, rerun to download "
+            f"it again"
+        ) from None
+    os.replace(part, dest)
+    return sha
+
+
+def fetch_miracl_corpus(
+    languages: str | Sequence[str] | None,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    mirror: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> list[Path]:
+    """Download the MIRACL corpus shards of ``languages`` into ``<data dir>/miracl/corpus``.
+
+    Shards already in place are kept (``force`` downloads them again); a ``.part`` left by
+    an interrupted fetch is continued. ``mirror`` (a folder or URL laid out like the hub:
+    ``<mirror>/miracl-corpus-v1.0-<lang>/docs-<n>.jsonl.gz``) replaces the hub. Raises
+    ConfigError for bad ``languages``, NetworkError for a failed or incomplete download.
+    Returns the shard paths, language by language. ``$HF_TOKEN``, if set, is sent to
+    huggingface.co only (for a gated copy, or the hub's higher rate limits).
+    """
+    from babelir.io import build_lock
+
+    langs = miracl_corpus_languages(languages)
+    root = resolve_data_dir(data_dir) / MIRACL_CORPUS_DIR
+    base = _mirror_base(mirror) if mirror else None
+    paths: list[Path] = []
+    for lang in langs:
+        folder = root / lang
+        sums_path = folder / LOCAL_SUMS
+        n = registry.MIRACL_CORPUS_SHARDS[lang]
+        with build_lock(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+            sums = _read_sums_file(sums_path)
+            for shard in range(n):
+                dest = folder / miracl_shard_name(shard)
+                paths.append(dest)
+                if dest.is_file() and not force:
+                    continue
+                if force:
+                    dest.with_name(dest.name + ".part").unlink(missing_ok=True)
+                desc = f"miracl-corpus {lang} {shard + 1}/{n}"
+                sums[dest.name] = _fetch_shard(_corpus_url(lang, shard, base), dest, desc, progress)
+                write_text(sums_path, "".join(f"{h}  {p}\n" for p, h in sorted(sums.items())))
+    return paths
+
+
+def _read_sums_file(path: Path) -> dict[str, str]:
+    """``{file name: sha256}`` of a ``sha256sum`` file (empty when absent)."""
+    if not path.is_file():
+        return {}
+    pairs = (line.split(maxsplit=1) for line in path.read_text("utf-8").splitlines())
+    return {p[1].lstrip("*"): p[0].lower() for p in pairs if len(p) == 2}

@@ -1,17 +1,19 @@
 """MIRACL-format retrieval data: topics, qrels and a JSONL passage corpus per language.
 
 Layout under the data dir (the file names of the MIRACL v1.0 release as mirrored by
-castorini/anserini-tools, which ``babelir data fetch miracl`` downloads)::
+castorini/anserini-tools, which ``babelir data fetch miracl`` downloads; the corpus shards
+of the Hugging Face hub, which ``babelir data fetch miracl-corpus --languages ..`` does)::
 
     miracl/topics/topics.miracl-v1.0-<lang>-<split>.tsv   qid<TAB>query
     miracl/qrels/qrels.miracl-v1.0-<lang>-<split>.tsv     qid Q0 docid rel  (TREC)
     miracl/corpus/<lang>/*.jsonl[.gz]                     {"docid", "title", "text"}
 
-The corpus (32.9M passages for English alone) is only on a dataset hub, so it is not
-fetched; put it under ``miracl/corpus/`` or point ``corpus=`` (``--corpus``) at any
-folder holding ``<lang>/`` or the hub's ``miracl-corpus-v1.0-<lang>/`` subfolders. Files
-of one language are read in name order, so the passage order (and the shard layout built
-from it) is reproducible.
+The corpus (32.9M passages for English alone) is fetched per language, or put under
+``miracl/corpus/`` by hand, or ``corpus=`` (``--corpus``) points at any folder holding
+``<lang>/`` or the hub's ``miracl-corpus-v1.0-<lang>/`` subfolders. Files of one language
+are read in name order, so the passage order (and the shard layout built from it) is
+reproducible. A folder left incomplete by ``fetch`` (a ``.part`` file, or fewer shards
+than the hub has) is refused rather than evaluated as a smaller corpus.
 
 A passage is encoded as ``"{title} {text}"`` by default: MIRACL passages are Wikipedia
 paragraphs whose meaning often depends on the article title, and scores reported with and
@@ -131,8 +133,8 @@ def corpus_dir(corpus_root: Path, lang: str) -> Path:
             return corpus_root / name
     raise DataError(
         f"{corpus_root / lang}: no MIRACL corpus folder for '{lang}' (expected "
-        f"<corpus>/{lang}/*.jsonl[.gz]; the corpus is not fetched, download it from the "
-        f"miracl/miracl-corpus dataset and pass --corpus)"
+        f"<corpus>/{lang}/*.jsonl[.gz]; run 'babelir data fetch miracl-corpus --languages "
+        f"{lang}', or pass --corpus)"
     )
 
 
@@ -145,7 +147,29 @@ def corpus_files(corpus_root: Path, lang: str) -> list[Path]:
     )
     if not files:
         raise DataError(f"{folder}: no *.jsonl or *.jsonl.gz corpus files")
+    _check_fetched(folder, lang)
     return files
+
+
+def _check_fetched(folder: Path, lang: str) -> None:
+    """Refuse a folder ``babelir data fetch miracl-corpus`` left incomplete: a ``.part``
+    shard, or (where its ``SHA256SUMS.local`` record is) fewer shards than the hub has."""
+    from babelir.data.fetch import LOCAL_SUMS, miracl_shard_name
+    from babelir.data.registry import MIRACL_CORPUS_SHARDS
+
+    again = f"rerun 'babelir data fetch miracl-corpus --languages {lang}' to complete it"
+    parts = sorted(p.name for p in folder.glob("*.part"))
+    if parts:
+        raise DataError(f"{folder / parts[0]}: an interrupted corpus fetch; {again}")
+    if (folder / LOCAL_SUMS).is_file() and lang in MIRACL_CORPUS_SHARDS:
+        n = MIRACL_CORPUS_SHARDS[lang]
+        absent = [
+            miracl_shard_name(i) for i in range(n) if not (folder / miracl_shard_name(i)).is_file()
+        ]
+        if absent:
+            raise DataError(
+                f"{folder}: {len(absent)} of {n} fetched shards missing ({absent[0]}, ...); {again}"
+            )
 
 
 def iter_jsonl_passages(files: Sequence[Path], lang: str = "") -> Iterator[Passage]:
@@ -239,8 +263,9 @@ def load_miracl(
     corpus_root = Path(corpus).expanduser() if corpus else root / "corpus"
     if require_corpus and not corpus_root.is_dir():
         raise DataError(
-            f"{corpus_root}: MIRACL corpus folder not found (it is not fetched: download the "
-            f"miracl/miracl-corpus dataset and pass --corpus, layout <corpus>/<lang>/*.jsonl.gz)"
+            f"{corpus_root}: MIRACL corpus folder not found (run 'babelir data fetch "
+            f"miracl-corpus --languages {','.join(wanted)}', or pass --corpus with the layout "
+            f"<corpus>/<lang>/*.jsonl.gz)"
         )
     out = []
     for lang in wanted:

@@ -136,6 +136,19 @@ MIRACL_LANGUAGES = (
 )  # fmt: skip
 # MIRACL v1.0 has no training split for the two surprise languages (de, yo).
 MIRACL_TRAIN_LANGUAGES = tuple(lang for lang in MIRACL_LANGUAGES if lang not in ("de", "yo"))
+# The MIRACL passage corpus (``babelir data fetch miracl-corpus``): gzipped JSONL shards
+# docs-0 .. docs-<n-1> per language on the Hugging Face hub, n as in the dataset's own
+# loading script (miracl-corpus.py, ``languages2filesize``). A fixed table, not "fetch
+# until 404": a partial mirror or a transient error then reads as a missing shard, never
+# as the end of a silently truncated corpus. No hashes are published: fetch records them.
+MIRACL_CORPUS_URL = (
+    "https://huggingface.co/datasets/miracl/miracl-corpus/resolve/main/"
+    "miracl-corpus-v1.0-{lang}/docs-{shard}.jsonl.gz"
+)
+MIRACL_CORPUS_SHARDS = {
+    "ar": 5, "bn": 1, "de": 32, "en": 66, "es": 21, "fa": 5, "fi": 4, "fr": 30, "hi": 2,
+    "id": 3, "ja": 14, "ko": 3, "ru": 20, "sw": 1, "te": 2, "th": 2, "yo": 1, "zh": 10,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,8 @@ def evaluate_miracl(
     corpus: Annotated[
         Path | None,
         typer.Option(
-            help="Corpus folder <corpus>/<lang>/*.jsonl[.gz] (default: <data-dir>/miracl/corpus)."
+            help="Corpus folder <corpus>/<lang>/*.jsonl[.gz] (default: <data-dir>/miracl/corpus, "
+            "where 'babelir data fetch miracl-corpus' puts it)."
         ),
     ] = None,
     passage_format: Annotated[
@@ -69,6 +70,14 @@ def evaluate_miracl(
         typer.Option(help="Shard folder (default <cache>/shards); reused, resumable."),
     ] = None,
     shard_size: Annotated[int, typer.Option(help="Passages per shard.")] = 50_000,
+    bm25: Annotated[
+        bool,
+        typer.Option(
+            "--bm25",
+            help="Add a BM25 baseline row per language (bm25s, Lucene BM25 k1=0.9 b=0.4) over "
+            "the same passages; needs pip install 'babelir[bm25]'.",
+        ),
+    ] = False,
 ) -> None:
     """Score an encoder on MIRACL: nDCG@10 and Recall@100 per language (needs a corpus)."""
     from babelir.cli.miracl import evaluate_miracl_cli
@@ -91,4 +100,5 @@ def evaluate_miracl(
         work_dir=work_dir,
         shard_size=shard_size,
         save_run=save_embeddings,
+        bm25=bm25,
     )
