@@ -244,9 +244,11 @@ class ParallelBatchSampler(DefaultBatchSampler):
         self._build_pools(languages)
 
         need = self.batch_size * self.num_replicas
+        used = np.unique(np.concatenate([p.ids for p in self._used_pools()]))
+        #: Batches of one pass over the distinct ids (the default ``num_batches``).
+        self.batches_per_pass = (len(used) // need) * self.num_replicas
         if num_batches is None:
-            used = np.unique(np.concatenate([p.ids for p in self._used_pools()]))
-            num_batches = (len(used) // need) * self.num_replicas
+            num_batches = self.batches_per_pass
         elif num_batches < 1 or num_batches % self.num_replicas:
             raise ConfigError(
                 f"num_batches: must be a positive multiple of num_replicas "
@@ -497,9 +499,14 @@ class ParallelBatchSampler(DefaultBatchSampler):
         (``babelir batches``). Columns are read from ``dataset`` when it has them, else
         from the sampler's own metadata.
         """
+        return list(self.iter_describe(num_batches, dataset))
+
+    def iter_describe(
+        self, num_batches: int | None = None, dataset: Any = None
+    ) -> Iterator[dict[str, Any]]:
+        """:meth:`describe` one batch at a time, as drawn (``babelir batches`` streams it)."""
         names = (self.id_column, self.query_lang_column, self.passage_lang_column)
         cols = [column(dataset, c) for c in names] if dataset is not None else None
-        out: list[dict[str, Any]] = []
         for batch in itertools.islice(self.iter_batches(), num_batches):
             if cols is None or any(c is None for c in cols):
                 pairs = [self.row_info(r) for r in batch.rows]
@@ -509,8 +516,7 @@ class ParallelBatchSampler(DefaultBatchSampler):
                     {"id": ids[r], "query_lang": qlangs[r], "passage_lang": plangs[r]}  # type: ignore[index]
                     for r in batch.rows
                 ]
-            out.append({"step": batch.step, "type": batch.type, "pairs": pairs})
-        return out
+            yield {"step": batch.step, "type": batch.type, "pairs": pairs}
 
 
 __all__ = ["ParallelBatchSampler", "SampledBatch"]

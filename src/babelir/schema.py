@@ -13,12 +13,19 @@ import types
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, Strict, ValidationError
 from pydantic.fields import FieldInfo
 
 from babelir.errors import ConfigError
+
+#: The largest seed: numpy's legacy ``RandomState`` and ``np.random.seed`` (which
+#: transformers' ``set_seed`` calls) take 32-bit seeds, so a larger one fails mid-run.
+SEED_MAX = 2**32 - 1
+#: The type of every seed babelir takes (compare's ``seeds``, ``train --seed``, ``batches
+#: --seed``): a true integer (a YAML ``true`` is no seed 1) in 0..2**32-1.
+Seed = Annotated[int, Strict(), Field(ge=0, le=SEED_MAX)]
 
 
 def option(

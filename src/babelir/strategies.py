@@ -12,14 +12,15 @@ import random
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field, Strict, TypeAdapter, ValidationError
 
 from babelir.errors import ConfigError
 
 #: The probability that a batch is mono, for strategies that mix by alpha. The one place
 #: its range is declared: pydantic fields use it as their type (and ``--help`` shows the
-#: range from it), everything else calls :func:`check_alpha`.
-Alpha = Annotated[float, Field(ge=0, le=1)]
+#: range from it), everything else calls :func:`check_alpha`. Strict: a YAML ``true`` is
+#: no alpha of 1 (an int such as ``1`` still is 1.0).
+Alpha = Annotated[float, Strict(), Field(ge=0, le=1)]
 DEFAULT_ALPHA = 0.5
 _ALPHA = TypeAdapter(Alpha)
 

@@ -19,6 +19,9 @@ from babelir.training.config import TrainConfig
 
 #: Every training option but the output folder, which ``train`` declares itself.
 TRAIN_OPTIONS = [o.name for o in options(TrainConfig) if o.has_cli and o.name != "output"]
+#: ``batches`` writes at most this many passes over the data's items (an epoch budget:
+#: past it every item repeats 100 times, and 10**12 batches would run for days).
+MAX_BATCH_PASSES = 100
 BATCH_OPTIONS = [
     "strategy", "alpha", "train_data", "data_dir", "languages", "articles", "batch_size",
     "seed", "hard_negatives", "language_temperature", "on_missing_answer",
@@ -63,7 +66,11 @@ def batches(
     Each line: {"step", "type": "mono"|"cross", "pairs": [{"id", "query_lang",
     "passage_lang"}, ...]}.
     """
-    from babelir.io import write_jsonl
+    import json
+
+    from tqdm.auto import tqdm
+
+    from babelir.io import atomic_path
     from babelir.sampling import ParallelBatchSampler
     from babelir.training.data import build_training_data
 
@@ -75,20 +82,29 @@ def batches(
         raise ConfigError(f"--epoch: must be >= 0, got {epoch}")
     cfg = _config({**values, "val_articles": "none"})  # batches shows the training pool
     table = build_training_data(cfg).table
-    sampler = ParallelBatchSampler(
-        table,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        strategy=cfg.strategy,
-        alpha=cfg.alpha,
+    args = dict(
+        batch_size=cfg.batch_size, seed=cfg.seed, strategy=cfg.strategy, alpha=cfg.alpha,
         language_temperature=cfg.language_temperature,
-        num_batches=num_batches,
-    )
+    )  # fmt: skip
+    per_pass = ParallelBatchSampler(table, **args).batches_per_pass  # type: ignore[arg-type]
+    limit = max(per_pass, 1) * MAX_BATCH_PASSES
+    if num_batches > limit:
+        raise ConfigError(
+            f"--num-batches: {num_batches} is past what the data gives: {per_pass} batches "
+            f"of {cfg.batch_size} per pass over its items, at most {limit} "
+            f"({MAX_BATCH_PASSES} passes)"
+        )
+    sampler = ParallelBatchSampler(table, **args, num_batches=num_batches)  # type: ignore[arg-type]
     sampler.set_epoch(epoch)
-    rows = sampler.describe(num_batches, table)
-    write_jsonl(output, rows)
-    mono = sum(r["type"] == "mono" for r in rows)
+    mono = written = 0
+    # streamed: one line per batch as drawn, the file takes its name when complete
+    with atomic_path(output, suffix=".jsonl") as tmp, open(tmp, "w", encoding="utf-8") as f:
+        drawn = sampler.iter_describe(num_batches, table)
+        for row in tqdm(drawn, total=num_batches, desc="batches", unit="batch", leave=False):
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            mono += row["type"] == "mono"
+            written += 1
     console.print(
-        f"wrote {len(rows)} batches ({mono} mono, {len(rows) - mono} cross) to {output}",
+        f"wrote {written} batches ({mono} mono, {written - mono} cross) to {output}",
         markup=False,
     )

@@ -3,11 +3,14 @@
 The ``train:`` section accepts exactly the YAML keys of
 :class:`babelir.training.config.TrainConfig` (its defaults, ranges and help apply), and
 ``evaluation:`` the encoding fields of :class:`babelir.options.EncodeOptions`; the rest
-(strategies, seeds, benchmarks, statistics) is defined here. Unknown keys are errors.
+(strategies, seeds, benchmarks, statistics) is defined here. Unknown keys are errors,
+types are strict (``seeds: [true]`` is no seed 1) and floats finite; YAML floats written
+``3e-5`` are floats (PyYAML alone reads them as strings).
 """
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from babelir.errors import ConfigError
 from babelir.options import EncodeOptions
-from babelir.schema import format_validation
+from babelir.reporting.stats import MAX_RESAMPLES
+from babelir.schema import Seed, format_validation
 from babelir.strategies import DEFAULT_ALPHA, Alpha, StrategySpec, get_strategy
 from babelir.training.config import TrainConfig, from_yaml_section
 
@@ -27,7 +31,25 @@ DEBIAS_METHODS = ("lsar", "center", "lir")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no bool-to-int or str-to-number coercion; no inf/nan floats
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, plus YAML 1.2 floats without a dot (``3e-5``, ``1E4``):
+    PyYAML takes those for strings, which a strict ``learning_rate`` would refuse."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with :class:`_Loader`'s floats."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
 class BenchmarkSpec(_Strict):
@@ -59,7 +81,7 @@ class CompareConfig(_Strict):
     description: str = ""
     model: str | None = None
     data_dir: str | None = None
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     strategies: list[str | StrategyEntry] = Field(
         default_factory=lambda: ["x-x-mono", "x-y", "hybrid"], min_length=1
     )
@@ -72,8 +94,9 @@ class CompareConfig(_Strict):
     )
     debias: list[Literal["lsar", "center", "lir"]] = Field(default_factory=list)
     debias_fit_per_language: int = Field(300, ge=10)
-    permutations: int = Field(10000, ge=100)
-    bootstrap: int = Field(2000, ge=100)
+    # each paired test draws n_queries x permutations signs and bootstrap resamples
+    permutations: int = Field(10000, ge=100, le=MAX_RESAMPLES)
+    bootstrap: int = Field(2000, ge=100, le=MAX_RESAMPLES)
     margin: float = Field(0.01, ge=0, lt=1)
 
     @field_validator("strategies")
@@ -86,8 +109,8 @@ class CompareConfig(_Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: list[int]) -> list[int]:
-        if len(set(v)) != len(v) or min(v) < 0:
-            raise ValueError("seeds must be distinct non-negative integers")
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct, got {v}")
         return v
 
     @field_validator("evaluation")
@@ -161,7 +184,7 @@ def load_config(
         text = resources.files("babelir.profiles").joinpath(f"{name}.yaml").read_text("utf-8")
         source = f"profile {name}"
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = parse_yaml(text) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -1,8 +1,10 @@
 """What ``babelir compare`` will do: validated inputs, jobs, cache keys and folders.
 
 Every job's folder name carries a hash of everything that changes its result (base model
-weights, the training identity, benchmark, encoding options), so re-running reuses
-finished work and a changed setting never reuses a stale result.
+weights, the training identity, the SHA-256 of the training and benchmark files, encoding
+options), so re-running reuses finished work and a changed setting or an edited file
+never reuses a stale result. Keys hold file contents, not paths: switching the data dir
+to other files retrains, the same files under another path are reused.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from babelir.errors import BabelirError, ConfigError, DataError
 from babelir.strategies import StrategySpec
 from babelir.training.config import TrainConfig
 
-CACHE_FORMAT = 2  # bump when cached training/evaluation outputs change meaning
+# bump when cached training/evaluation outputs or their keys change meaning
+# (3: keys hash the training and benchmark files' content instead of their paths)
+CACHE_FORMAT = 3
 MAX_EPOCHS_WITHOUT_WARNING = 10
 
 
@@ -77,9 +81,67 @@ def base_identity(model: str | None) -> str:
 
     if model in (None, "default", "multilingual-e5-small"):
         return "offline-e5:" + model_fingerprint(build_offline_e5())
-    if Path(model).expanduser().is_dir():
+    if local_model(model) is not None:
         return "folder:" + model_fingerprint(Path(model).expanduser())
     return "hub:" + str(model)
+
+
+def local_model(model: str | None) -> Path | None:
+    """The base model's folder; None for a hub id (``name`` or ``org/name`` that is no
+    folder here, fetched when first loaded). A path-like value (``./m``, ``~/m``, ``a/b/c``,
+    absolute) that is no folder is a one-line ConfigError: the dry run catches a typo."""
+    from babelir.models.loading import _resolve_local
+
+    if model in (None, "default", "multilingual-e5-small"):
+        return None
+    try:
+        return _resolve_local(str(model))
+    except BabelirError as e:
+        raise ConfigError(f"model: {e}") from None
+
+
+def content_fingerprint(path: Path) -> str:
+    """SHA-256 of a file, or of a folder's data files with their relative names.
+
+    Each file's hash is memoised per (path, size, mtime_ns) for the process
+    (:func:`babelir.training.sources.fingerprint`). Bookkeeping that never changes what
+    is read is left out: hidden files and ``SHA256SUMS*`` (``babelir data verify`` writes
+    ``SHA256SUMS.local`` into a dataset folder), so verifying data keeps the keys.
+    """
+    from babelir.training.sources import fingerprint
+
+    if not path.is_dir():
+        return fingerprint(path)
+    h = hashlib.sha256(b"babelir-content-v1\0")
+    for p in sorted(path.rglob("*")):
+        rel = p.relative_to(path)
+        if any(part.startswith(".") for part in rel.parts) or p.name.startswith("SHA256SUMS"):
+            continue
+        if p.is_file():
+            h.update(f"{rel.as_posix()}\0{fingerprint(p)}\0".encode())
+    return h.hexdigest()
+
+
+def training_inputs(tcfg: TrainConfig, root: Path) -> list[tuple[str, Path | None]]:
+    """The files or folders a run's training data is read from, by source label (None:
+    not on disk), resolved as :func:`babelir.data.parallel.load_parallel` and
+    :func:`babelir.training.sources.load_one` resolve them."""
+    from babelir.data.lareqa import resolve_benchmark_dir
+    from babelir.training.sources import is_multi_source, parse_sources, resolve_path
+
+    if is_multi_source(tcfg.train_data):
+        return [(s.label, resolve_path(s.file, root)) for s in parse_sources(tcfg.train_data)]
+    text = str(tcfg.train_data)
+    if text == "mmarco":
+        path: Path | None = root / "mmarco"
+    elif Path(text).expanduser().exists():
+        path = Path(text).expanduser()
+    else:
+        try:
+            path = resolve_benchmark_dir(text, root)[1]
+        except BabelirError:
+            path = None
+    return [(text, path if path is not None and path.exists() else None)]
 
 
 def data_dir(cfg: CompareConfig) -> Path:
@@ -121,22 +183,68 @@ def train_config(cfg: CompareConfig, spec: StrategySpec, seed: int, **run: Any) 
     return cfg.train_config(spec, seed, **run)
 
 
-def source_fingerprints(tcfg: TrainConfig, root: Path) -> list[str] | None:
-    """SHA-256 of every training source file, so an edited file is never a cache hit."""
-    from babelir.training.sources import (
-        fingerprint,
-        is_multi_source,
-        parse_sources,
-        resolve_path,
-    )
+def source_fingerprints(tcfg: TrainConfig, root: Path) -> list[str]:
+    """SHA-256 of every training file (one source or several, a JSONL file or a folder),
+    so an edited file or another data dir is never a cache hit."""
+    return [
+        f"{label}={content_fingerprint(path) if path is not None else 'missing'}"
+        for label, path in training_inputs(tcfg, root)
+    ]
 
-    if not is_multi_source(tcfg.train_data):
-        return None
-    out = []
-    for spec in parse_sources(tcfg.train_data):
-        path = resolve_path(spec.file, root)
-        out.append(f"{spec.label}={fingerprint(path) if path else 'name'}")
-    return out
+
+def benchmark_identity(spec: BenchmarkSpec, root: Path) -> tuple[Any, ...]:
+    """What makes two benchmark entries the same evaluation: files and selection."""
+    folder = benchmark_dir(spec, root)
+    langs = tuple(spec.languages) if spec.languages is not None else None
+    return (content_fingerprint(folder), langs, spec.articles, spec.candidates)
+
+
+def unique_benchmarks(cfg: CompareConfig, root: Path) -> tuple[list[BenchmarkSpec], list[str]]:
+    """The benchmarks once each, with a note per duplicate dropped.
+
+    An entry that repeats another (same files and selection, e.g. ``--benchmark X`` twice)
+    would be taken for a second seed of every row (a ``± 0.0000`` interval); two different
+    entries under one title would be mixed the same way, so they are refused.
+    """
+    kept: list[BenchmarkSpec] = []
+    seen: dict[tuple[Any, ...], int] = {}
+    titles: dict[str, int] = {}
+    notes: list[str] = []
+    for i, spec in enumerate(cfg.benchmarks):
+        ident = benchmark_identity(spec, root)
+        if ident in seen:
+            j = seen[ident]
+            notes.append(
+                f"benchmarks[{i}] ({spec.title()}) repeats benchmarks[{j}] "
+                f"({cfg.benchmarks[j].title()}): evaluated once"
+            )
+            continue
+        if spec.title() in titles:
+            j = titles[spec.title()]
+            raise ConfigError(
+                f"benchmarks[{i}] and benchmarks[{j}] are both titled '{spec.title()}' but "
+                "hold other files or selections; give one a 'label:' in the config"
+            )
+        seen[ident] = titles[spec.title()] = i
+        kept.append(spec)
+    return kept, notes
+
+
+def check_device_support(cfg: CompareConfig, tcfg: TrainConfig) -> None:
+    """Refuse precisions this machine cannot run (fp16 on a CPU...) before any job."""
+    from babelir.models.loading import default_device
+    from babelir.precision import resolve
+
+    device = default_device()
+    opts = cfg.encode_options()
+    try:
+        resolve(opts.precision, "cpu" if opts.precision == "int8" else device, "encode")
+    except ConfigError as e:
+        raise ConfigError(f"evaluation.{e} (this machine: {device})") from None
+    try:
+        resolve(tcfg.precision, device, "train")
+    except ConfigError as e:
+        raise ConfigError(f"train.{e} (this machine: {device})") from None
 
 
 def validate(cfg: CompareConfig) -> dict[str, Any]:
@@ -152,7 +260,10 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
     from babelir.training.data import build_training_data
 
     root = data_dir(cfg)
-    facts: dict[str, Any] = {"benchmarks": {}, "strategies": {}}
+    local_model(cfg.model)  # a path-like model that is no folder: refused here
+    check_device_support(cfg, train_config(cfg, cfg.variants()[0], cfg.seeds[0]))
+    benchmarks, notes = unique_benchmarks(cfg, root)  # shown by describe / run_compare
+    facts: dict[str, Any] = {"benchmarks": {}, "strategies": {}, "notes": notes}
     tables: dict[bool, Any] = {}
     first = None
     for variant in cfg.variants():
@@ -193,13 +304,13 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
             train_dir = resolve_benchmark_dir(train_data, root)[1]
         except BabelirError:
             train_dir = None
-    for i, spec in enumerate(cfg.benchmarks):
+    for i, spec in enumerate(benchmarks):
         try:
             bench = load_spec(spec, root)
         except DataError as e:
             raise ConfigError(f"benchmarks[{i}]: {e}") from None
         folder = benchmark_dir(spec, root)
-        same = train_dir is not None and folder.resolve() == Path(train_dir).resolve()
+        same = train_dir is not None and _same_files(folder, Path(train_dir))
         facts.setdefault("regime", {})[spec.title()] = "in-domain" if same else "zero-shot"
         if same:
             where = f"train.articles vs benchmarks[{i}].articles"
@@ -218,6 +329,20 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
                 "lsar (one projection for all languages) or evaluate training languages only"
             )
     return facts
+
+
+def _same_files(folder: Path, train_dir: Path) -> bool:
+    """Whether a benchmark folder is the training folder or a copy of (part of) it: each
+    of its language files is byte-identical to the training folder's file of that name."""
+    from babelir.training.sources import fingerprint
+
+    if folder.resolve() == train_dir.resolve():
+        return True
+    files = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
+    return bool(files) and all(
+        (train_dir / p.name).is_file() and fingerprint(train_dir / p.name) == fingerprint(p)
+        for p in files
+    )
 
 
 def _check_leaks(td: Any, bench: Any, where: str) -> None:
@@ -241,14 +366,18 @@ def make_plan(cfg: CompareConfig, output: Path) -> Plan:
     """Training and evaluation jobs with their cache keys and folders."""
     plan = Plan(cfg, output)
     base_id = base_identity(cfg.model)
-    root = str(Path(cfg.data_dir).resolve()) if cfg.data_dir else None
+    root = data_dir(cfg)
+    benchmarks, _ = unique_benchmarks(cfg, root)
     for seed in cfg.seeds:
         for variant in cfg.variants():
             tcfg = train_config(cfg, variant, seed)
-            ident = {"base": base_id, "train": tcfg.identity(), "data_dir": root}
-            sources = source_fingerprints(tcfg, data_dir(cfg))
-            if sources is not None:  # content, not paths (older keys stay as they were)
-                ident["sources"] = sources
+            train_ident = tcfg.identity()
+            if train_ident.get("disjoint_from"):  # drop_overlap: the benchmarks' content
+                train_ident["disjoint_from"] = [
+                    content_fingerprint(Path(p)) if Path(p).exists() else p
+                    for p in train_ident["disjoint_from"]
+                ]
+            ident = {"base": base_id, "train": train_ident, "data": source_fingerprints(tcfg, root)}
             key = _hash({"format": CACHE_FORMAT, **ident})[:16]
             folder = output / "runs" / f"{variant.slug}-s{seed}-{key[:8]}"
             steps = tcfg.max_steps or 100
@@ -263,9 +392,11 @@ def make_plan(cfg: CompareConfig, output: Path) -> Plan:
             plan.train_jobs.append(TrainJob(variant, seed, key, folder, tcfg))
     ev = cfg.encode_options().describe()
     ev.pop("show_progress", None)
-    for spec in cfg.benchmarks:
+    # the base model's debias fit reads the training side of the config: its files count
+    fit_data = source_fingerprints(cfg.train_config(StrategySpec("x-x-mono"), cfg.seeds[0]), root)
+    for spec in benchmarks:
         bspec = spec.model_dump()
-        bspec["resolved"] = str(benchmark_dir(spec, data_dir(cfg)).resolve())
+        bspec["content"] = content_fingerprint(benchmark_dir(spec, root))
         key = _hash({"format": CACHE_FORMAT, "model": base_id, "bench": bspec, "eval": ev})[:16]
         base = EvalJob("base", None, spec, key, output / "evals" / f"base-{key[:8]}", None, None)
         plan.eval_jobs.append(base)
@@ -292,6 +423,7 @@ def make_plan(cfg: CompareConfig, output: Path) -> Plan:
                     # the base model is fitted on the training side of the config, a trained
                     # model on its own training texts (the same articles and languages)
                     "train": cfg.train,
+                    "data": fit_data,
                     "eval": ev,
                 }
                 fit_key = _hash({"format": CACHE_FORMAT, **fit})[:16]
@@ -333,6 +465,7 @@ def describe(plan: Plan, facts: dict[str, Any]) -> list[str]:
         )
         + (f"; {val['note']}" if val.get("note") else "")
     )
+    lines += [f"NOTE: {note}" for note in facts.get("notes") or []]
     counts = facts.get("train_counts") or {}
     if counts:
         lines.append(

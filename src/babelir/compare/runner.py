@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import time
@@ -14,11 +15,113 @@ import numpy as np
 
 from babelir import __version__
 from babelir.compare.config import CompareConfig
-from babelir.compare.plan import EvalJob, Plan, data_dir, load_spec, make_plan, validate
+from babelir.compare.plan import EvalJob, Plan, TrainJob, data_dir, load_spec, make_plan, validate
 from babelir.evaluation.records import is_evaluated, load_evaluation, save_evaluation
 from babelir.strategies import StrategySpec
 
 Progress = Callable[[str, int, int], None]
+log = logging.getLogger(__name__)
+#: The per-query arrays the report's paired tests read from a cached evaluation.
+PER_QUERY_KEYS = ("pair_ap", "multi_ap", "rank_distance", "question_blocks")
+
+
+def _discard(folder: Path, what: str, reason: str, keep: tuple[str, ...] = ()) -> None:
+    """Warn and remove a cached result that cannot be reused (``keep``: entries spared)."""
+    log.warning("warning: %s in %s is incomplete or corrupt (%s); recomputing it", what,
+                folder, reason)  # fmt: skip
+    if not keep:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for item in folder.iterdir():
+        if item.name in keep:
+            continue
+        if item.is_dir() and not item.is_symlink():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            item.unlink(missing_ok=True)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def cached_evaluation(job: EvalJob, *, needs_embeddings: bool = False) -> bool:
+    """Whether ``job``'s folder holds a complete evaluation to reuse.
+
+    metrics.json must parse, per_query.npz hold the arrays of one row per question and,
+    where a debias job re-scores them (``needs_embeddings``), the saved embeddings must
+    load. A folder failing any check (truncated, deleted or edited files) is removed with
+    a warning, so the evaluation is recomputed instead of crashing the report.
+    """
+    from babelir.evaluation.lareqa import load_saved_embeddings
+
+    if not is_evaluated(job.folder):
+        return False
+    try:
+        stored = load_evaluation(job.folder)
+        if not isinstance(stored.metrics, dict):
+            raise ValueError("metrics.json is not a JSON object")
+        missing = [k for k in PER_QUERY_KEYS if k not in stored.per_query]
+        if missing:
+            raise ValueError(f"per_query.npz lacks {', '.join(missing)}")
+        rows = {len(stored.per_query[k]) for k in PER_QUERY_KEYS}
+        if len(rows) != 1:
+            raise ValueError(f"per_query.npz arrays disagree in length ({sorted(rows)})")
+        if needs_embeddings:
+            load_saved_embeddings(job.folder)
+    except Exception as e:  # any unreadable cache is recomputed, not fatal
+        _discard(job.folder, "the cached evaluation", _first_line(e))
+        return False
+    return True
+
+
+def cached_run(job: TrainJob) -> bool:
+    """Whether ``job``'s folder holds a complete trained model to reuse.
+
+    Beyond the marker (babelir-train.json, written last): it must parse, and the model's
+    modules.json, config.json and weights must be there and whole (a safetensors file's
+    header must cover the file). An incomplete run loses its model files, keeps its
+    checkpoints (the re-run resumes from them) and is trained again, with a warning.
+    """
+    from babelir.training.save import MARKER
+    from babelir.training.trainer import is_trained
+
+    if not is_trained(job.folder):
+        return False
+    try:
+        doc = json.loads((job.folder / MARKER).read_text("utf-8"))
+        if not isinstance(doc, dict):
+            raise ValueError(f"{MARKER} is not a JSON object")
+        _check_model_folder(job.folder)
+    except Exception as e:  # an unreadable run is retrained, not fatal
+        _discard(job.folder, "the trained model", _first_line(e), keep=("checkpoints",))
+        return False
+    return True
+
+
+def _check_model_folder(folder: Path) -> None:
+    """Raise unless ``folder`` holds a whole sentence-transformers model: modules.json
+    naming existing module folders, and weights whose safetensors headers cover their
+    files (a truncated file fails here, not when the evaluation loads it)."""
+    from safetensors import safe_open
+
+    modules = json.loads((folder / "modules.json").read_text("utf-8"))
+    for m in modules:
+        sub = folder / m.get("path", "")
+        if not sub.is_dir():
+            raise ValueError(f"module folder {sub.name} is missing")
+    weights = [
+        p for p in folder.rglob("*")
+        if p.suffix in (".safetensors", ".bin")
+        and not any(x == "checkpoints" or x.startswith(".") for x in p.relative_to(folder).parts)
+    ]  # fmt: skip
+    if not weights:
+        raise ValueError("no model weights (model.safetensors)")
+    for p in weights:
+        if p.suffix == ".safetensors":
+            with safe_open(str(p), "np") as f:  # checks the header covers the file
+                list(f.keys())
 
 
 def _git_commit() -> str | None:
@@ -88,7 +191,10 @@ def _fit_debias(job: EvalJob, cfg: CompareConfig, show_progress: bool):
 
     assert job.fit_folder is not None and job.debias is not None
     if (job.fit_folder / "debias.json").is_file():
-        return load_transform(job.fit_folder)
+        try:
+            return load_transform(job.fit_folder)
+        except Exception as e:  # a corrupt cached fit is refitted
+            _discard(job.fit_folder, "the cached debias fit", _first_line(e))
     tcfg = cfg.train_config(StrategySpec("x-x-mono"), cfg.seeds[0])
     if job.model_path:  # a trained model: its own training texts
         fit = collect_fit_texts(
@@ -175,7 +281,6 @@ def run_compare(
     """Validate, train, evaluate and report. Returns the path of report.md."""
     from babelir.reporting.report import write_report
     from babelir.reporting.schema import EvalRecord, Provenance, ReportInput, RunInfo
-    from babelir.training.trainer import is_trained
     from babelir.training.trainer import train as run_train
 
     t_start = time.perf_counter()
@@ -184,6 +289,8 @@ def run_compare(
     t = time.perf_counter()
     plan, facts = prepare(cfg, output)
     timings["validate"] = round(time.perf_counter() - t, 2)
+    for note in facts.get("notes") or []:  # e.g. a benchmark given twice, evaluated once
+        log.warning("note: %s", note)
     output.mkdir(parents=True, exist_ok=True)
     if force:
         for path in [j.folder for j in plan.train_jobs] + [e.folder for e in plan.eval_jobs]:
@@ -208,7 +315,7 @@ def run_compare(
     t = time.perf_counter()
     for job in plan.train_jobs:
         t_job = time.perf_counter()
-        if is_trained(job.folder):
+        if cached_run(job):
             reused["train"] += 1
             status = "reused"
         else:
@@ -224,9 +331,10 @@ def run_compare(
     timings["train"] = round(time.perf_counter() - t, 2)
 
     t = time.perf_counter()
+    rescored = {id(ej.source) for ej in plan.eval_jobs if ej.source is not None}
     for ej in plan.eval_jobs:
         t_job = time.perf_counter()
-        if is_evaluated(ej.folder):
+        if cached_evaluation(ej, needs_embeddings=id(ej) in rescored):
             reused["eval"] += 1
             status = "reused"
         elif ej.debias:

@@ -14,11 +14,24 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+
+#: The most resamples a test takes: a permutation test draws n_queries x resamples signs
+#: (1e6 x 1190 XQuAD-R questions is seconds), the bootstrap loops resamples times (1e6
+#: is ~15 s per test); 1e12 would run for days or exhaust memory.
+MAX_RESAMPLES = 1_000_000
+
+
+def _check_resamples(n_resamples: int, what: str) -> None:
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int | np.integer):
+        raise ValueError(f"{what}: n_resamples must be an integer, got {n_resamples!r}")
+    if not 1 <= n_resamples <= MAX_RESAMPLES:
+        raise ValueError(f"{what}: n_resamples must be in 1..{MAX_RESAMPLES}, got {n_resamples}")
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
     """Mean and t-based confidence interval; a single value has a zero-width interval."""
+    from scipy import stats  # here: compare's config imports this module's bounds
+
     x = np.asarray([v for v in values if v is not None], dtype=float)
     if len(x) == 0:
         return (float("nan"),) * 3
@@ -38,6 +51,7 @@ def paired_permutation_test(
     NaN pairs (a query undefined in either model) are dropped. The observed statistic
     counts as one resample, so p is never 0.
     """
+    _check_resamples(n_resamples, "permutation test")
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     d = d[~np.isnan(d)]
     if len(d) == 0 or not np.any(d):
@@ -65,6 +79,7 @@ def paired_bootstrap_ci(
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """Mean of a - b over queries and its percentile bootstrap confidence interval."""
+    _check_resamples(n_resamples, "bootstrap")
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     d = d[~np.isnan(d)]
     if len(d) == 0:

@@ -4,7 +4,8 @@
 :class:`TrainConfig` (:mod:`babelir.cli.schema`), and ``compare`` accepts exactly the
 fields that have a YAML key in its ``train:`` section. Constructing a ``TrainConfig``
 validates it (types, ranges, choices, the strategy), so an invalid run fails before any
-data or model is loaded.
+data or model is loaded. Types are strict (a YAML ``true`` is no batch size, ``"64"`` no
+integer) and floats finite (``.inf`` is no learning rate).
 """
 
 from __future__ import annotations
@@ -18,18 +19,26 @@ from pydantic.dataclasses import dataclass
 
 from babelir.errors import ConfigError
 from babelir.options import TrainingPrecision
-from babelir.schema import build, option_map, options
+from babelir.schema import Seed, build, option_map, options
 from babelir.schema import option as opt
 from babelir.strategies import DEFAULT_ALPHA, Alpha, get_strategy, strategy_help
 from babelir.training.sources import SourceSpec, parse_sources
 
 Selection = Literal["last", "best-val-loss", "best-val-map"]
+#: The similarity scale's upper bound: 1 / temperature, and no recipe uses a temperature
+#: below 0.001 (e5 trains at 0.01); beyond it the logits overflow to a non-finite loss.
+MAX_SCALE = 1000.0
 #: Options added after runs were cached, with the default under which those runs trained.
 _LATER_DEFAULTS: dict[str, Any] = {"on_missing_answer": "paragraph", "drop_overlap": False}
 DEFAULT_MAX_STEPS = 100
 
 
-@dataclass(config=ConfigDict(extra="forbid", arbitrary_types_allowed=True))
+# strict: no bool-to-int (or "64"-to-int) coercion; finite floats only.
+@dataclass(
+    config=ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, strict=True, allow_inf_nan=False
+    )
+)
 class TrainConfig:
     """Everything that defines a training run (and its cache key in ``compare``).
 
@@ -42,7 +51,9 @@ class TrainConfig:
     """
 
     # -- the run (set per job by compare; not part of its YAML ``train:`` section)
-    output: Path = opt(Path("runs/model"), "Model folder to write.", short="-o", yaml=False)
+    output: Path = opt(
+        Path("runs/model"), "Model folder to write.", short="-o", yaml=False, strict=False
+    )
     model: str | None = opt(
         None,
         "Base model: Hugging Face / sentence-transformers id or local folder (default: "
@@ -54,7 +65,7 @@ class TrainConfig:
         "hybrid", "Batch composition: " + strategy_help() + ".", short="-s", yaml=False
     )
     alpha: Alpha = opt(DEFAULT_ALPHA, "hybrid: probability that a batch is x-x-mono.", yaml=False)
-    seed: int = opt(0, "Seed for sampling and initialisation.", ge=0, yaml=False)
+    seed: Seed = opt(0, "Seed for sampling and initialisation.", yaml=False)
     data_dir: str | None = opt(
         None, "Folder holding datasets (default: $BABELIR_DATA_DIR, else the user cache dir).",
         yaml=False,
@@ -124,7 +135,7 @@ class TrainConfig:
     loss: Literal["mnrl", "cached-mnrl"] = opt(
         "mnrl", "mnrl (InfoNCE, in-batch negatives) or cached-mnrl (GradCache)."
     )
-    scale: float = opt(20.0, "Similarity scale (1 / temperature).", gt=0)
+    scale: float = opt(20.0, "Similarity scale (1 / temperature).", gt=0, le=MAX_SCALE)
     symmetric: bool = opt(False, "Also score passage -> query.")
     hard_negatives: bool = opt(
         False, "Add one hard negative per pair (other sentences of the same paragraph)."

@@ -124,10 +124,28 @@ def resolve_path(path: str, data_dir: Path) -> Path | None:
     return q if q.exists() else None
 
 
+_FINGERPRINTS: dict[tuple[Any, ...], str] = {}
+
+
 def fingerprint(path: Path) -> str:
-    """SHA-256 of a source's bytes (a folder: of its files' names and bytes), for cache keys."""
-    h = hashlib.sha256()
+    """SHA-256 of a source's bytes (a folder: of its files' names and bytes), for cache keys.
+
+    Memoised for this process on every file's (path, size, mtime_ns): compare asks for the
+    same files once per job; an edited file changes its stamp and is hashed again.
+    """
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stamp = []
+    for p in files:
+        st = p.stat()
+        stamp.append((str(p.resolve()), st.st_size, st.st_mtime_ns))
+    key = (str(path.resolve()), tuple(stamp))
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = _hash_files(path, files)
+    return _FINGERPRINTS[key]
+
+
+def _hash_files(path: Path, files: list[Path]) -> str:
+    h = hashlib.sha256()
     for p in files:
         h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode() + b"\0")
         with open(p, "rb") as f:
