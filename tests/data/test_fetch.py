@@ -133,7 +133,8 @@ def test_registry_matches_shared_layout() -> None:
     report = verify(None, SHARED)  # the shared folder is itself a valid data dir
     assert report.ok and not report.unverified
     full = tuple(f"squad-train-{lang}" for lang in registry.SQUAD_TRAIN_FULL)
-    assert report.absent == ("mlqa-r", *full)
+    xor = ("xor-retrieve", "xor-retrieve-corpus", "dpr-wiki-corpus")
+    assert report.absent == ("mlqa-r", *full, *xor)
     slices = {
         p.relative_to(SHARED).as_posix()
         for p in (SHARED / "training").rglob("*")

@@ -13,8 +13,8 @@ are pinned instead by their *git blob id* (``git_blob``: SHA-1 of ``b"blob <size
 the bytes, what ``git hash-object`` prints), which GitHub shows for every file at a
 commit; :mod:`babelir.data.fetch` checks it and records the SHA256 it saw in
 ``<data_dir>/<dataset>/SHA256SUMS.local``. A file with neither pin is *unpinned*: fetch
-records its hash the same way and warns that it is not pinned (no registered file is
-unpinned today; the path stays for new datasets).
+records its hash the same way and warns that it is not pinned (the XOR-Retrieve files,
+hosted on the task's site with no published hash, are unpinned).
 
 A few files have no upstream download (``url=None``): the shared copy's English SQuAD
 slice was rebuilt from the SQuAD explorer's pages, not copied; only ``--mirror`` (a copy
@@ -136,6 +136,21 @@ MIRACL_LANGUAGES = (
 )  # fmt: skip
 # MIRACL v1.0 has no training split for the two surprise languages (de, yo).
 MIRACL_TRAIN_LANGUAGES = tuple(lang for lang in MIRACL_LANGUAGES if lang not in ("de", "yo"))
+# XOR-TyDi XOR-Retrieve (babelir.data.xor_retrieve): questions and the passage collection
+# are hosted on the task's site, not in its git repository (AkariAsai/XORQA), so there is
+# no commit to pin and no published hash: the files are unpinned (fetch records their
+# SHA256 in SHA256SUMS.local and warns). DPR's passages are the alternative collection.
+XOR_RETRIEVE_LANGUAGES = ("ar", "bn", "fi", "ja", "ko", "ru", "te")
+XORQA = "AkariAsai/XORQA"
+XORQA_DATA_URL = "https://nlp.cs.washington.edu/xorqa/XORQA_site/data/"
+XOR_RETRIEVE_FILES = (
+    "xor_dev_retrieve_eng_span_v1_1.jsonl",
+    "xor_dev_retrieve_eng_span.jsonl",
+    "xor_train_retrieve_eng_span.jsonl",
+)
+XOR_RETRIEVE_CORPUS_URL = XORQA_DATA_URL + "models/enwiki_20190201_w100.tsv"
+DPR = "facebookresearch/DPR"
+DPR_CORPUS_URL = "https://dl.fbaipublicfiles.com/dpr/wikipedia_split/psgs_w100.tsv.gz"
 # The MIRACL passage corpus (``babelir data fetch miracl-corpus``): gzipped JSONL shards
 # docs-0 .. docs-<n-1> per language on the Hugging Face hub, n as in the dataset's own
 # loading script (miracl-corpus.py, ``languages2filesize``). A fixed table, not "fetch
@@ -228,6 +243,53 @@ def _squad_full(lang: str) -> Dataset:
     )
 
 
+def _xor_retrieve() -> tuple[Dataset, ...]:
+    """XOR-Retrieve questions, its passage collection and DPR's (all unpinned)."""
+    questions = tuple(
+        DataFile(f"xor-retrieve/{name}", XORQA_DATA_URL + name, None)
+        for name in XOR_RETRIEVE_FILES
+    )
+    data_license = "see the XOR-TyDi site (questions from TyDi QA; passages from Wikipedia)"
+    return (
+        Dataset(
+            name="xor-retrieve",
+            directory="xor-retrieve",
+            repo=XORQA,
+            commit="",  # hosted on the task's site: no commit holds these files
+            license=data_license,
+            languages=XOR_RETRIEVE_LANGUAGES,
+            files=questions,
+            description="XOR-TyDi XOR-Retrieve questions: dev v1.1, dev v1.0, train (unpinned)",
+        ),
+        Dataset(
+            name="xor-retrieve-corpus",
+            directory="xor-retrieve/corpus",
+            repo=XORQA,
+            commit="",
+            license=data_license,
+            languages=("en",),
+            files=(
+                DataFile(
+                    "xor-retrieve/corpus/enwiki_20190201_w100.tsv", XOR_RETRIEVE_CORPUS_URL, None
+                ),
+            ),
+            description="XOR-Retrieve passages: English Wikipedia 2019-02-01 in 100-word "
+            "pieces, DPR TSV, 13 GB (unpinned)",
+        ),
+        Dataset(
+            name="dpr-wiki-corpus",
+            directory="xor-retrieve/dpr-corpus",
+            repo=DPR,
+            commit="",
+            license="CC BY-SA (Wikipedia text); see facebookresearch/DPR",
+            languages=("en",),
+            files=(DataFile("xor-retrieve/dpr-corpus/psgs_w100.tsv.gz", DPR_CORPUS_URL, None),),
+            description="DPR's 21M English Wikipedia passages (2018-12-20), gzipped TSV, "
+            "4.4 GB (unpinned); close to, not the official XOR-Retrieve collection",
+        ),
+    )
+
+
 def _training_slice(name: str) -> Dataset:
     directory, description, license_, langs, entries = TRAINING_SLICES[name]
     sums = _checksums()
@@ -292,6 +354,7 @@ def datasets() -> dict[str, Dataset]:
         ),
         *(_training_slice(name) for name in TRAINING_SLICES),
         *(_squad_full(lang) for lang in SQUAD_TRAIN_FULL),
+        *_xor_retrieve(),
     ]
     return {d.name: d for d in items}
 

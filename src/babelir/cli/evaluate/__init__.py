@@ -60,6 +60,12 @@ FAMILIES: list[Family] = [
         "babelir.cli.evaluate.miracl",
         "miracl: nDCG@10 and Recall@100 per language over a corpus",
     ),
+    Family(
+        "XOR-Retrieve",
+        ("xor-retrieve",),
+        "babelir.cli.evaluate.xor_retrieve",
+        "xor-retrieve: XOR-TyDi R@2kt and R@5kt per language over English Wikipedia passages",
+    ),
 ]
 
 
@@ -149,7 +155,7 @@ def families_help() -> str:
     add_help_option=False,
 )
 def evaluate(ctx: typer.Context) -> None:
-    """Score an encoder on a benchmark: LAReQA (xquad-r, mlqa-r, a folder) or MIRACL.
+    """Score an encoder on a benchmark: LAReQA (xquad-r, mlqa-r, a folder), MIRACL, XOR-Retrieve.
 
     `babelir evaluate --help` lists the families; `babelir evaluate --benchmark NAME
     --help` shows the options of NAME's family.
