@@ -30,6 +30,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _MARK = "babelir input missing: "
 
 
+def _test_cache() -> Path:
+    env = os.environ.get("BABELIR_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "babelir-test"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One numba cache for the session and its subprocesses: tests point BABELIR_CACHE_DIR
+    at temporary folders, and a fresh numba cache compiles the metric kernel again in
+    every process that imports it (~10 s each on 2 cores)."""
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(_test_cache() / "numba"))
+
+
 def _missing(reason: str) -> None:
     if os.environ.get("CI") or os.environ.get("BABELIR_REQUIRE_DATA"):
         pytest.fail(reason)
@@ -71,10 +83,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def real_model_path() -> Path:
-    env = os.environ.get("BABELIR_CACHE_DIR")
-    cache = Path(env).expanduser() if env else Path.home() / ".cache" / "babelir-test"
     try:
-        return build_offline_e5(cache / "models" / MODEL_DIRNAME)
+        return build_offline_e5(_test_cache() / "models" / MODEL_DIRNAME)
     except ModelError as exc:
         _missing(str(exc))
 
