@@ -134,7 +134,7 @@ def test_registry_matches_shared_layout() -> None:
     assert report.ok and not report.unverified
     full = tuple(f"squad-train-{lang}" for lang in registry.SQUAD_TRAIN_FULL)
     xor = ("xor-retrieve", "xor-retrieve-corpus", "dpr-wiki-corpus")
-    assert report.absent == ("mlqa-r", *full, *xor)
+    assert report.absent == ("mlqa-r", *full, *xor, "miracl-corpus")
     slices = {
         p.relative_to(SHARED).as_posix()
         for p in (SHARED / "training").rglob("*")
@@ -248,7 +248,7 @@ def test_verify_reports_modified_and_missing(tmp_path: Path) -> None:
     bad = report.mismatched[0]
     assert bad.actual == sha256_file(tmp_path / "xquad-r" / "en.json") != bad.expected
     assert "1 mismatched" in report.summary() and "1 missing" in report.summary()
-    assert set(verify(None, tmp_path).absent) == set(registry.names()) - {"xquad-r"}
+    assert set(verify(None, tmp_path).absent) == {*registry.names(), "miracl-corpus"} - {"xquad-r"}
 
 
 def test_unknown_name(tmp_path: Path) -> None:

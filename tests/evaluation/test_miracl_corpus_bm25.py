@@ -27,7 +27,7 @@ import pytest
 from testkit.cli import call
 from testkit.tiny_model import make_tiny_model
 
-from babelir.data.fetch import LOCAL_SUMS, fetch_miracl_corpus
+from babelir.data.fetch import LOCAL_SUMS, fetch_miracl_corpus, verify_miracl_corpus
 from babelir.data.miracl import corpus_files, iter_jsonl_passages, load_miracl, read_topics
 from babelir.data.registry import MIRACL_CORPUS_SHARDS, MIRACL_CORPUS_URL, MIRACL_LANGUAGES
 from babelir.errors import ConfigError, DataError, NetworkError
@@ -190,6 +190,34 @@ def test_fetch_from_folder_mirror_and_read_back(tmp_path: Path, mirror, monkeypa
     # --force fetches again, and fails naming the missing mirror file
     with pytest.raises(NetworkError, match=r"miracl-corpus-v1\.0-hi/docs-0\.jsonl\.gz"):
         fetch_miracl_corpus("hi", tmp_path / "d", mirror=str(src), force=True, progress=False)
+
+
+def test_verify_checks_fetched_shards_by_their_recorded_hashes(tmp_path: Path, mirror, capsys):
+    src, _, _ = mirror
+    fetch_miracl_corpus("yo,hi", tmp_path / "d", mirror=str(src), progress=False)
+    corpus = tmp_path / "d" / "miracl" / "corpus"
+    hand = corpus / "sw"  # laid out by hand: no SHA256SUMS.local, listed unverified
+    _write_shard(hand / "mine.jsonl.gz", _docs("sw", 3))
+    report = verify_miracl_corpus(tmp_path / "d")
+    assert {f.relpath: f.status for f in report.files} == {
+        "miracl/corpus/hi/docs-0.jsonl.gz": "ok",
+        "miracl/corpus/hi/docs-1.jsonl.gz": "ok",
+        "miracl/corpus/sw/mine.jsonl.gz": "unverified",
+        "miracl/corpus/yo/docs-0.jsonl.gz": "ok",
+    }
+    verify = ("data", "verify", "miracl-corpus", "--data-dir", str(tmp_path / "d"))
+    code, out, _ = call(capsys, *verify)
+    assert code == 0 and "3 ok, 0 missing, 0 mismatched, 1 unverified" in out
+    # one flipped byte, one deleted shard: both named, exit 1
+    blob = bytearray((corpus / "hi/docs-1.jsonl.gz").read_bytes())
+    blob[100] ^= 1
+    (corpus / "hi/docs-1.jsonl.gz").write_bytes(bytes(blob))
+    (corpus / "yo/docs-0.jsonl.gz").unlink()
+    code, out, _ = call(capsys, *verify)
+    assert code == 1
+    assert "mismatch:" in out and "hi/docs-1.jsonl.gz" in out
+    assert "missing:" in out and "yo/docs-0.jsonl.gz" in out
+    assert verify_miracl_corpus(tmp_path / "empty").absent == ("miracl-corpus",)
 
 
 def test_interrupted_http_fetch_resumes_with_range(tmp_path: Path, mirror):

@@ -16,8 +16,8 @@ def data_fetch(
     name: Annotated[
         str,
         typer.Argument(
-            help="Dataset: xquad-r, mlqa-r, xquad, miracl, miracl-corpus, squad-train-LANG, "
-            "arcd, ..."
+            help="Dataset: xquad-r, mlqa-r, xquad, miracl, miracl-corpus, xor-retrieve, "
+            "xor-retrieve-corpus (13 GB), dpr-wiki-corpus, squad-train-LANG, arcd, ..."
         ),
     ],
     data_dir: DataDirOpt = None,

@@ -352,6 +352,8 @@ def verify(name: str | None = None, data_dir: str | os.PathLike[str] | None = No
     of missing. Raises DataError for an unknown NAME.
     """
     root = resolve_data_dir(data_dir)
+    if name == "miracl-corpus":
+        return verify_miracl_corpus(root)
     selected: Iterable[Dataset] = [registry.get(name)] if name else registry.datasets().values()
     checks: list[FileCheck] = []
     absent: list[str] = []
@@ -362,7 +364,43 @@ def verify(name: str | None = None, data_dir: str | os.PathLike[str] | None = No
             absent.append(ds.name)
         else:
             checks.extend(results)
+    if name is None:
+        corpus = verify_miracl_corpus(root)
+        checks.extend(corpus.files)
+        absent.extend(corpus.absent)
     return VerifyReport(root, tuple(checks), tuple(absent))
+
+
+def verify_miracl_corpus(data_dir: str | os.PathLike[str] | None = None) -> VerifyReport:
+    """Each language folder of ``<data dir>/miracl/corpus/``. Where a fetch recorded
+    ``<lang>/SHA256SUMS.local``: every shard the hub has
+    (:data:`registry.MIRACL_CORPUS_SHARDS`) present and hashed as recorded. A folder laid
+    out by hand (no record) has its ``*.jsonl[.gz]`` files listed ``unverified``.
+    ``absent`` holds ``miracl-corpus`` when no language folder is there."""
+    root = resolve_data_dir(data_dir)
+    base = root / MIRACL_CORPUS_DIR
+    known = registry.MIRACL_CORPUS_SHARDS
+    langs = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    checks: list[FileCheck] = []
+    for lang in langs:
+        folder = base / lang
+        sums = _read_sums_file(folder / LOCAL_SUMS)
+        if sums and lang in known:
+            files = [miracl_shard_name(i) for i in range(known[lang])]
+        else:
+            files = sorted(p.name for p in folder.glob("*.jsonl*") if not p.name.endswith(".part"))
+        for file in files:
+            path, rel = folder / file, f"{MIRACL_CORPUS_DIR}/{lang}/{file}"
+            expected = sums.get(file)
+            if not path.is_file():
+                checks.append(FileCheck("miracl-corpus", rel, path, "missing", expected, None))
+                continue
+            actual = sha256_file(path)
+            status: Status = (
+                "unverified" if expected is None else ("ok" if actual == expected else "mismatch")
+            )
+            checks.append(FileCheck("miracl-corpus", rel, path, status, expected, actual))
+    return VerifyReport(root, tuple(checks), () if langs else ("miracl-corpus",))
 
 
 # --------------------------------------------------------------------------- MIRACL corpus
