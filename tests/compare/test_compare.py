@@ -230,9 +230,9 @@ PINNED_RUNS = [
     (
         {"strategies": ["x-x-mono", "x-y", "hybrid"]},
         [
-            ("x-x-mono", "x-x-mono-s0-82b7e981"),
-            ("x-y", "x-y-s0-b3bcbcbc"),
-            ("hybrid", "hybrid-s0-4c81c390"),
+            ("x-x-mono", "x-x-mono-s0-4c627b7f"),
+            ("x-y", "x-y-s0-156d1cb5"),
+            ("hybrid", "hybrid-s0-c38c0df4"),
         ],
     ),
     (
@@ -242,21 +242,21 @@ PINNED_RUNS = [
             "seeds": [0, 3],
         },
         [
-            ("x-x-mono", "x-x-mono-s0-82b7e981"),
-            ("hybrid (alpha=0.25)", "hybrid-alpha0.25-s0-8769fbb3"),
-            ("hybrid (alpha=1)", "hybrid-alpha1-s0-f1f71bc9"),
-            ("en-en", "en-en-s0-f2b1fa7e"),
-            ("x-x", "x-x-s0-566189d2"),
-            ("x-x-mono", "x-x-mono-s3-1ac18212"),
-            ("hybrid (alpha=0.25)", "hybrid-alpha0.25-s3-4e6412c4"),
-            ("hybrid (alpha=1)", "hybrid-alpha1-s3-1f92e343"),
-            ("en-en", "en-en-s3-84683374"),
-            ("x-x", "x-x-s3-e65bdd48"),
+            ("x-x-mono", "x-x-mono-s0-4c627b7f"),
+            ("hybrid (alpha=0.25)", "hybrid-alpha0.25-s0-a5b14c3c"),
+            ("hybrid (alpha=1)", "hybrid-alpha1-s0-cef45cf5"),
+            ("en-en", "en-en-s0-b57910ac"),
+            ("x-x", "x-x-s0-3a43305f"),
+            ("x-x-mono", "x-x-mono-s3-c9f634f5"),
+            ("hybrid (alpha=0.25)", "hybrid-alpha0.25-s3-e006d7ab"),
+            ("hybrid (alpha=1)", "hybrid-alpha1-s3-c5268f75"),
+            ("en-en", "en-en-s3-02d12050"),
+            ("x-x", "x-x-s3-d209cdc8"),
         ],
     ),
     (  # one alpha-mixing row is plain "hybrid" whatever its alpha; its key still has it
         {"strategies": ["x-y", {"strategy": "hybrid", "alpha": 0.3}]},
-        [("x-y", "x-y-s0-b3bcbcbc"), ("hybrid", "hybrid-s0-7e5dcda2")],
+        [("x-y", "x-y-s0-156d1cb5"), ("hybrid", "hybrid-s0-835dacf0")],
     ),
 ]
 
@@ -266,6 +266,8 @@ def test_labels_and_run_folders_match_earlier_runs(extra, expected, shared_data_
     import babelir.compare.plan as plan_mod
 
     monkeypatch.setattr(plan_mod, "base_identity", lambda model: "test-base")
+    # keys hold the precision as resolved here (fp32 on a CPU; bf16 on most GPUs)
+    monkeypatch.setattr(plan_mod, "resolved_precisions", lambda cfg, tcfg: ("fp32", "fp32"))
     monkeypatch.setenv("BABELIR_DATA_DIR", str(shared_data_dir))  # data_dir unset: not in keys
     cfg = CompareConfig.model_validate({"train": PINNED_TRAIN, **extra})
     plan = plan_mod.make_plan(cfg, Path("out"))

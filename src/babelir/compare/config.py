@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from babelir.errors import ConfigError
 from babelir.options import EncodeOptions
@@ -52,18 +59,78 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
-class BenchmarkSpec(_Strict):
-    """A LAReQA-format benchmark: a known ``name`` under the data dir, or a ``path``."""
+#: Benchmark families a comparison evaluates: LAReQA pools (mAP, rank distance), MIRACL
+#: (monolingual passage retrieval, nDCG@10 / R@100) and XOR-Retrieve (cross-lingual, R@kt).
+BENCHMARK_KINDS = ("lareqa", "miracl", "xor-retrieve")
+RETRIEVAL_KINDS = ("miracl", "xor-retrieve")
+_RETRIEVAL_ONLY = ("corpus", "corpus_limit", "passage_format", "split", "top_k")
 
+
+class BenchmarkSpec(_Strict):
+    """One benchmark of the comparison.
+
+    ``kind: lareqa`` (default): a known ``name`` under the data dir or a ``path``.
+    ``kind: miracl``: topics and qrels of ``split`` under ``<data_dir>/miracl`` (``path``:
+    another folder of that layout) and the passage ``corpus`` (default
+    ``<data_dir>/miracl/corpus``, as ``babelir data fetch miracl-corpus`` lays it out);
+    ``bm25`` adds the BM25 row. ``kind: xor-retrieve``: the questions ``split`` (``dev``,
+    ``dev-v1.0``, ``train`` or a .jsonl path) and the passage ``corpus`` file, optionally
+    its first ``corpus_limit`` passages (CPU trials).
+    """
+
+    kind: Literal["lareqa", "miracl", "xor-retrieve"] = "lareqa"
     name: str | None = None
     path: str | None = None
     label: str | None = None
     languages: list[str] | None = None
     articles: str = "all"
     candidates: Literal["sentence", "sentence+context"] = "sentence"
+    split: str | None = None
+    corpus: str | None = None
+    corpus_limit: int | None = Field(None, ge=1)
+    passage_format: str | None = None
+    top_k: int | None = Field(None, ge=1, le=10_000)
+    bm25: bool | None = None
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> BenchmarkSpec:
+        given = self.model_fields_set
+        if self.kind == "lareqa":
+            extra = [k for k in (*_RETRIEVAL_ONLY, "bm25") if k in given]
+            if extra:
+                raise ValueError(
+                    f"'{extra[0]}' is a key of kind miracl / xor-retrieve benchmarks "
+                    "(add kind: miracl or kind: xor-retrieve)"
+                )
+            return self
+        extra = [k for k in ("articles", "candidates") if k in given]
+        if extra:
+            raise ValueError(f"'{extra[0]}' is a key of LAReQA benchmarks, not kind {self.kind}")
+        if self.name is not None and self.name != self.kind:
+            raise ValueError(
+                f"name: '{self.name}' with kind {self.kind} (leave name out, or give path)"
+            )
+        if self.kind == "miracl":
+            if "top_k" in given or "corpus_limit" in given:
+                raise ValueError("top_k and corpus_limit are keys of xor-retrieve benchmarks")
+            if self.split is not None and self.split not in ("dev", "train"):
+                raise ValueError(f"split: MIRACL has dev and train, not '{self.split}'")
+        elif "bm25" in given:
+            raise ValueError("bm25 is a key of miracl benchmarks")
+        return self
+
+    @property
+    def is_retrieval(self) -> bool:
+        return self.kind in RETRIEVAL_KINDS
 
     def title(self) -> str:
-        return self.label or self.name or Path(str(self.path)).name
+        if self.label:
+            return self.label
+        if self.kind == "miracl":
+            return "MIRACL" + (f" ({Path(self.path).name})" if self.path else "")
+        if self.kind == "xor-retrieve":
+            return "XOR-Retrieve" + (f" ({Path(self.path).name})" if self.path else "")
+        return self.name or Path(str(self.path)).name
 
 
 class StrategyEntry(_Strict):
@@ -215,8 +282,10 @@ def check_sections(cfg: CompareConfig, source: str) -> None:
 
 
 __all__ = [
+    "BENCHMARK_KINDS",
     "DEBIAS_METHODS",
     "PROFILES",
+    "RETRIEVAL_KINDS",
     "BenchmarkSpec",
     "CompareConfig",
     "StrategyEntry",

@@ -21,8 +21,9 @@ from babelir.strategies import StrategySpec
 from babelir.training.config import TrainConfig
 
 # bump when cached training/evaluation outputs or their keys change meaning
-# (3: keys hash the training and benchmark files' content instead of their paths)
-CACHE_FORMAT = 3
+# (3: keys hash the training and benchmark files' content instead of their paths;
+# 4: keys hold the precision as resolved on this machine, not as requested)
+CACHE_FORMAT = 4
 MAX_EPOCHS_WITHOUT_WARNING = 10
 
 
@@ -55,6 +56,7 @@ class EvalJob:
     debias: str | None = None
     source: EvalJob | None = None
     fit_folder: Path | None = None
+    baseline: str | None = None  # "bm25": a lexical row of a MIRACL entry, no model
 
 
 @dataclass
@@ -179,7 +181,10 @@ def train_config(cfg: CompareConfig, spec: StrategySpec, seed: int, **run: Any) 
 
     if is_multi_source(cfg.train.get("data")):
         root = data_dir(cfg)
-        run.setdefault("disjoint_from", [str(benchmark_dir(b, root)) for b in cfg.benchmarks])
+        run.setdefault(
+            "disjoint_from",
+            [str(benchmark_dir(b, root)) for b in cfg.benchmarks if not b.is_retrieval],
+        )
     return cfg.train_config(spec, seed, **run)
 
 
@@ -194,6 +199,10 @@ def source_fingerprints(tcfg: TrainConfig, root: Path) -> list[str]:
 
 def benchmark_identity(spec: BenchmarkSpec, root: Path) -> tuple[Any, ...]:
     """What makes two benchmark entries the same evaluation: files and selection."""
+    if spec.is_retrieval:
+        from babelir.compare import retrieval
+
+        return retrieval.identity(spec, root)
     folder = benchmark_dir(spec, root)
     langs = tuple(spec.languages) if spec.languages is not None else None
     return (content_fingerprint(folder), langs, spec.articles, spec.candidates)
@@ -211,7 +220,10 @@ def unique_benchmarks(cfg: CompareConfig, root: Path) -> tuple[list[BenchmarkSpe
     titles: dict[str, int] = {}
     notes: list[str] = []
     for i, spec in enumerate(cfg.benchmarks):
-        ident = benchmark_identity(spec, root)
+        try:
+            ident = benchmark_identity(spec, root)
+        except DataError as e:
+            raise ConfigError(f"benchmarks[{i}] ({spec.title()}): {e}") from None
         if ident in seen:
             j = seen[ident]
             notes.append(
@@ -305,6 +317,9 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
         except BabelirError:
             train_dir = None
     for i, spec in enumerate(benchmarks):
+        if spec.is_retrieval:
+            _validate_retrieval(spec, i, root, first, facts, cfg.debias)
+            continue
         try:
             bench = load_spec(spec, root)
         except DataError as e:
@@ -331,6 +346,43 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
     return facts
 
 
+def _validate_retrieval(
+    spec: BenchmarkSpec,
+    i: int,
+    root: Path,
+    first: Any,
+    facts: dict[str, Any],
+    debias: list[str],
+) -> None:
+    """A MIRACL / XOR-Retrieve entry: its files load (corpus included), BM25 is installed
+    where asked for, and no training or validation question is one of its queries."""
+    from babelir.compare import retrieval
+
+    try:
+        loaded = retrieval.load(spec, root)
+    except DataError as e:
+        raise ConfigError(f"benchmarks[{i}] ({spec.title()}): {e}") from None
+    summary = retrieval.summary(spec, loaded)
+    if summary.get("bm25"):
+        from babelir.evaluation.bm25 import _bm25s
+
+        try:
+            _bm25s()
+        except ConfigError as e:
+            raise ConfigError(f"benchmarks[{i}].bm25: {e} (or set bm25: false)") from None
+    facts["benchmarks"][spec.title()] = summary
+    # training data is parallel QA, never a corpus of the benchmark's own family
+    facts.setdefault("regime", {})[spec.title()] = "zero-shot"
+    _check_leaks_texts(
+        first, retrieval.texts(spec, loaded, f"benchmarks[{i}] ({spec.title()})")
+    )
+    if debias:
+        facts["notes"].append(
+            f"debias ({', '.join(debias)}) re-scores LAReQA pools only: "
+            f"{spec.title()} has no debiased rows"
+        )
+
+
 def _same_files(folder: Path, train_dir: Path) -> bool:
     """Whether a benchmark folder is the training folder or a copy of (part of) it: each
     of its language files is byte-identical to the training folder's file of that name."""
@@ -347,9 +399,14 @@ def _same_files(folder: Path, train_dir: Path) -> bool:
 
 def _check_leaks(td: Any, bench: Any, where: str) -> None:
     """Refuse training or validation items found in a benchmark by id or by text."""
-    from babelir.training.sources import BenchmarkTexts, find_overlap
+    from babelir.training.sources import BenchmarkTexts
 
-    texts = BenchmarkTexts.from_benchmark(where, bench)
+    _check_leaks_texts(td, BenchmarkTexts.from_benchmark(where, bench))
+
+
+def _check_leaks_texts(td: Any, texts: Any) -> None:
+    from babelir.training.sources import find_overlap
+
     for part, data in (("training", td.data), ("validation", td.val)):
         if data is None:
             continue
@@ -362,8 +419,29 @@ def _check_leaks(td: Any, bench: Any, where: str) -> None:
             )
 
 
+def resolved_precisions(cfg: CompareConfig, tcfg: TrainConfig) -> tuple[str, str]:
+    """(training, encoding) precision as this machine resolves them: ``auto`` trains in
+    bf16 on a CPU with native bf16 and in fp32 elsewhere, so it must not share a key."""
+    from babelir.models.loading import default_device
+    from babelir.precision import resolve
+
+    device = default_device()
+    enc = cfg.encode_options().precision
+    return (
+        resolve(tcfg.precision, device, "train"),
+        resolve(enc, "cpu" if enc == "int8" else device, "encode"),
+    )
+
+
 def make_plan(cfg: CompareConfig, output: Path) -> Plan:
-    """Training and evaluation jobs with their cache keys and folders."""
+    """Training and evaluation jobs with their cache keys and folders.
+
+    The base model's debias fits live in the user cache (``<cache>/debias``), keyed by its
+    weights and the fit data, so every comparison on the same base and data reuses them;
+    a trained model's fits stay with its output folder.
+    """
+    from babelir.settings import cache_dir
+
     plan = Plan(cfg, output)
     base_id = base_identity(cfg.model)
     root = data_dir(cfg)
@@ -372,6 +450,7 @@ def make_plan(cfg: CompareConfig, output: Path) -> Plan:
         for variant in cfg.variants():
             tcfg = train_config(cfg, variant, seed)
             train_ident = tcfg.identity()
+            train_ident["precision"] = resolved_precisions(cfg, tcfg)[0]
             if train_ident.get("disjoint_from"):  # drop_overlap: the benchmarks' content
                 train_ident["disjoint_from"] = [
                     content_fingerprint(Path(p)) if Path(p).exists() else p
@@ -392,11 +471,26 @@ def make_plan(cfg: CompareConfig, output: Path) -> Plan:
             plan.train_jobs.append(TrainJob(variant, seed, key, folder, tcfg))
     ev = cfg.encode_options().describe()
     ev.pop("show_progress", None)
+    ev["precision"] = resolved_precisions(cfg, plan.train_jobs[0].train_config)[1]
     # the base model's debias fit reads the training side of the config: its files count
     fit_data = source_fingerprints(cfg.train_config(StrategySpec("x-x-mono"), cfg.seeds[0]), root)
     for spec in benchmarks:
         bspec = spec.model_dump()
-        bspec["content"] = content_fingerprint(benchmark_dir(spec, root))
+        bspec["content"] = (
+            benchmark_identity(spec, root)
+            if spec.is_retrieval
+            else content_fingerprint(benchmark_dir(spec, root))
+        )
+        if spec.kind == "miracl" and spec.bm25 is not False:
+            from babelir.compare.retrieval import bm25_identity
+
+            key = _hash({"format": CACHE_FORMAT, "bm25": bm25_identity(), "bench": bspec})[:16]
+            plan.eval_jobs.append(
+                EvalJob(
+                    "bm25", None, spec, key, output / "evals" / f"bm25-{key[:8]}", None, None,
+                    baseline="bm25",
+                )
+            )  # fmt: skip
         key = _hash({"format": CACHE_FORMAT, "model": base_id, "bench": bspec, "eval": ev})[:16]
         base = EvalJob("base", None, spec, key, output / "evals" / f"base-{key[:8]}", None, None)
         plan.eval_jobs.append(base)
@@ -414,7 +508,7 @@ def make_plan(cfg: CompareConfig, output: Path) -> Plan:
             )
             plan.eval_jobs.append(ej)
             sources.append((ej, job.key))
-        for method in cfg.debias:
+        for method in cfg.debias if not spec.is_retrieval else ():
             for src, model_key in sources:
                 fit = {
                     "method": method,
@@ -439,7 +533,10 @@ def make_plan(cfg: CompareConfig, output: Path) -> Plan:
                         src.train_key,
                         debias=method,
                         source=src,
-                        fit_folder=output / "debias" / f"{method}-{fit_key}",
+                        fit_folder=(
+                            output / "debias" if src.model_path else cache_dir() / "debias"
+                        )
+                        / f"{method}-{fit_key}",
                     )
                 )
     return plan
@@ -506,5 +603,12 @@ def describe(plan: Plan, facts: dict[str, Any]) -> list[str]:
         b = facts["benchmarks"].get(ej.benchmark.title(), {})
         nq, nc = b.get("num_questions", "?"), b.get("num_candidates", "?")
         size = f"{nq} questions x {nc} candidates"
+        if ej.benchmark.kind == "miracl":
+            size = f"{nq} queries in {', '.join(b.get('languages', []))}, {b.get('corpus_files')} "
+            size += "corpus files"
+        elif ej.benchmark.kind == "xor-retrieve":
+            limit = b.get("corpus_limit")
+            size = f"{nq} questions, passages {b.get('corpus_file')}"
+            size += f" (first {limit})" if limit else ""
         lines.append(f"evaluate {ej.label:<25} on {ej.benchmark.title()} ({size})")
     return lines

@@ -58,6 +58,15 @@ def cached_evaluation(job: EvalJob, *, needs_embeddings: bool = False) -> bool:
 
     if not is_evaluated(job.folder):
         return False
+    if job.benchmark.is_retrieval:
+        from babelir.compare.retrieval import check_cached
+
+        try:
+            check_cached(job.folder, job.benchmark.kind)
+        except Exception as e:  # any unreadable cache is recomputed, not fatal
+            _discard(job.folder, "the cached evaluation", _first_line(e))
+            return False
+        return True
     try:
         stored = load_evaluation(job.folder)
         if not isinstance(stored.metrics, dict):
@@ -168,9 +177,20 @@ def _evaluate(job: EvalJob, cfg: CompareConfig, show_progress: bool) -> None:
     from babelir.evaluation.lareqa import evaluate_model
     from babelir.models.loading import resolve_prefixes
 
-    bench = load_spec(job.benchmark, data_dir(cfg))
     name = job.model_path or cfg.model
     opts = cfg.encode_options(show_progress=show_progress, cache=EmbeddingCache())
+    if job.benchmark.is_retrieval:
+        from babelir.compare import retrieval
+
+        info = {"model": job.label, "model_path": name, "seed": job.seed,
+                "benchmark_label": job.benchmark.title()}  # fmt: skip
+        if job.baseline == "bm25":
+            retrieval.evaluate_bm25(job.benchmark, data_dir(cfg), job.folder, info)
+        else:
+            retrieval.evaluate(job.benchmark, data_dir(cfg), name, cfg.model, opts, job.folder,
+                               info)  # fmt: skip
+        return
+    bench = load_spec(job.benchmark, data_dir(cfg))
     model, opts = load_encoder(name, opts)  # int8: the cached ONNX Runtime build
     qp, pp = resolve_prefixes(cfg.model, model)  # a trained folder keeps its base's prefixes
     info = {"model": job.label, "model_path": name, "seed": job.seed}
@@ -296,6 +316,9 @@ def run_compare(
         for path in [j.folder for j in plan.train_jobs] + [e.folder for e in plan.eval_jobs]:
             shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(output / "debias", ignore_errors=True)
+        for ej in plan.eval_jobs:  # the base model's fits, shared in the user cache
+            if ej.fit_folder is not None:
+                shutil.rmtree(ej.fit_folder, ignore_errors=True)
     done = 0
     reused = {"train": 0, "eval": 0}
     step_log: list[dict[str, Any]] = []
@@ -351,10 +374,10 @@ def run_compare(
         tick(f"evaluate {ej.label} on {ej.benchmark.title()}: {status}")
     timings["evaluate"] = round(time.perf_counter() - t, 2)
 
-    records = []
+    records, retrieval_records = [], []
     for ej in plan.eval_jobs:
         stored = load_evaluation(ej.folder)
-        records.append(
+        (retrieval_records if ej.benchmark.is_retrieval else records).append(
             EvalRecord(
                 ej.label, ej.seed, ej.benchmark.title(), stored.metrics, stored.per_query,
                 str(ej.folder),
@@ -366,6 +389,8 @@ def run_compare(
     ]
     labels = list(dict.fromkeys(["base", *[j.label for j in plan.train_jobs]]))
     labels += [f"{lab}+{m}" for m in cfg.debias for lab in labels]
+    if any(ej.baseline == "bm25" for ej in plan.eval_jobs):
+        labels.insert(0, "bm25")
     provenance = Provenance(
         versions=_versions(),
         git_commit=commit,
@@ -382,6 +407,7 @@ def run_compare(
         description=cfg.description,
         reference=cfg.reference,
         evaluations=records,
+        retrieval=retrieval_records,
         runs=runs,
         provenance=provenance,
         setup=_setup(cfg),

@@ -246,13 +246,15 @@ def load_miracl(
     split: str = "dev",
     corpus: Path | None = None,
     require_corpus: bool = True,
+    root: Path | None = None,
 ) -> list[MiraclLanguage]:
     """Topics, qrels and corpus files of the selected languages (default: all 18).
 
-    ``corpus`` defaults to ``<data_dir>/miracl/corpus``; with ``require_corpus=False`` a
+    ``root`` (the folder holding ``topics/`` and ``qrels/``) defaults to
+    ``<data_dir>/miracl``, ``corpus`` to ``<root>/corpus``; with ``require_corpus=False`` a
     missing corpus is allowed (topics/qrels only).
     """
-    root = miracl_root(data_dir)
+    root = Path(root).expanduser() if root is not None else miracl_root(data_dir)
     wanted = parse_languages(languages) or list(MIRACL_LANGUAGES)
     unknown = [x for x in wanted if x not in MIRACL_LANGUAGES]
     if unknown:

@@ -269,13 +269,14 @@ def load_xor_retrieve(
     *,
     questions: str | Path = "dev",
     corpus: Path | None = None,
+    root: Path | None = None,
 ) -> XorRetrieve:
     """Questions (a :data:`QUESTION_FILES` name or a path) and the passage file.
 
-    Names are looked up under ``<data_dir>/xor-retrieve/``; so is the corpus without
-    ``corpus`` (see :func:`find_corpus`).
+    Names are looked up under ``root`` (default ``<data_dir>/xor-retrieve/``); so is the
+    corpus without ``corpus`` (see :func:`find_corpus`).
     """
-    root = xor_root(data_dir)
+    root = Path(root).expanduser() if root is not None else xor_root(data_dir)
     text = str(questions)
     if text in QUESTION_FILES:
         qpath, name = root / QUESTION_FILES[text], text

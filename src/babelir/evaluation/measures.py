@@ -118,10 +118,19 @@ LAREQA: tuple[Measure, ...] = (
 NDCG10 = Measure("ndcg@10", "nDCG@10", ("ndcg@10",), description="trec_eval ndcg_cut.10")
 RECALL100 = Measure("recall@100", "R@100", ("recall@100",), description="recall@100")
 MIRACL: tuple[Measure, ...] = (NDCG10, RECALL100)
+#: XOR-Retrieve measures (keys as in its metrics.json; per-query 0/1 hits).
+R2KT = Measure(
+    "r@2kt", "R@2kt", ("r@2kt",), description="an answer within the first 2,000 tokens"
+)
+R5KT = Measure(
+    "r@5kt", "R@5kt", ("r@5kt",), description="an answer within the first 5,000 tokens"
+)
+XOR_RETRIEVE: tuple[Measure, ...] = (R2KT, R5KT)
 
 #: Every measure by key and by label.
-BY_KEY: dict[str, Measure] = {m.key: m for m in (*LAREQA, *MIRACL)}
-BY_LABEL: dict[str, Measure] = {m.label: m for m in (*LAREQA, *MIRACL)}
+_ALL = (*LAREQA, *MIRACL, *XOR_RETRIEVE)
+BY_KEY: dict[str, Measure] = {m.key: m for m in _ALL}
+BY_LABEL: dict[str, Measure] = {m.label: m for m in _ALL}
 
 
 def measure(name: str) -> Measure:

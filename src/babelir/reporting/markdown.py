@@ -91,11 +91,7 @@ def _setup_lines(inp: ReportInput) -> list[str]:
     if facts.get("benchmarks"):
         out += [
             "Benchmarks: "
-            + "; ".join(
-                f"{k} ({v['num_questions']} questions, {v['num_candidates']} candidates, "
-                f"articles {v['articles']}, {len(v['languages'])} languages)"
-                for k, v in facts["benchmarks"].items()
-            )
+            + "; ".join(_benchmark_fact(k, v) for k, v in facts["benchmarks"].items())
             + ".",
             "",
         ]
@@ -115,6 +111,20 @@ def _setup_lines(inp: ReportInput) -> list[str]:
             "",
         ]
     return out
+
+
+def _benchmark_fact(title: str, v: Mapping[str, Any]) -> str:
+    n = len(v["languages"])
+    langs = ", ".join(v["languages"]) if n <= 4 else f"{n} languages"
+    if v.get("kind") == "miracl":
+        return f"{title} ({v['num_questions']} queries, split {v['split']}, {langs})"
+    if v.get("kind") == "xor-retrieve":
+        limit = f", first {v['corpus_limit']} passages" if v.get("corpus_limit") else ""
+        return f"{title} ({v['num_questions']} questions, split {v['split']}, {langs}{limit})"
+    return (
+        f"{title} ({v['num_questions']} questions, {v['num_candidates']} candidates, "
+        f"articles {v['articles']}, {langs})"
+    )
 
 
 def _zero_shot(cells, labels, benches) -> list[str]:
@@ -279,16 +289,11 @@ def _claims(analysis: Analysis, margin: float, level: float) -> list[str]:
     ]
 
 
-def render_markdown(
-    inp: ReportInput, analysis: Analysis, plots: Sequence[tuple[str, str]], curves: str | None
-) -> str:
-    """The whole report.md; ``plots`` are (title, file name) under plots/, ``curves`` the
-    learning-curve plot's file name (or ``None``)."""
+def _lareqa_lines(inp: ReportInput, analysis: Analysis) -> list[str]:
+    """The LAReQA sections: metric tables, seed statistics, tests, claims, debiasing."""
     cells, labels, benches = analysis.cells, inp.display_labels(), inp.benchmarks()
     multi_seed = len(inp.all_seeds()) > 1
-    p = inp.provenance
-    lines = [
-        *_setup_lines(inp),
+    return [
         "## mAP (LAReQA: AP over the full ranking / number of relevant)",
         "",
         metric_table(cells, labels, benches, MAP_COLUMNS),
@@ -317,6 +322,19 @@ def render_markdown(
         *analysis.pairwise,
         "",
     ]
+
+
+def render_markdown(
+    inp: ReportInput, analysis: Analysis, plots: Sequence[tuple[str, str]], curves: str | None
+) -> str:
+    """The whole report.md; ``plots`` are (title, file name) under plots/, ``curves`` the
+    learning-curve plot's file name (or ``None``)."""
+    from babelir.reporting import retrieval
+
+    labels, p = inp.display_labels(), inp.provenance
+    passages = retrieval.render(analysis.retrieval, labels, inp.retrieval, inp.level)
+    lareqa = _lareqa_lines(inp, analysis) if inp.benchmarks() else []
+    lines = [*_setup_lines(inp), *lareqa, *passages]
     if curves:
         lines += [
             "## Learning curves",
@@ -346,8 +364,15 @@ def render_markdown(
     return "\n".join(lines)
 
 
-def render_csv(evaluations: Sequence[EvalRecord], runs: Sequence[RunInfo]) -> str:
-    """Long-format rows: model, strategy, alpha, seed, benchmark, setting, value."""
+def render_csv(
+    evaluations: Sequence[EvalRecord],
+    runs: Sequence[RunInfo],
+    retrieval: Sequence[EvalRecord] = (),
+) -> str:
+    """Long-format rows: model, strategy, alpha, seed, benchmark, setting, value (LAReQA
+    settings, then the passage-retrieval measures)."""
+    from babelir.reporting.retrieval import csv_rows
+
     strategy = {(r.label, r.seed): (r.strategy, r.alpha) for r in runs}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -373,4 +398,17 @@ def render_csv(evaluations: Sequence[EvalRecord], runs: Sequence[RunInfo]) -> st
                     "" if v is None else repr(v),
                 ]
             )
+    for e, name, v in csv_rows(retrieval):
+        strat, alpha = strategy.get((e.label, e.seed), ("", ""))
+        w.writerow(
+            [
+                e.label,
+                strat,
+                "" if alpha is None else alpha,
+                "" if e.seed is None else e.seed,
+                e.benchmark,
+                name,
+                "" if v is None else repr(v),
+            ]
+        )
     return buf.getvalue()

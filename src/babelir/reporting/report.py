@@ -170,6 +170,7 @@ def write_report(inp: ReportInput, output: Path) -> Path:
         "seed_tests": analysis.seed_tests,
         "claims": analysis.claims,
         "debias": analysis.debias,
+        "retrieval": analysis.retrieval,
         "verdict": analysis.verdict_lines(),
         "evaluations": [
             {
@@ -179,12 +180,12 @@ def write_report(inp: ReportInput, output: Path) -> Path:
                 "folder": e.folder,
                 "metrics": e.metrics,
             }
-            for e in inp.evaluations
+            for e in [*inp.evaluations, *inp.retrieval]
         ],
         "learning_curves": [vars(c) for c in inp.curves],
         "plots": [name for _, name in made] + ([curves] if curves else []),
     }
-    write_text(output / "results.csv", render_csv(inp.evaluations, inp.runs))
+    write_text(output / "results.csv", render_csv(inp.evaluations, inp.runs, inp.retrieval))
     write_json(output / "results.json", results)
     write_text(output / "report.md", render_markdown(inp, analysis, made, curves))
     return output / "report.md"

@@ -143,6 +143,8 @@ class ReportInput:
     evaluations: list[EvalRecord]
     runs: list[RunInfo]
     provenance: Provenance
+    #: passage-retrieval records (MIRACL, XOR-Retrieve): :mod:`babelir.reporting.retrieval`
+    retrieval: list[EvalRecord] = field(default_factory=list)
     description: str = ""
     setup: TrainingSetup | None = None
     labels: list[str] | None = None
@@ -156,7 +158,7 @@ class ReportInput:
     def display_labels(self) -> list[str]:
         """Model labels in display order: ``labels`` first, then any others seen."""
         out = list(dict.fromkeys(self.labels or []))
-        for e in self.evaluations:
+        for e in [*self.evaluations, *self.retrieval]:
             if e.label not in out:
                 out.append(e.label)
         return out

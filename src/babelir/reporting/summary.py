@@ -7,10 +7,11 @@ for the type.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from babelir.evaluation.measures import measure
+from babelir.reporting import retrieval
 from babelir.reporting.analysis import aggregate, paired_tests, pairwise_verdict, seed_tests
 from babelir.reporting.claims import claim_sentence, evaluate_claims, plain_rows
 from babelir.reporting.debias_verdict import debias_effects, debias_sentences
@@ -28,10 +29,16 @@ class Analysis:
     claims: list[dict[str, Any]]
     pairwise: list[str]
     debias: list[dict[str, Any]]
+    #: the passage-retrieval section (cells, paired_tests, claims); {} without one
+    retrieval: dict[str, Any] = field(default_factory=dict)
 
     def verdict_lines(self) -> list[str]:
-        """Claim sentences, post-hoc debiasing lines, then the per-query lines."""
-        claims = [claim_sentence(v, measure(v["measure"])) for v in self.claims]
+        """Claim sentences (LAReQA, then retrieval), post-hoc debiasing lines, then the
+        per-query lines."""
+        claims = [
+            claim_sentence(v, measure(v["measure"]))
+            for v in [*self.claims, *self.retrieval.get("claims", [])]
+        ]
         return claims + debias_sentences(self.debias) + self.pairwise
 
 
@@ -56,4 +63,13 @@ def analyse(inp: ReportInput) -> Analysis:
         ),
         pairwise=pairwise_verdict(tests),
         debias=debias_effects(inp.evaluations, bootstrap=inp.bootstrap, level=inp.level),
+        retrieval=retrieval.analyse(
+            inp.retrieval,
+            inp.runs,
+            reference,
+            permutations=inp.permutations,
+            bootstrap=inp.bootstrap,
+            level=inp.level,
+            margin=inp.margin,
+        ),
     )

@@ -1,0 +1,364 @@
+"""The report's passage-retrieval section: MIRACL and XOR-Retrieve rows, tests, claims.
+
+Records are :class:`~babelir.reporting.schema.EvalRecord` whose ``metrics`` are the
+family's metrics.json (``benchmark``: ``miracl`` or ``xor-retrieve``) and whose
+``per_query`` holds ``query_ids`` and one array per measure key (nDCG@10 / R@100 per
+MIRACL query, 0/1 R@2kt / R@5kt per XOR question). The statistics are those of the
+LAReQA section (:mod:`babelir.reporting.analysis`): cells over seeds with t-intervals,
+per-query sign-flip permutation tests and bootstrap intervals of the reference strategy
+against every other row (Holm over this section's tests), and seed-level differences.
+
+Claims map where the paper's settings do: MIRACL queries and passages share a language,
+so it tests claim 1 (hybrid ~ x-x-mono, monolingual); XOR-Retrieve questions in 7
+languages retrieve English passages, so it tests claim 2 (hybrid ~ x-y, cross-lingual).
+Claims 3 and 4 need a multilingual candidate pool, which neither has.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from babelir.evaluation.measures import MIRACL, NDCG10, R5KT, XOR_RETRIEVE, Measure
+from babelir.reporting.analysis import outcome, seed_difference, seed_summary
+from babelir.reporting.claims import NOT_TESTED, ONE_SEED, Claim, decide, plain_rows
+from babelir.reporting.schema import EvalRecord, RunInfo
+from babelir.reporting.stats import holm, paired_bootstrap_ci, paired_permutation_test
+
+MEASURES: dict[str, tuple[Measure, ...]] = {"miracl": MIRACL, "xor-retrieve": XOR_RETRIEVE}
+CLAIMS: dict[str, Claim] = {
+    "miracl": Claim(
+        "1", "hybrid ~ x-x-mono on monolingual retrieval (MIRACL nDCG@10)", NDCG10,
+        "non-inferior", ("x-x-mono",),
+    ),
+    "xor-retrieve": Claim(
+        "2", "hybrid ~ x-y on cross-lingual retrieval (XOR-Retrieve R@5kt)", R5KT,
+        "non-inferior", ("x-y",),
+    ),
+}  # fmt: skip
+
+
+def kind(rec: EvalRecord) -> str:
+    k = rec.metrics.get("benchmark")
+    if k not in MEASURES:
+        raise ValueError(f"{rec.benchmark}: metrics.json of an unknown family {k!r}")
+    return str(k)
+
+
+def _group(records: Sequence[EvalRecord]) -> dict[tuple[str, str], list[EvalRecord]]:
+    out: dict[tuple[str, str], list[EvalRecord]] = defaultdict(list)
+    for e in records:
+        out[(e.benchmark, e.label)].append(e)
+    return dict(out)
+
+
+def _benches(records: Sequence[EvalRecord]) -> list[str]:
+    return list(dict.fromkeys(e.benchmark for e in records))
+
+
+def cells(records: Sequence[EvalRecord], level: float = 0.95) -> dict[str, Any]:
+    """``cells[bench][label]``: per measure the seed summary of the macro value, and the
+    per-language mean over seeds of every measure."""
+    out: dict[str, Any] = defaultdict(dict)
+    for (bench, label), items in _group(records).items():
+        ms = MEASURES[kind(items[0])]
+        row: dict[str, Any] = {"seeds": [e.seed for e in items], "per_language": {}}
+        for m in ms:
+            pairs = [(e.seed, m.get(e.metrics)) for e in items]
+            pairs = [(s, v) for s, v in pairs if v is not None]
+            row[m.label] = {
+                "values": [v for _, v in pairs],
+                "seeds": [s for s, _ in pairs],
+                **seed_summary([v for _, v in pairs], level),
+            }
+        langs = list(items[0].metrics.get("per_language") or {})
+        for lang in langs:
+            row["per_language"][lang] = {
+                m.label: float(np.mean([e.metrics["per_language"][lang][m.key] for e in items]))
+                for m in ms
+            }
+        out[bench][label] = row
+    return dict(out)
+
+
+def per_query(items: Sequence[EvalRecord], m: Measure) -> tuple[np.ndarray, np.ndarray]:
+    """(query ids, values averaged over seeds) of one row; every seed must have scored
+    the same queries in the same order."""
+    ids = items[0].per_query["query_ids"]
+    for e in items[1:]:
+        if not np.array_equal(e.per_query["query_ids"], ids):
+            raise ValueError(f"{e.benchmark}: {e.label} seeds were scored on other queries")
+    return ids, np.mean([np.asarray(e.per_query[m.key], dtype=float) for e in items], axis=0)
+
+
+def _paired(a: Sequence[EvalRecord], b: Sequence[EvalRecord], m: Measure):
+    ia, qa = per_query(a, m)
+    ib, qb = per_query(b, m)
+    if not np.array_equal(ia, ib):
+        raise ValueError(
+            f"{a[0].benchmark}: {a[0].label} and {b[0].label} were scored on other queries"
+        )
+    return qa, qb
+
+
+def tests(
+    records: Sequence[EvalRecord],
+    reference_labels: Sequence[str],
+    *,
+    permutations: int = 10000,
+    bootstrap: int = 2000,
+    level: float = 0.95,
+) -> list[dict[str, Any]]:
+    """Per-query tests of each reference row against every other row, every measure;
+    Holm-corrected over the tests of this section."""
+    groups = _group(records)
+    out: list[dict[str, Any]] = []
+    for bench in _benches(records):
+        labels = [lab for (b, lab) in groups if b == bench]
+        for ref in reference_labels:
+            if (bench, ref) not in groups:
+                continue
+            ra = groups[(bench, ref)]
+            for other in labels:
+                if other == ref:
+                    continue
+                rb = groups[(bench, other)]
+                for m in MEASURES[kind(ra[0])]:
+                    a, b = _paired(ra, rb, m)
+                    diff, lo, hi = paired_bootstrap_ci(a, b, n_resamples=bootstrap, level=level)
+                    seed = seed_difference(ra, rb, m, level)
+                    out.append(
+                        {
+                            "benchmark": bench,
+                            "reference": ref,
+                            "baseline": other,
+                            "measure": m.label,
+                            "higher_is_better": m.higher_is_better,
+                            "mean_difference": diff,
+                            "bootstrap_ci": [lo, hi],
+                            "p_value": paired_permutation_test(a, b, n_resamples=permutations),
+                            "seed_ci": seed["ci"],
+                            "seed_mean_difference": seed["mean_difference"],
+                            "n_seeds": seed["n_seeds"],
+                            "n_queries": len(a),
+                        }
+                    )
+    for t, adj in zip(out, holm([t["p_value"] for t in out]) if out else [], strict=True):
+        t["p_holm"] = adj
+        t["outcome"] = outcome(t)
+    return out
+
+
+def claims(
+    records: Sequence[EvalRecord],
+    runs: Sequence[RunInfo],
+    *,
+    margin: float = 0.01,
+    bootstrap: int = 2000,
+    level: float = 0.95,
+) -> list[dict[str, Any]]:
+    """The mapped claim of each benchmark (module docstring), decided as the LAReQA
+    claims are: over seeds with >= 2 shared seeds, else over queries (test-set noise)."""
+    groups = _group(records)
+    out: list[dict[str, Any]] = []
+    for bench in _benches(records):
+        fam = kind(next(e for e in records if e.benchmark == bench))
+        claim = CLAIMS[fam]
+        subjects = [s for s in plain_rows(claim.subject, runs) if (bench, s) in groups]
+        for subject in subjects or [claim.subject]:
+            missing = [] if (bench, subject) in groups else [subject]
+            comparisons = []
+            for other in claim.others if not missing else ():
+                rows = [r for r in plain_rows(other, runs) if (bench, r) in groups]
+                if not rows:
+                    missing.append(other)
+                for row in rows:
+                    a, b = groups[(bench, subject)], groups[(bench, row)]
+                    seed = seed_difference(a, b, claim.measure, level)
+                    if seed["ci"] is not None:
+                        comp = {"difference": seed["mean_difference"], "ci": seed["ci"],
+                                "basis": "seeds", "n": seed["n_seeds"], "caveat": None}  # fmt: skip
+                    else:
+                        qa, qb = _paired(a, b, claim.measure)
+                        diff, lo, hi = paired_bootstrap_ci(
+                            qa, qb, n_resamples=bootstrap, level=level
+                        )
+                        caveat = (
+                            ONE_SEED if len({e.seed for e in a}) < 2
+                            else "seeds not paired: test-set noise only"
+                        )  # fmt: skip
+                        comp = {"difference": diff, "ci": [lo, hi], "basis": "queries",
+                                "n": len(qa), "caveat": caveat}  # fmt: skip
+                    comparisons.append({"vs": row, **comp})
+            result = NOT_TESTED if missing else decide(claim, comparisons, margin)
+            caveats = sorted({c["caveat"] for c in comparisons if c["caveat"]})
+            out.append(
+                {
+                    "benchmark": bench,
+                    "claim": claim.id,
+                    "text": claim.text,
+                    "model": subject,
+                    "measure": claim.measure.label,
+                    "kind": claim.kind,
+                    "margin": margin,
+                    "level": level,
+                    "outcome": result,
+                    "comparisons": comparisons,
+                    "missing": missing,
+                    "caveat": "; ".join(caveats) or None,
+                }
+            )
+    return out
+
+
+def analyse(
+    records: Sequence[EvalRecord],
+    runs: Sequence[RunInfo],
+    reference_labels: Sequence[str],
+    *,
+    permutations: int = 10000,
+    bootstrap: int = 2000,
+    level: float = 0.95,
+    margin: float = 0.01,
+) -> dict[str, Any]:
+    """Everything the section shows (``{}`` without retrieval records): results.json's
+    ``retrieval``."""
+    if not records:
+        return {}
+    return {
+        "cells": cells(records, level),
+        "paired_tests": tests(
+            records,
+            reference_labels,
+            permutations=permutations,
+            bootstrap=bootstrap,
+            level=level,
+        ),
+        "claims": claims(records, runs, margin=margin, bootstrap=bootstrap, level=level),
+    }
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _cell(c: Mapping[str, Any], m: Measure, bold: bool) -> str:
+    if c["mean"] is None:
+        return "-"
+    text = m.format(c["mean"])
+    if c.get("ci") is not None:
+        text += f" ± {m.format((c['ci'][1] - c['ci'][0]) / 2)}"
+    return f"**{text}**" if bold else text
+
+
+def _table(bench: str, rows: Mapping[str, Any], labels: Sequence[str], fam: str) -> list[str]:
+    ms = MEASURES[fam]
+    order = [lab for lab in labels if lab in rows] + [lab for lab in rows if lab not in labels]
+    langs = list(rows[order[0]]["per_language"])
+    primary = ms[0]
+    head = (
+        "| model | "
+        + " | ".join(f"{m.label} (macro)" for m in ms)
+        + " | "
+        + " | ".join(f"{lang} {primary.label}" for lang in langs)
+        + " |"
+    )
+    lines = [head, "|---|" + "---|" * (len(ms) + len(langs))]
+    best = {}
+    for m in ms:
+        vals = {lab: rows[lab][m.label]["mean"] for lab in order}
+        vals = {k: v for k, v in vals.items() if v is not None}
+        best[m.label] = max(vals, key=vals.__getitem__) if vals else None
+    for lab in order:
+        r = rows[lab]
+        parts = [_cell(r[m.label], m, best[m.label] == lab) for m in ms]
+        parts += [primary.format(r["per_language"][lang][primary.label]) for lang in langs]
+        lines.append(f"| {lab} | " + " | ".join(parts) + " |")
+    return lines
+
+
+def render(
+    section: Mapping[str, Any],
+    labels: Sequence[str],
+    records: Sequence[EvalRecord],
+    level: float = 0.95,
+) -> list[str]:
+    """Markdown lines of the section: per benchmark its table, then the tests and claims."""
+    if not section:
+        return []
+    from babelir.evaluation.measures import measure
+    from babelir.reporting.claims import claim_interval_text
+
+    pct = round(level * 100)
+    out = ["## Passage retrieval (MIRACL, XOR-Retrieve)", ""]
+    for bench, rows in section["cells"].items():
+        fam = kind(next(e for e in records if e.benchmark == bench))
+        first = next(e for e in records if e.benchmark == bench).metrics
+        what = (
+            f"nDCG@10 and Recall@100 per query with relevant judgements, {first.get('split')} "
+            "split, macro over languages (trec_eval conventions)"
+            if fam == "miracl"
+            else "R@2kt / R@5kt: an answer within the first 2,000 / 5,000 tokens of the "
+            "ranked passages, macro over languages (official script's definition"
+            + ("" if first.get("official_tokenizer") else "; whitespace tokens, not NLTK's")
+            + ")"
+        )
+        out += [f"### {bench}", "", f"{what}.", "", *_table(bench, rows, labels, fam), ""]
+        if fam == "xor-retrieve" and first.get("corpus_limit"):
+            out += [
+                f"Only the first {first['corpus_limit']} passages of the corpus were searched "
+                "(corpus_limit): these are not the task's numbers.",
+                "",
+            ]
+    out += [
+        f"Cells: mean ± half-width of the {pct}% t-interval over seeds where a row has "
+        "several; bm25 and base have no seed. Per-language columns show the first measure.",
+        "",
+    ]
+    if section["paired_tests"]:
+        out += [
+            "| benchmark | reference | vs | metric | difference | 95% bootstrap CI | "
+            "p | p (Holm) | outcome |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for t in section["paired_tests"]:
+            m = measure(t["measure"])
+            lo, hi = t["bootstrap_ci"]
+            out.append(
+                f"| {t['benchmark']} | {t['reference']} | {t['baseline']} | {t['measure']} | "
+                f"{m.format(t['mean_difference'], signed=True)} | "
+                f"[{m.format(lo, signed=True)}, {m.format(hi, signed=True)}] | "
+                f"{t['p_value']:.4f} | {t['p_holm']:.4f} | {t['outcome']} |"
+            )
+        out += [
+            "",
+            "Paired sign-flip permutation tests over queries (values averaged over seeds), "
+            f"Holm-corrected over these {len(section['paired_tests'])} tests; 'better' / "
+            "'worse' also need the bootstrap interval (and, with seeds, the interval over "
+            "seeds) to exclude 0.",
+            "",
+        ]
+    for v in section["claims"]:
+        m = measure(v["measure"])
+        caveat = f" ({v['caveat']})" if v["caveat"] else ""
+        out.append(
+            f"- **{v['benchmark']}, claim {v['claim']}** ({v['text']}; row `{v['model']}`): "
+            f"**{v['outcome']}**{caveat}. {pct}% CI of {v['model']} - other: "
+            f"{claim_interval_text(v, m)}; non-inferiority margin {v['margin']:g}."
+        )
+    if section["claims"]:
+        out += [
+            "",
+            "Claims 3 (best multilingual) and 4 (lowest language bias) need a candidate pool "
+            "in several languages; MIRACL and XOR-Retrieve have none, so only the LAReQA "
+            "benchmarks test them.",
+            "",
+        ]
+    return out
+
+
+def csv_rows(records: Sequence[EvalRecord]) -> list[tuple[EvalRecord, str, float | None]]:
+    """(record, measure label, macro value) rows for results.csv."""
+    return [(e, m.label, m.get(e.metrics)) for e in records for m in MEASURES[kind(e)]]
