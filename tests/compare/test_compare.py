@@ -443,3 +443,24 @@ def test_compare_precision_reaches_the_encoder_and_debias_rows(
     best = max(info["curve"], key=lambda p: p["val_map"])
     assert info["selection"]["step"] == best["step"]
     assert "learning_curves.png" in results["plots"]
+
+
+def test_base_model_fits_are_shared_across_outputs(shared_data_dir, monkeypatch, tmp_path):
+    """The base model's debias fit is keyed by its weights and data and kept in the user
+    cache, so a second comparison (another output folder) reuses it; a trained model's
+    fit stays with its own output."""
+    import babelir.compare.plan as plan_mod
+
+    monkeypatch.setattr(plan_mod, "base_identity", lambda model: "test-base")
+    monkeypatch.setenv("BABELIR_DATA_DIR", str(shared_data_dir))
+    monkeypatch.setenv("BABELIR_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = CompareConfig.model_validate(
+        {"train": PINNED_TRAIN, "strategies": ["x-y"], "debias": ["lsar"]}
+    )
+    fits = {}
+    for out in ("a", "b"):
+        plan = plan_mod.make_plan(cfg, tmp_path / out)
+        fits[out] = {j.label: j.fit_folder for j in plan.eval_jobs if j.debias}
+    assert fits["a"]["base+lsar"] == fits["b"]["base+lsar"]
+    assert fits["a"]["base+lsar"].parent == tmp_path / "cache" / "debias"
+    assert fits["a"]["x-y+lsar"].parent == tmp_path / "a" / "debias"
