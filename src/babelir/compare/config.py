@@ -73,9 +73,10 @@ class BenchmarkSpec(_Strict):
     ``kind: miracl``: topics and qrels of ``split`` under ``<data_dir>/miracl`` (``path``:
     another folder of that layout) and the passage ``corpus`` (default
     ``<data_dir>/miracl/corpus``, as ``babelir data fetch miracl-corpus`` lays it out);
-    ``bm25`` adds the BM25 row. ``kind: xor-retrieve``: the questions ``split`` (``dev``,
-    ``dev-v1.0``, ``train`` or a .jsonl path) and the passage ``corpus`` file, optionally
-    its first ``corpus_limit`` passages (CPU trials).
+    ``bm25`` (default true) adds the BM25 row. ``kind: xor-retrieve``: the questions
+    ``split`` (``dev``, ``dev-v1.0``, ``train`` or a .jsonl path) and the passage
+    ``corpus`` file, optionally its first ``corpus_limit`` passages (CPU trials); ``bm25:
+    true`` adds a BM25 row over untranslated questions (held in memory: default false).
     """
 
     kind: Literal["lareqa", "miracl", "xor-retrieve"] = "lareqa"
@@ -115,13 +116,19 @@ class BenchmarkSpec(_Strict):
                 raise ValueError("top_k and corpus_limit are keys of xor-retrieve benchmarks")
             if self.split is not None and self.split not in ("dev", "train"):
                 raise ValueError(f"split: MIRACL has dev and train, not '{self.split}'")
-        elif "bm25" in given:
-            raise ValueError("bm25 is a key of miracl benchmarks")
         return self
 
     @property
     def is_retrieval(self) -> bool:
         return self.kind in RETRIEVAL_KINDS
+
+    @property
+    def wants_bm25(self) -> bool:
+        """MIRACL entries get a BM25 row unless ``bm25: false``; XOR-Retrieve ones only
+        with ``bm25: true`` (an in-memory index of its corpus)."""
+        if self.kind == "miracl":
+            return self.bm25 is not False
+        return self.kind == "xor-retrieve" and self.bm25 is True
 
     def title(self) -> str:
         if self.label:

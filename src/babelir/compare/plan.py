@@ -481,7 +481,7 @@ def make_plan(cfg: CompareConfig, output: Path) -> Plan:
             if spec.is_retrieval
             else content_fingerprint(benchmark_dir(spec, root))
         )
-        if spec.kind == "miracl" and spec.bm25 is not False:
+        if spec.wants_bm25:
             from babelir.compare.retrieval import bm25_identity
 
             key = _hash({"format": CACHE_FORMAT, "bm25": bm25_identity(), "bench": bspec})[:16]

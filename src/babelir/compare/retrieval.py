@@ -113,7 +113,7 @@ def summary(spec: BenchmarkSpec, loaded: Any) -> dict[str, Any]:
             "languages": [ml.lang for ml in loaded],
             "num_questions": int(queries),
             "corpus_files": sum(len(ml.corpus_files) for ml in loaded),
-            "bm25": spec.bm25 is not False,
+            "bm25": spec.wants_bm25,
         }
     return {
         "kind": "xor-retrieve",
@@ -122,6 +122,7 @@ def summary(spec: BenchmarkSpec, loaded: Any) -> dict[str, Any]:
         "num_questions": len(loaded.questions),
         "corpus_file": str(loaded.corpus_path),
         "corpus_limit": spec.corpus_limit,
+        "bm25": spec.wants_bm25,
     }
 
 
@@ -247,6 +248,10 @@ def evaluate(
     )  # fmt: skip
     if xr is None:
         raise DataError("XOR-Retrieve evaluation returned no result (run compare without torchrun)")
+    _save_xor(folder, xr)
+
+
+def _save_xor(folder: Path, xr: Any) -> None:
     qs = xr.per_query
     save(
         folder,
@@ -260,13 +265,22 @@ def evaluate(
 def evaluate_bm25(
     spec: BenchmarkSpec, data_dir: Path, folder: Path, info: Mapping[str, Any]
 ) -> None:
-    """The BM25 row of a MIRACL entry: the same passages, queries and metrics as the
-    dense rows (:func:`babelir.evaluation.bm25.evaluate_miracl_bm25`)."""
+    """The BM25 row of an entry: the same passages, queries and metrics as the dense rows
+    (:func:`babelir.evaluation.bm25.evaluate_miracl_bm25`,
+    :func:`babelir.evaluation.xor_retrieve.evaluate_xor_retrieve_bm25`)."""
     from babelir.evaluation.bm25 import evaluate_miracl_bm25
 
-    if spec.kind != "miracl":
-        raise ConfigError(f"the BM25 row is built for MIRACL entries, not {spec.kind}")
     loaded = load(spec, data_dir)
+    if spec.kind == "xor-retrieve":
+        from babelir.evaluation.xor_retrieve import evaluate_xor_retrieve_bm25
+
+        xr = evaluate_xor_retrieve_bm25(
+            loaded, passage_format=passage_format(spec), corpus_limit=spec.corpus_limit,
+            top_k=spec.top_k or 100,
+        )  # fmt: skip
+        xr.info.update(info)
+        _save_xor(folder, xr)
+        return
     section, results = evaluate_miracl_bm25(loaded, passage_format=passage_format(spec))
     doc = {
         **info,

@@ -426,6 +426,100 @@ def evaluate_xor_retrieve(
     )
 
 
+def evaluate_xor_retrieve_bm25(
+    bench: XorRetrieve,
+    *,
+    passage_format: str = DEFAULT_PASSAGE_FORMAT,
+    corpus_limit: int | None = None,
+    top_k: int = DEFAULT_TOP_K,
+    tokenizer: str = "auto",
+    progress: bool = False,
+) -> XorResult:
+    """The BM25 row of XOR-Retrieve: the same passages (``passage_format``), questions,
+    budgets and scoring as the dense row, retrieved by :class:`~babelir.evaluation.bm25.BM25Index`
+    (Lucene BM25, English stopwords).
+
+    The questions are NOT translated: BM25 only matches terms the question shares with an
+    English passage (names, numbers, Latin-script words), which is the point of the row
+    (what a lexical system gets cross-lingually without machine translation). It holds
+    the whole corpus in memory: use ``corpus_limit`` on a CPU.
+    """
+    from babelir.data.miracl import format_passage
+    from babelir.evaluation.bm25 import BM25Index
+
+    if corpus_limit is not None and corpus_limit < 1:
+        raise ConfigError(f"--corpus-limit must be >= 1, got {corpus_limit}")
+    tok_name, tokenize = resolve_tokenizer(tokenizer)
+    t0 = time.perf_counter()
+    rows: dict[str, int] = {}
+
+    def docs() -> Iterable[tuple[str, str]]:
+        for i, p in enumerate(bench.passages(corpus_limit)):
+            rows[p.docid] = i
+            yield p.docid, format_passage(p, passage_format)
+
+    index = BM25Index.build(docs(), "en", progress=progress)
+    t1 = time.perf_counter()
+    scored = [q for q in bench.questions if span_answers(q.answers)]
+    unscored: dict[str, int] = {}
+    for q in bench.questions:
+        if not span_answers(q.answers):
+            unscored[q.lang] = unscored.get(q.lang, 0) + 1
+    if not scored:
+        raise DataError(f"{bench.questions_path}: no question has an answer other than yes/no")
+    k = min(top_k, index.num_docs)
+    run = index.search({q.id: q.question for q in scored}, k)
+    t2 = time.perf_counter()
+    wanted = {rows[d] for hits in run.values() for d, _ in hits}
+    ids = {r: d for d, r in rows.items() if r in wanted}
+    texts = _texts_for_rows(bench, wanted, corpus_limit, ids)
+    per_query = []
+    for q in scored:
+        ranked = run[q.id]
+        ranked_texts = [texts[rows[d]] for d, _ in ranked]
+        hits, n_tokens, used = hits_at_budgets(ranked_texts, q.answers, BUDGETS, tokenize)
+        per_query.append(QueryScore(q, hits, n_tokens, list(ranked), ranked_texts[:used]))
+    return XorResult(
+        questions_name=bench.questions_name,
+        questions_path=str(bench.questions_path),
+        corpus_path=str(bench.corpus_path),
+        corpus_limit=corpus_limit,
+        num_passages=index.num_docs,
+        per_query=per_query,
+        unscored=unscored,
+        tokenizer=tok_name,
+        top_k=k,
+        passage_format=passage_format,
+        index={"kind": "bm25"},
+        empty_answers=bench.empty_answers,
+        timing_s={
+            "index": round(t1 - t0, 3),
+            "search": round(t2 - t1, 3),
+            "score": round(time.perf_counter() - t2, 3),
+        },
+        info={"model": "bm25"},
+    )
+
+
+def bm25_section(result: XorResult) -> dict[str, Any]:
+    """The ``baselines.bm25`` section of a dense metrics.json: macro and per-language
+    R@kt of the BM25 row, with its settings."""
+    from babelir.evaluation.bm25 import K1, METHOD, B, _bm25s, tokenizer_info
+
+    doc = result.metrics_json()
+    return {
+        "library": f"bm25s {_bm25s().__version__}",
+        "params": {"k1": K1, "b": B, "method": METHOD},
+        "passage_format": result.passage_format,
+        "tokenization": tokenizer_info("en"),
+        "queries": "untranslated",
+        **{n: doc[n] for n in BUDGETS},
+        "num_queries": doc["num_queries"],
+        "num_passages": doc["num_passages"],
+        "per_language": doc["per_language"],
+    }
+
+
 PER_QUERY = "per_query.npz"
 PREDICTIONS = "xor_retrieve_predictions.json"
 

@@ -99,6 +99,15 @@ def evaluate_xor_retrieve_command(
         typer.Option(help="Shard folder (default <cache>/shards); reused, resumable."),
     ] = None,
     shard_size: Annotated[int, typer.Option(min=1, help="Passages per shard.")] = 50_000,
+    bm25: Annotated[
+        bool,
+        typer.Option(
+            "--bm25",
+            help="Add a BM25 row (bm25s, Lucene BM25 k1=0.9 b=0.4) over the same passages, "
+            "questions untranslated; holds the corpus in memory (use --corpus-limit on a "
+            "CPU); needs pip install 'babelir[bm25]'.",
+        ),
+    ] = False,
 ) -> None:
     """Score an encoder on XOR-TyDi XOR-Retrieve: R@2kt and R@5kt per language."""
     from babelir.errors import ConfigError
@@ -122,6 +131,7 @@ def evaluate_xor_retrieve_command(
         index=IndexSpec(kind=index, nlist=nlist, nprobe=nprobe),
         work_dir=work_dir,
         shard_size=shard_size,
+        bm25=bm25,
     )
 
 
@@ -143,9 +153,11 @@ def evaluate_xor_retrieve_cli(
     index: IndexSpec | None = None,
     work_dir: Path | None = None,
     shard_size: int = 50_000,
+    bm25: bool = False,
 ) -> dict[str, Any] | None:
     """Load, evaluate, print the table and warnings, write ``output``; the metrics.json
-    document on rank 0, None on other ``torchrun`` ranks."""
+    document on rank 0, None on other ``torchrun`` ranks. ``bm25`` adds the BM25 row
+    (untranslated questions, rank 0 only): ``baselines.bm25`` in metrics.json."""
     from rich.console import Console
 
     from babelir.cli.app import console, model_name, print_warning
@@ -164,6 +176,10 @@ def evaluate_xor_retrieve_cli(
 
     check_passage_format(passage_format)
     resolve_tokenizer(tokenizer)  # an unavailable --tokenizer nltk fails before any encoding
+    if bm25:
+        from babelir.evaluation.bm25 import _bm25s
+
+        _bm25s()  # a missing bm25s fails before any encoding
     bench = load_xor_retrieve(
         resolve_data_dir(data_dir), languages, questions=questions, corpus=corpus
     )
@@ -192,6 +208,14 @@ def evaluate_xor_retrieve_cli(
     )
     if result is None:
         return None
+    if bm25:
+        from babelir.evaluation.xor_retrieve import bm25_section, evaluate_xor_retrieve_bm25
+
+        row = evaluate_xor_retrieve_bm25(
+            bench, passage_format=passage_format, corpus_limit=corpus_limit, top_k=top_k,
+            tokenizer=tokenizer,
+        )  # fmt: skip
+        result.info["baselines"] = {"bm25": bm25_section(row)}
     doc = result.metrics_json()
     Console().print(xor_retrieve_table(doc))
     for line in warnings_of(doc):
@@ -244,15 +268,21 @@ def xor_retrieve_table(m: Mapping[str, Any]) -> Any:
     )
     for col in ("lang", "R@2kt", "R@5kt", "questions"):
         t.add_column(col, justify="right")
-    for lang, row in m["per_language"].items():
+    sections = [("", m), *((f" ({k})", v) for k, v in (m.get("baselines") or {}).items())]
+    for suffix, doc in sections:
+        for lang, row in doc["per_language"].items():
+            t.add_row(
+                f"{lang}{suffix}",
+                f"{100 * row['r@2kt']:.2f}",
+                f"{100 * row['r@5kt']:.2f}",
+                str(row["num_queries"]),
+            )
         t.add_row(
-            lang, f"{100 * row['r@2kt']:.2f}", f"{100 * row['r@5kt']:.2f}", str(row["num_queries"])
+            f"macro{suffix}",
+            f"{100 * doc['r@2kt']:.2f}",
+            f"{100 * doc['r@5kt']:.2f}",
+            str(doc["num_queries"]),
+            style="bold",
+            end_section=True,
         )
-    t.add_row(
-        "macro",
-        f"{100 * m['r@2kt']:.2f}",
-        f"{100 * m['r@5kt']:.2f}",
-        str(m["num_queries"]),
-        style="bold",
-    )
     return t
