@@ -304,21 +304,22 @@ def test_one_alpha_range_check_everywhere():
     assert StrategySpec("hybrid").alpha == 0.5 == TrainConfig().alpha
 
 
-def _dry_run(profile: str, data_dir: Path, out: Path):
-    import subprocess
-    import sys
+def _dry_run(capsys, profile: str, data_dir: Path, out: Path):
+    """``babelir compare --dry-run`` in this process (the CLI's own exit code and output;
+    a subprocess would add ~10 s of imports per call)."""
+    from types import SimpleNamespace
 
-    return subprocess.run(
-        [sys.executable, "-m", "babelir.cli.main", "compare", "--profile", profile,
-         "--dry-run", "--data-dir", str(data_dir), "--output", str(out)],
-        capture_output=True, text=True, timeout=600,
+    code, out_text, err = call(
+        capsys, "compare", "--profile", profile, "--dry-run", "--data-dir", str(data_dir),
+        "--output", str(out),
     )  # fmt: skip
+    return SimpleNamespace(returncode=code, stdout=out_text, stderr=err)
 
 
 def test_zero_shot_profile_plans_the_full_xquad_r_from_training_side_data(
-    shared_data_dir, tmp_path
+    shared_data_dir, tmp_path, capsys
 ):
-    r = _dry_run("zero-shot", shared_data_dir, tmp_path / "zs")
+    r = _dry_run(capsys, "zero-shot", shared_data_dir, tmp_path / "zs")
     assert r.returncode == 0, r.stderr[-2000:]
     out = r.stdout
     assert out.count("on xquad-r (13090 questions x 13014 candidates)") == 4  # base + 3
@@ -329,13 +330,15 @@ def test_zero_shot_profile_plans_the_full_xquad_r_from_training_side_data(
     assert not (tmp_path / "zs").exists()
 
 
-def test_paper_profiles_name_the_fetch_when_their_data_is_absent(shared_data_dir, tmp_path):
+def test_paper_profiles_name_the_fetch_when_their_data_is_absent(
+    shared_data_dir, tmp_path, capsys
+):
     """The paper regime trains on the full SQuAD-train translations, which these machines
     cannot download; without them the dry run is one line saying what to fetch."""
     if (shared_data_dir / "training" / "squad-v1.1-train-full").exists():
         pytest.skip("the full SQuAD-train files are present: the dry run would succeed")
     for profile in ("paper", "paper-lite"):
-        r = _dry_run(profile, shared_data_dir, tmp_path / profile)
+        r = _dry_run(capsys, profile, shared_data_dir, tmp_path / profile)
         assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
         assert "babelir data fetch " in r.stderr  # mlqa-r or squad-train-LANG
         assert "Traceback" not in r.stderr

@@ -17,11 +17,14 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
 
 
-def test_dry_run_prints_every_section(shared_data_dir: Path, tmp_path: Path) -> None:
+def test_dry_run_prints_every_section(
+    shared_data_dir: Path, real_model_path: Path, tmp_path: Path
+) -> None:
     env = {
         **os.environ,
         "BABELIR_DATA_DIR": str(shared_data_dir),
-        "BABELIR_CACHE_DIR": str(tmp_path / "cache"),
+        # the session's cache: the offline model is built once, not again in a fresh folder
+        "BABELIR_CACHE_DIR": str(real_model_path.parents[1]),
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
     }

@@ -168,6 +168,15 @@ def _versions() -> dict[str, str]:
     }
 
 
+# The last model evaluated, for the debias fit run right after it (loading one costs
+# ~3 s on 2 cores, most of it the tokenizer); one slot, so memory holds one extra model.
+_LAST_MODEL: dict[tuple[str, Any, str], Any] = {}
+
+
+def _model_key(name: Any, opts: Any) -> tuple[str, Any, str]:
+    return (str(name), opts.max_seq_length, opts.precision)
+
+
 def _evaluate(job: EvalJob, cfg: CompareConfig, show_progress: bool) -> None:
     """Evaluate one model on one benchmark; saves metrics, per-query arrays, embeddings."""
     from dataclasses import replace
@@ -191,7 +200,10 @@ def _evaluate(job: EvalJob, cfg: CompareConfig, show_progress: bool) -> None:
                                info)  # fmt: skip
         return
     bench = load_spec(job.benchmark, data_dir(cfg))
+    key = _model_key(name, opts)
     model, opts = load_encoder(name, opts)  # int8: the cached ONNX Runtime build
+    _LAST_MODEL.clear()
+    _LAST_MODEL[key] = model
     qp, pp = resolve_prefixes(cfg.model, model)  # a trained folder keeps its base's prefixes
     info = {"model": job.label, "model_path": name, "seed": job.seed}
     opts = replace(opts, query_prefix=qp, passage_prefix=pp)
@@ -231,9 +243,12 @@ def _fit_debias(job: EvalJob, cfg: CompareConfig, show_progress: bool):
             max_per_language=cfg.debias_fit_per_language,
         )
     opts = cfg.encode_options()
-    model = load_model(job.model_path or cfg.model, max_seq_length=opts.max_seq_length)
+    name = job.model_path or cfg.model
+    model = _LAST_MODEL.get(_model_key(name, opts))  # the source evaluation's, if just run
+    if model is None:
+        model = load_model(name, max_seq_length=opts.max_seq_length)
+        model = for_precision(model, name, opts.precision)  # as evaluated
     qp, pp = resolve_prefixes(cfg.model, model)
-    model = for_precision(model, job.model_path or cfg.model, opts.precision)  # as evaluated
     opts = replace(
         opts, query_prefix=qp, passage_prefix=pp, show_progress=show_progress,
         cache=EmbeddingCache(),
@@ -263,6 +278,19 @@ def _evaluate_debiased(job: EvalJob, cfg: CompareConfig, show_progress: bool) ->
     source = EvaluationResult(bench, None, emb, info)  # type: ignore[arg-type]
     result = debias_result(source, transform, fit_path=job.fit_folder)
     save_evaluation(result, job.folder, save_embeddings=False)
+
+
+def _execution_order(jobs: list[EvalJob]) -> list[EvalJob]:
+    """Each evaluation followed by the debias jobs that re-score it, so a fit can use the
+    model its source just loaded (the plan's order, kept for the report, lists every
+    plain evaluation first)."""
+    out: list[EvalJob] = []
+    for job in jobs:
+        if job.source is None:
+            out.append(job)
+            out.extend(j for j in jobs if j.source is job)
+    out.extend(j for j in jobs if j not in out)  # none expected: a source outside the plan
+    return out
 
 
 def _curves(plan: Plan):
@@ -355,7 +383,7 @@ def run_compare(
 
     t = time.perf_counter()
     rescored = {id(ej.source) for ej in plan.eval_jobs if ej.source is not None}
-    for ej in plan.eval_jobs:
+    for ej in _execution_order(plan.eval_jobs):
         t_job = time.perf_counter()
         if cached_evaluation(ej, needs_embeddings=id(ej) in rescored):
             reused["eval"] += 1
@@ -372,6 +400,7 @@ def run_compare(
              "seconds": round(time.perf_counter() - t_job, 2)}
         )  # fmt: skip
         tick(f"evaluate {ej.label} on {ej.benchmark.title()}: {status}")
+    _LAST_MODEL.clear()
     timings["evaluate"] = round(time.perf_counter() - t, 2)
 
     records, retrieval_records = [], []
