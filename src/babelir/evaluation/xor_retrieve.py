@@ -307,6 +307,19 @@ def _texts_for_rows(
     return out
 
 
+def _scored_questions(bench: XorRetrieve) -> tuple[list[XorQuestion], dict[str, int]]:
+    """The questions the official script scores (a span answer: not only yes/no) and, per
+    language, how many it skips."""
+    scored = [q for q in bench.questions if span_answers(q.answers)]
+    unscored: dict[str, int] = {}
+    for q in bench.questions:
+        if not span_answers(q.answers):
+            unscored[q.lang] = unscored.get(q.lang, 0) + 1
+    if not scored:
+        raise DataError(f"{bench.questions_path}: no question has an answer other than yes/no")
+    return scored, unscored
+
+
 def evaluate_xor_retrieve(
     model: Any,
     bench: XorRetrieve,
@@ -366,13 +379,7 @@ def evaluate_xor_retrieve(
     shards = built.shards
     t1 = time.perf_counter()
 
-    scored = [q for q in bench.questions if span_answers(q.answers)]
-    unscored: dict[str, int] = {}
-    for q in bench.questions:
-        if not span_answers(q.answers):
-            unscored[q.lang] = unscored.get(q.lang, 0) + 1
-    if not scored:
-        raise DataError(f"{bench.questions_path}: no question has an answer other than yes/no")
+    scored, unscored = _scored_questions(bench)
     qvec = encode_texts(
         model,
         [q.question for q in scored],
@@ -460,13 +467,7 @@ def evaluate_xor_retrieve_bm25(
 
     index = BM25Index.build(docs(), "en", progress=progress)
     t1 = time.perf_counter()
-    scored = [q for q in bench.questions if span_answers(q.answers)]
-    unscored: dict[str, int] = {}
-    for q in bench.questions:
-        if not span_answers(q.answers):
-            unscored[q.lang] = unscored.get(q.lang, 0) + 1
-    if not scored:
-        raise DataError(f"{bench.questions_path}: no question has an answer other than yes/no")
+    scored, unscored = _scored_questions(bench)
     k = min(top_k, index.num_docs)
     run = index.search({q.id: q.question for q in scored}, k)
     t2 = time.perf_counter()

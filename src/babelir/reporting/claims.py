@@ -28,7 +28,7 @@ are no training runs, so never decide a claim.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -73,6 +73,16 @@ def plain_rows(strategy: str, runs: Sequence[RunInfo]) -> list[str]:
     return list(dict.fromkeys(r.label for r in runs if r.spec.name == strategy))
 
 
+#: (records of a, records of b, measure) -> their paired per-query values, averaged over
+#: seeds; the LAReQA default reads the settings of per_query.npz.
+PairedValues = Callable[[Sequence[EvalRecord], Sequence[EvalRecord], Measure], tuple[Any, Any]]
+
+
+def lareqa_paired(a: Sequence[EvalRecord], b: Sequence[EvalRecord], m: Measure):
+    check_same_questions(a[0].benchmark, a, b)
+    return per_query(a)[m.setting], per_query(b)[m.setting]  # type: ignore[index]
+
+
 def difference(
     a: Sequence[EvalRecord],
     b: Sequence[EvalRecord],
@@ -81,8 +91,10 @@ def difference(
     bench: str,
     bootstrap: int,
     level: float,
+    paired: PairedValues = lareqa_paired,
 ) -> dict[str, Any]:
-    """The deciding interval of a - b: over seeds if >= 2 shared seeds, else over queries."""
+    """The deciding interval of a - b: over seeds if >= 2 shared seeds, else over queries
+    (``paired`` gives the per-query values)."""
     seed = seed_difference(a, b, m, level)
     if seed["ci"] is not None:
         return {
@@ -92,8 +104,7 @@ def difference(
             "n": seed["n_seeds"],
             "caveat": None,
         }
-    check_same_questions(bench, a, b)
-    qa, qb = per_query(a)[m.setting], per_query(b)[m.setting]  # type: ignore[index]
+    qa, qb = paired(a, b, m)
     diff, lo, hi = paired_bootstrap_ci(qa, qb, n_resamples=bootstrap, level=level)
     n_seeds = len({e.seed for e in a})
     caveat = ONE_SEED if n_seeds < 2 else "seeds not paired: test-set noise only"
@@ -131,6 +142,7 @@ def evaluate_claims(
     bootstrap: int = 2000,
     level: float = 0.95,
     claims: Sequence[Claim] = CLAIMS,
+    paired: PairedValues = lareqa_paired,
 ) -> list[dict[str, Any]]:
     """One verdict per (benchmark, claim, hybrid row): outcome, rule and intervals."""
     groups = group(evaluations)
@@ -157,6 +169,7 @@ def evaluate_claims(
                                     bench=bench,
                                     bootstrap=bootstrap,
                                     level=level,
+                                    paired=paired,
                                 ),
                             }
                         )

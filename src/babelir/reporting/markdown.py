@@ -377,8 +377,8 @@ def render_csv(
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["model", "strategy", "alpha", "seed", "benchmark", "setting", "value"])
+    rows: list[tuple[EvalRecord, str, float | None]] = []
     for e in evaluations:
-        strat, alpha = strategy.get((e.label, e.seed), ("", ""))
         values = [(m.label, m.get(e.metrics)) for m in LAREQA]
         zs = e.metrics.get("zero_shot_languages")
         if zs:
@@ -386,29 +386,11 @@ def render_csv(
             values += [
                 (f"zero-shot ({langs}) {k} mAP", zs["map"][k]) for k in ("mono", "cross", "multi")
             ]
-        for name, v in values:
-            w.writerow(
-                [
-                    e.label,
-                    strat,
-                    "" if alpha is None else alpha,
-                    "" if e.seed is None else e.seed,
-                    e.benchmark,
-                    name,
-                    "" if v is None else repr(v),
-                ]
-            )
-    for e, name, v in csv_rows(retrieval):
+        rows.extend((e, name, v) for name, v in values)
+    rows.extend(csv_rows(retrieval))
+    for e, name, v in rows:
         strat, alpha = strategy.get((e.label, e.seed), ("", ""))
-        w.writerow(
-            [
-                e.label,
-                strat,
-                "" if alpha is None else alpha,
-                "" if e.seed is None else e.seed,
-                e.benchmark,
-                name,
-                "" if v is None else repr(v),
-            ]
-        )
+        seed = "" if e.seed is None else e.seed
+        value = "" if v is None else repr(v)
+        w.writerow([e.label, strat, "" if alpha is None else alpha, seed, e.benchmark, name, value])
     return buf.getvalue()

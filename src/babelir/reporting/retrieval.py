@@ -23,8 +23,14 @@ from typing import Any
 import numpy as np
 
 from babelir.evaluation.measures import MIRACL, NDCG10, R5KT, XOR_RETRIEVE, Measure
-from babelir.reporting.analysis import outcome, seed_difference, seed_summary
-from babelir.reporting.claims import NOT_TESTED, ONE_SEED, Claim, decide, plain_rows
+from babelir.reporting.analysis import (
+    benchmarks,
+    group,
+    outcome,
+    seed_difference,
+    seed_summary,
+)
+from babelir.reporting.claims import Claim, evaluate_claims
 from babelir.reporting.schema import EvalRecord, RunInfo
 from babelir.reporting.stats import holm, paired_bootstrap_ci, paired_permutation_test
 
@@ -48,22 +54,11 @@ def kind(rec: EvalRecord) -> str:
     return str(k)
 
 
-def _group(records: Sequence[EvalRecord]) -> dict[tuple[str, str], list[EvalRecord]]:
-    out: dict[tuple[str, str], list[EvalRecord]] = defaultdict(list)
-    for e in records:
-        out[(e.benchmark, e.label)].append(e)
-    return dict(out)
-
-
-def _benches(records: Sequence[EvalRecord]) -> list[str]:
-    return list(dict.fromkeys(e.benchmark for e in records))
-
-
 def cells(records: Sequence[EvalRecord], level: float = 0.95) -> dict[str, Any]:
     """``cells[bench][label]``: per measure the seed summary of the macro value, and the
     per-language mean over seeds of every measure."""
     out: dict[str, Any] = defaultdict(dict)
-    for (bench, label), items in _group(records).items():
+    for (bench, label), items in group(records).items():
         ms = MEASURES[kind(items[0])]
         row: dict[str, Any] = {"seeds": [e.seed for e in items], "per_language": {}}
         for m in ms:
@@ -114,9 +109,9 @@ def tests(
 ) -> list[dict[str, Any]]:
     """Per-query tests of each reference row against every other row, every measure;
     Holm-corrected over the tests of this section."""
-    groups = _group(records)
+    groups = group(records)
     out: list[dict[str, Any]] = []
-    for bench in _benches(records):
+    for bench in benchmarks(records):
         labels = [lab for (b, lab) in groups if b == bench]
         for ref in reference_labels:
             if (bench, ref) not in groups:
@@ -161,56 +156,15 @@ def claims(
     level: float = 0.95,
 ) -> list[dict[str, Any]]:
     """The mapped claim of each benchmark (module docstring), decided as the LAReQA
-    claims are: over seeds with >= 2 shared seeds, else over queries (test-set noise)."""
-    groups = _group(records)
+    claims are (:func:`babelir.reporting.claims.evaluate_claims`): over seeds with >= 2
+    shared seeds, else over queries (test-set noise)."""
     out: list[dict[str, Any]] = []
-    for bench in _benches(records):
-        fam = kind(next(e for e in records if e.benchmark == bench))
-        claim = CLAIMS[fam]
-        subjects = [s for s in plain_rows(claim.subject, runs) if (bench, s) in groups]
-        for subject in subjects or [claim.subject]:
-            missing = [] if (bench, subject) in groups else [subject]
-            comparisons = []
-            for other in claim.others if not missing else ():
-                rows = [r for r in plain_rows(other, runs) if (bench, r) in groups]
-                if not rows:
-                    missing.append(other)
-                for row in rows:
-                    a, b = groups[(bench, subject)], groups[(bench, row)]
-                    seed = seed_difference(a, b, claim.measure, level)
-                    if seed["ci"] is not None:
-                        comp = {"difference": seed["mean_difference"], "ci": seed["ci"],
-                                "basis": "seeds", "n": seed["n_seeds"], "caveat": None}  # fmt: skip
-                    else:
-                        qa, qb = _paired(a, b, claim.measure)
-                        diff, lo, hi = paired_bootstrap_ci(
-                            qa, qb, n_resamples=bootstrap, level=level
-                        )
-                        caveat = (
-                            ONE_SEED if len({e.seed for e in a}) < 2
-                            else "seeds not paired: test-set noise only"
-                        )  # fmt: skip
-                        comp = {"difference": diff, "ci": [lo, hi], "basis": "queries",
-                                "n": len(qa), "caveat": caveat}  # fmt: skip
-                    comparisons.append({"vs": row, **comp})
-            result = NOT_TESTED if missing else decide(claim, comparisons, margin)
-            caveats = sorted({c["caveat"] for c in comparisons if c["caveat"]})
-            out.append(
-                {
-                    "benchmark": bench,
-                    "claim": claim.id,
-                    "text": claim.text,
-                    "model": subject,
-                    "measure": claim.measure.label,
-                    "kind": claim.kind,
-                    "margin": margin,
-                    "level": level,
-                    "outcome": result,
-                    "comparisons": comparisons,
-                    "missing": missing,
-                    "caveat": "; ".join(caveats) or None,
-                }
-            )
+    for bench in benchmarks(records):
+        mine = [e for e in records if e.benchmark == bench]
+        out += evaluate_claims(
+            mine, runs, margin=margin, bootstrap=bootstrap, level=level,
+            claims=(CLAIMS[kind(mine[0])],), paired=_paired,
+        )  # fmt: skip
     return out
 
 
