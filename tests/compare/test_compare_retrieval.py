@@ -203,6 +203,7 @@ def test_compare_reports_miracl_and_xor_retrieve(data, tmp_path, monkeypatch):
     assert "### MIRACL" in text and "### XOR-Retrieve" in text
     for row in ("| bm25 |", "| base |", "| x-x-mono |", "| x-y |", "| hybrid |"):
         assert row in text.split("### MIRACL")[1]
+    assert "| bm25 |" not in text.split("## Passage retrieval")[0]  # no empty LAReQA row
     res = json.loads((out / "results.json").read_text())
     sec = res["retrieval"]
     assert set(sec["cells"]) == {"MIRACL", "XOR-Retrieve"}

@@ -56,7 +56,8 @@ def metric_table(
     head = "| model | " + " | ".join(f"{b} {m.label}" for b in benches for m in ms) + " |"
     rows = [head, "|---|" + "---|" * (len(benches) * len(ms))]
     best = {(b, m.label): _best(cells[b], m) for b in benches for m in ms}
-    for lab in labels:
+    # rows evaluated on none of these benchmarks (bm25: passage retrieval only) are left out
+    for lab in [lab for lab in labels if any(lab in cells[b] for b in benches)]:
         parts = []
         for b in benches:
             for m in ms:
