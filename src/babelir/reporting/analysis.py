@@ -15,7 +15,7 @@ rendering and no I/O.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -164,6 +164,17 @@ def seed_difference(
     return {**out, "mean_difference": s["mean"], "std": s["std"], "ci": s["ci"], "p_value": p}
 
 
+#: (records of a, records of b, measure) -> their paired per-query values, averaged over
+#: seeds, in the same question order.
+PairedValues = Callable[[Sequence[EvalRecord], Sequence[EvalRecord], Measure], tuple[Any, Any]]
+
+
+def lareqa_paired(a: Sequence[EvalRecord], b: Sequence[EvalRecord], m: Measure):
+    """The LAReQA setting ``m.setting`` of both rows, from their per_query.npz arrays."""
+    check_same_questions(a[0].benchmark, a, b)
+    return per_query(a)[m.setting], per_query(b)[m.setting]  # type: ignore[index]
+
+
 def paired_tests(
     evaluations: Sequence[EvalRecord],
     reference_labels: Sequence[str],
@@ -171,13 +182,29 @@ def paired_tests(
     permutations: int = 10000,
     bootstrap: int = 2000,
     level: float = 0.95,
+    measures: Callable[[EvalRecord], Sequence[Measure]] = lambda e: TESTED,
+    paired: PairedValues | None = None,
 ) -> list[dict[str, Any]]:
     """Per-query tests of each reference model vs every other model, per benchmark.
 
     Sign-flip permutation p-value and bootstrap CI over questions (per-query values
     averaged over seeds), Holm-corrected over all tests; ``seed_ci`` adds the seed-level
-    interval when both sides allow one.
+    interval when both sides allow one. ``measures`` (of a benchmark's first record) and
+    ``paired`` default to LAReQA's tested settings and per-query arrays; the passage-
+    retrieval section passes its own.
     """
+    if paired is None:  # LAReQA: each row's settings computed once, not once per pair
+        memo: dict[int, dict[str, np.ndarray]] = {}
+
+        def settings(items: Sequence[EvalRecord]) -> dict[str, np.ndarray]:
+            if id(items) not in memo:
+                memo[id(items)] = per_query(items)
+            return memo[id(items)]
+
+        def paired(a: Sequence[EvalRecord], b: Sequence[EvalRecord], m: Measure):
+            check_same_questions(a[0].benchmark, a, b)
+            return settings(a)[m.setting], settings(b)[m.setting]  # type: ignore[index]
+
     groups = group(evaluations)
     tests: list[dict[str, Any]] = []
     for bench in benchmarks(evaluations):
@@ -186,15 +213,12 @@ def paired_tests(
             if (bench, ref) not in groups:
                 continue
             ref_items = groups[(bench, ref)]
-            ref_q = per_query(ref_items)
             for other in labels:
                 if other == ref:
                     continue
                 other_items = groups[(bench, other)]
-                check_same_questions(bench, ref_items, other_items)
-                oth_q = per_query(other_items)
-                for m in TESTED:
-                    a, b = ref_q[m.setting], oth_q[m.setting]  # type: ignore[index]
+                for m in measures(ref_items[0]):
+                    a, b = paired(ref_items, other_items, m)
                     diff, lo, hi = paired_bootstrap_ci(a, b, n_resamples=bootstrap, level=level)
                     p = paired_permutation_test(a, b, n_resamples=permutations)
                     seed = seed_difference(ref_items, other_items, m, level)
@@ -210,7 +234,9 @@ def paired_tests(
                             "bootstrap_ci": [lo, hi],
                             "p_value": p,
                             "seed_ci": seed["ci"],
-                            "n_queries": int(np.sum(~np.isnan(a - b))),
+                            "seed_mean_difference": seed["mean_difference"],
+                            "n_seeds": seed["n_seeds"],
+                            "n_queries": int(np.sum(~np.isnan(np.asarray(a) - np.asarray(b)))),
                         }
                     )
     adjusted = holm([t["p_value"] for t in tests]) if tests else []

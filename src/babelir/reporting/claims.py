@@ -28,12 +28,17 @@ are no training runs, so never decide a claim.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from babelir.evaluation.measures import CROSS_MAP, MONO_MAP, MULTI_MAP, RANK_DISTANCE, Measure
-from babelir.reporting.analysis import check_same_questions, group, per_query, seed_difference
+from babelir.reporting.analysis import (
+    PairedValues,
+    group,
+    lareqa_paired,
+    seed_difference,
+)
 from babelir.reporting.schema import EvalRecord, RunInfo
 from babelir.reporting.stats import paired_bootstrap_ci
 
@@ -73,22 +78,11 @@ def plain_rows(strategy: str, runs: Sequence[RunInfo]) -> list[str]:
     return list(dict.fromkeys(r.label for r in runs if r.spec.name == strategy))
 
 
-#: (records of a, records of b, measure) -> their paired per-query values, averaged over
-#: seeds; the LAReQA default reads the settings of per_query.npz.
-PairedValues = Callable[[Sequence[EvalRecord], Sequence[EvalRecord], Measure], tuple[Any, Any]]
-
-
-def lareqa_paired(a: Sequence[EvalRecord], b: Sequence[EvalRecord], m: Measure):
-    check_same_questions(a[0].benchmark, a, b)
-    return per_query(a)[m.setting], per_query(b)[m.setting]  # type: ignore[index]
-
-
 def difference(
     a: Sequence[EvalRecord],
     b: Sequence[EvalRecord],
     m: Measure,
     *,
-    bench: str,
     bootstrap: int,
     level: float,
     paired: PairedValues = lareqa_paired,
@@ -166,7 +160,6 @@ def evaluate_claims(
                                     groups[(bench, subject)],
                                     groups[(bench, row)],
                                     claim.measure,
-                                    bench=bench,
                                     bootstrap=bootstrap,
                                     level=level,
                                     paired=paired,

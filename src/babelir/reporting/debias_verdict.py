@@ -51,7 +51,7 @@ def debias_effects(
             for m in EFFECTS:
                 row[m.label] = difference(
                     groups[(bench, debiased)], groups[(bench, source)], m,
-                    bench=bench, bootstrap=bootstrap, level=level,
+                    bootstrap=bootstrap, level=level,
                 )  # fmt: skip
             effects.append(row)
         best = {}

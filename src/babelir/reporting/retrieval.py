@@ -23,16 +23,9 @@ from typing import Any
 import numpy as np
 
 from babelir.evaluation.measures import MIRACL, NDCG10, R5KT, XOR_RETRIEVE, Measure
-from babelir.reporting.analysis import (
-    benchmarks,
-    group,
-    outcome,
-    seed_difference,
-    seed_summary,
-)
+from babelir.reporting.analysis import benchmarks, group, paired_tests, seed_summary
 from babelir.reporting.claims import Claim, evaluate_claims
 from babelir.reporting.schema import EvalRecord, RunInfo
-from babelir.reporting.stats import holm, paired_bootstrap_ci, paired_permutation_test
 
 MEASURES: dict[str, tuple[Measure, ...]] = {"miracl": MIRACL, "xor-retrieve": XOR_RETRIEVE}
 CLAIMS: dict[str, Claim] = {
@@ -107,44 +100,13 @@ def tests(
     bootstrap: int = 2000,
     level: float = 0.95,
 ) -> list[dict[str, Any]]:
-    """Per-query tests of each reference row against every other row, every measure;
-    Holm-corrected over the tests of this section."""
-    groups = group(records)
-    out: list[dict[str, Any]] = []
-    for bench in benchmarks(records):
-        labels = [lab for (b, lab) in groups if b == bench]
-        for ref in reference_labels:
-            if (bench, ref) not in groups:
-                continue
-            ra = groups[(bench, ref)]
-            for other in labels:
-                if other == ref:
-                    continue
-                rb = groups[(bench, other)]
-                for m in MEASURES[kind(ra[0])]:
-                    a, b = _paired(ra, rb, m)
-                    diff, lo, hi = paired_bootstrap_ci(a, b, n_resamples=bootstrap, level=level)
-                    seed = seed_difference(ra, rb, m, level)
-                    out.append(
-                        {
-                            "benchmark": bench,
-                            "reference": ref,
-                            "baseline": other,
-                            "measure": m.label,
-                            "higher_is_better": m.higher_is_better,
-                            "mean_difference": diff,
-                            "bootstrap_ci": [lo, hi],
-                            "p_value": paired_permutation_test(a, b, n_resamples=permutations),
-                            "seed_ci": seed["ci"],
-                            "seed_mean_difference": seed["mean_difference"],
-                            "n_seeds": seed["n_seeds"],
-                            "n_queries": len(a),
-                        }
-                    )
-    for t, adj in zip(out, holm([t["p_value"] for t in out]) if out else [], strict=True):
-        t["p_holm"] = adj
-        t["outcome"] = outcome(t)
-    return out
+    """Per-query tests of each reference row against every other row, every measure of
+    the family (:func:`babelir.reporting.analysis.paired_tests`); Holm-corrected over the
+    tests of this section."""
+    return paired_tests(
+        records, reference_labels, permutations=permutations, bootstrap=bootstrap,
+        level=level, measures=lambda e: MEASURES[kind(e)], paired=_paired,
+    )  # fmt: skip
 
 
 def claims(
