@@ -15,6 +15,9 @@ from typing import Annotated
 from pydantic import Field, Strict, TypeAdapter, ValidationError
 
 from babelir.errors import ConfigError
+from babelir.options import PRECISIONS
+
+TRAINING_PRECISIONS = tuple(p for p in PRECISIONS if p != "int8")
 
 #: The probability that a batch is mono, for strategies that mix by alpha. The one place
 #: its range is declared: pydantic fields use it as their type (and ``--help`` shows the
@@ -118,18 +121,27 @@ class StrategySpec:
     kept (range-checked, default :data:`DEFAULT_ALPHA`) only for strategies that mix by
     alpha and is None otherwise. ``alpha_in_label`` is False when the comparison has a
     single alpha-mixing variant, whose label then is the bare name (as compare has
-    always named it; folder names, hence cached runs, depend on it).
+    always named it; folder names, hence cached runs, depend on it). ``precision`` is a
+    training precision this variant asks for instead of the ``train:`` section's (a
+    precision study trains the same recipe in fp32 and in bf16); None, the usual case,
+    leaves label and slug as they always were.
     """
 
     name: str
     alpha: float | None = None
     alpha_in_label: bool = True
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         strategy = get_strategy(self.name)
         alpha = None
         if strategy.mixes_by_alpha:
             alpha = check_alpha(DEFAULT_ALPHA if self.alpha is None else self.alpha)
+        if self.precision is not None and self.precision not in TRAINING_PRECISIONS:
+            raise ConfigError(
+                f"precision: '{self.precision}' is no training precision "
+                f"(valid: {', '.join(TRAINING_PRECISIONS)})"
+            )
         object.__setattr__(self, "name", strategy.name)
         object.__setattr__(self, "alpha", alpha)
 
@@ -145,17 +157,25 @@ class StrategySpec:
 
     @property
     def label(self) -> str:
-        """Display name, e.g. ``hybrid (alpha=0.3)``; alpha only where it is shown."""
+        """Display name, e.g. ``hybrid (alpha=0.3)`` or ``hybrid (alpha=0.3, bf16)``;
+        alpha only where it is shown, the precision only where the variant sets one."""
+        parts = []
         if self.alpha is not None and self.alpha_in_label:
-            return f"{self.name} (alpha={self.alpha:g})"
-        return self.name
+            parts.append(f"alpha={self.alpha:g}")
+        if self.precision is not None:
+            parts.append(self.precision)
+        return f"{self.name} ({', '.join(parts)})" if parts else self.name
 
     @property
     def slug(self) -> str:
-        """The label as a folder-name part, e.g. ``hybrid-alpha0.3`` (compare's run folders)."""
+        """The label as a folder-name part, e.g. ``hybrid-alpha0.3`` or ``hybrid-bf16``
+        (compare's run folders)."""
+        slug = self.name
         if self.alpha is not None and self.alpha_in_label:
-            return f"{self.name}-alpha{self.alpha:g}"
-        return self.name
+            slug += f"-alpha{self.alpha:g}"
+        if self.precision is not None:
+            slug += f"-{self.precision}"
+        return slug
 
 
 __all__ = [

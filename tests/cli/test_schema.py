@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import babelir
 from babelir.cli.main import app
 from babelir.cli.train import BATCH_OPTIONS, TRAIN_OPTIONS
-from babelir.compare.config import EVAL_KEYS, load_config
+from babelir.compare.config import EVAL_KEYS, PROFILES, load_config
 from babelir.options import EncodeOptions
 from babelir.schema import build, option_map
 from babelir.training.config import YAML_KEYS, TrainConfig
@@ -42,7 +42,7 @@ def test_yaml_train_keys_are_the_schema_fields():
     run_only = {o.name for o in option_map(TrainConfig).values() if o.yaml_key is None}
     assert {"output", "strategy", "alpha", "seed", "resume"} <= run_only
     assert set(EVAL_KEYS) <= set(EncodeOptions.__dataclass_fields__)
-    for profile in ("smoke", "quick", "study", "paper", "paper-lite"):
+    for profile in PROFILES:
         _, raw = load_config(profile=profile)
         assert set(raw["train"]) <= set(YAML_KEYS)
 

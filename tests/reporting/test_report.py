@@ -194,9 +194,17 @@ def test_plain_rows_come_from_the_runs_specs():
     assert plain_rows("x-y", runs) == ["x-y"]
     assert plain_rows("x-x-mono", runs) == []
     assert runs[0].to_record() == {
-        "label": "hybrid (alpha=0.4)", "strategy": "hybrid", "alpha": 0.4, "seed": 0,
-        "key": "", "folder": "",
+        "label": "hybrid (alpha=0.4)", "strategy": "hybrid", "alpha": 0.4, "precision": None,
+        "seed": 0, "key": "", "folder": "", "train_precision": None, "train_seconds": None,
+        "machine": None,
     }  # fmt: skip
+    # a precision study names one row by its label; the strategy still names all of them
+    study = [
+        RunInfo(StrategySpec("hybrid", alpha_in_label=False, precision=p), 0)
+        for p in ("fp32", "bf16")
+    ]
+    assert plain_rows("hybrid (fp32)", study) == ["hybrid (fp32)"]
+    assert plain_rows("hybrid", study) == ["hybrid (fp32)", "hybrid (bf16)"]
 
 
 def test_post_hoc_rows_never_decide_a_claim():
@@ -324,8 +332,11 @@ def test_write_report_renders_verdict_seed_stats_and_curves(tmp_path: Path):
     assert {v["model"] for v in results["claims"]} == {"hybrid"}  # ... but decide nothing
     assert len(results["claims"]) == 4
     assert results["runs"][2] == {
-        "label": "hybrid", "strategy": "hybrid", "alpha": 0.5, "seed": 0, "key": "", "folder": "",
+        "label": "hybrid", "strategy": "hybrid", "alpha": 0.5, "precision": None, "seed": 0,
+        "key": "", "folder": "", "train_precision": None, "train_seconds": None,
+        "machine": None,
     }  # fmt: skip
+    assert results["precision"] == []  # no rows that differ only in precision
     for v in results["claims"]:
         assert v["outcome"] in (SUPPORTED, CONTRADICTED, NOT_RESOLVED)
         assert f"| {v['claim']}. {v['text']} | hybrid | **{v['outcome']}**" in text

@@ -26,13 +26,13 @@ from pydantic import (
 )
 
 from babelir.errors import ConfigError
-from babelir.options import EncodeOptions
+from babelir.options import EncodeOptions, TrainingPrecision
 from babelir.reporting.stats import MAX_RESAMPLES
 from babelir.schema import Seed, format_validation
 from babelir.strategies import DEFAULT_ALPHA, Alpha, StrategySpec, get_strategy
 from babelir.training.config import TrainConfig, from_yaml_section
 
-PROFILES = ("smoke", "quick", "zero-shot", "study", "paper", "paper-lite")
+PROFILES = ("smoke", "quick", "zero-shot", "study", "precision-study", "paper", "paper-lite")
 EVAL_KEYS = ("batch_size", "max_seq_length", "precision", "max_tokens")
 DEBIAS_METHODS = ("lsar", "center", "lir")
 
@@ -142,10 +142,14 @@ class BenchmarkSpec(_Strict):
 
 class StrategyEntry(_Strict):
     """A ``strategies:`` entry as a mapping: ``{strategy: hybrid, alpha: 0.3}``; without
-    ``alpha`` an alpha-mixing strategy is trained once per ``alphas`` value."""
+    ``alpha`` an alpha-mixing strategy is trained once per ``alphas`` value.
+    ``precision`` trains this entry in that precision instead of ``train.precision``
+    (``{strategy: hybrid, precision: bf16}`` beside ``{strategy: hybrid, precision:
+    fp32}`` is a precision study); the label shows it: ``hybrid (bf16)``."""
 
     strategy: str
     alpha: Alpha | None = None
+    precision: TrainingPrecision | None = None
 
 
 class CompareConfig(_Strict):
@@ -172,6 +176,23 @@ class CompareConfig(_Strict):
     permutations: int = Field(10000, ge=100, le=MAX_RESAMPLES)
     bootstrap: int = Field(2000, ge=100, le=MAX_RESAMPLES)
     margin: float = Field(0.01, ge=0, lt=1)
+
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _entries(cls, v: Any) -> Any:
+        """Mappings become StrategyEntry here, so a bad key or precision is named as such
+        (the str | entry union would report both branches failing)."""
+        if not isinstance(v, list):
+            return v
+        out = []
+        for i, s in enumerate(v):
+            if isinstance(s, dict):
+                try:
+                    s = StrategyEntry.model_validate(s)
+                except ValidationError as e:
+                    raise ValueError(f"entry {i}: " + format_validation(e, str)) from None
+            out.append(s)
+        return out
 
     @field_validator("strategies")
     @classmethod
@@ -200,25 +221,33 @@ class CompareConfig(_Strict):
     def variants(self) -> list[StrategySpec]:
         """The strategy of every trained model, alpha-mixing strategies once per alpha.
 
-        Alpha is part of the labels only when several alpha-mixing variants are compared
-        (one hybrid row is plain ``hybrid``, whatever its alpha).
+        Alpha is part of the labels only when several alpha-mixing variants (by strategy
+        and alpha: an entry's precision does not count) are compared; one hybrid row is
+        plain ``hybrid``, whatever its alpha.
         """
-        out: list[tuple[str, float | None]] = []
+        out: list[tuple[str, float | None, str | None]] = []
         for s in self.strategies:
             name = s if isinstance(s, str) else s.strategy
+            precision = None if isinstance(s, str) else s.precision
             strategy = get_strategy(name)
             if not strategy.mixes_by_alpha:
-                out.append((strategy.name, None))
+                out.append((strategy.name, None, precision))
             elif isinstance(s, StrategyEntry) and s.alpha is not None:
-                out.append((strategy.name, s.alpha))
+                out.append((strategy.name, s.alpha, precision))
             else:
-                out.extend((strategy.name, a) for a in self.alphas)
+                out.extend((strategy.name, a, precision) for a in self.alphas)
         unique = list(dict.fromkeys(out))
-        several = sum(alpha is not None for _, alpha in unique) > 1
-        return [StrategySpec(name, alpha, alpha_in_label=several) for name, alpha in unique]
+        mixers = {(name, alpha) for name, alpha, _ in unique if alpha is not None}
+        return [
+            StrategySpec(name, alpha, alpha_in_label=len(mixers) > 1, precision=precision)
+            for name, alpha, precision in unique
+        ]
 
     def train_config(self, spec: StrategySpec, seed: int, **run: Any) -> TrainConfig:
-        """The TrainConfig of one run (the ``train:`` section plus the run's fields)."""
+        """The TrainConfig of one run (the ``train:`` section plus the run's fields; a
+        variant's own precision replaces ``train.precision``)."""
+        if spec.precision is not None:
+            run.setdefault("precision", spec.precision)
         return from_yaml_section(
             self.train,
             model=self.model,
@@ -284,8 +313,12 @@ def check_sections(cfg: CompareConfig, source: str) -> None:
             cfg.train_config(spec, cfg.seeds[0])
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
-    if cfg.reference not in [spec.name for spec in cfg.variants()]:
-        raise ConfigError(f"{source}: reference: '{cfg.reference}' is not among the strategies")
+    names = [spec.name for spec in cfg.variants()] + [spec.label for spec in cfg.variants()]
+    if cfg.reference not in names:
+        raise ConfigError(
+            f"{source}: reference: '{cfg.reference}' is not among the strategies or their "
+            f"labels ({', '.join(dict.fromkeys(names))})"
+        )
 
 
 __all__ = [

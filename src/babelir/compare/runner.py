@@ -9,7 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from babelir.compare.config import CompareConfig
 from babelir.compare.plan import EvalJob, Plan, TrainJob, data_dir, load_spec, make_plan, validate
 from babelir.evaluation.records import is_evaluated, load_evaluation, save_evaluation
 from babelir.strategies import StrategySpec
+
+if TYPE_CHECKING:
+    from babelir.reporting.schema import RunInfo
 
 Progress = Callable[[str, int, int], None]
 log = logging.getLogger(__name__)
@@ -293,6 +296,21 @@ def _execution_order(jobs: list[EvalJob]) -> list[EvalJob]:
     return out
 
 
+def _run_info(job: TrainJob) -> RunInfo:
+    """A finished training job for the report, with what its babelir-train.json says of
+    its precision, time and machine."""
+    from babelir.reporting.schema import RunInfo as Run
+
+    doc = json.loads((job.folder / "babelir-train.json").read_text("utf-8"))
+    seconds = (doc.get("timing_s") or {}).get("train")
+    return Run(
+        job.spec, job.seed, job.key, str(job.folder),
+        train_precision=doc.get("train_precision"),
+        train_seconds=float(seconds) if seconds is not None else None,
+        machine=doc.get("machine"),
+    )  # fmt: skip
+
+
 def _curves(plan: Plan):
     from babelir.reporting.schema import RunCurve
 
@@ -328,7 +346,7 @@ def run_compare(
 ) -> Path:
     """Validate, train, evaluate and report. Returns the path of report.md."""
     from babelir.reporting.report import write_report
-    from babelir.reporting.schema import EvalRecord, Provenance, ReportInput, RunInfo
+    from babelir.reporting.schema import EvalRecord, Provenance, ReportInput
     from babelir.training.trainer import train as run_train
 
     t_start = time.perf_counter()
@@ -412,10 +430,7 @@ def run_compare(
                 str(ej.folder),
             )
         )  # fmt: skip
-    runs = [
-        RunInfo(j.spec, j.seed, j.key, str(j.folder))
-        for j in plan.train_jobs
-    ]
+    runs = [_run_info(j) for j in plan.train_jobs]
     labels = list(dict.fromkeys(["base", *[j.label for j in plan.train_jobs]]))
     labels += [f"{lab}+{m}" for m in cfg.debias for lab in labels]
     if any(ej.baseline == "bm25" for ej in plan.eval_jobs):

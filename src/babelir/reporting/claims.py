@@ -70,11 +70,15 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 def plain_rows(strategy: str, runs: Sequence[RunInfo]) -> list[str]:
-    """Labels of the rows trained with ``strategy`` (one per alpha compared), in run order.
+    """Labels of the rows trained with ``strategy`` (one per alpha or precision compared),
+    in run order; a run's exact label (``hybrid (fp32)``) names that row alone.
 
-    Decided by each run's spec, not its label: post-hoc rows like ``hybrid+lsar`` are no
-    runs, so they are never among them.
+    Decided by each run's spec: post-hoc rows like ``hybrid+lsar`` are no runs, so they
+    are never among them.
     """
+    exact = [r.label for r in runs if r.label == strategy]
+    if exact and not any(r.spec.name == strategy for r in runs):
+        return list(dict.fromkeys(exact))
     return list(dict.fromkeys(r.label for r in runs if r.spec.name == strategy))
 
 

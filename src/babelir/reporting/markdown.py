@@ -16,6 +16,7 @@ from babelir.evaluation.measures import LAREQA, Measure, measure
 from babelir.reporting.analysis import TESTED
 from babelir.reporting.claims import claim_interval_text
 from babelir.reporting.debias_verdict import debias_markdown
+from babelir.reporting.precision_verdict import precision_markdown
 from babelir.reporting.schema import EvalRecord, ReportInput, RunInfo
 from babelir.reporting.summary import Analysis
 
@@ -318,6 +319,7 @@ def _lareqa_lines(inp: ReportInput, analysis: Analysis) -> list[str]:
         *_seed_tests(analysis.seed_tests, inp.level),
         *_claims(analysis, inp.margin, inp.level),
         *debias_markdown(analysis.debias, inp.level),
+        *precision_markdown(analysis.precision, inp.level),
         "### Reference vs each model (per-query tests)",
         "",
         *analysis.pairwise,

@@ -170,6 +170,7 @@ def write_report(inp: ReportInput, output: Path) -> Path:
         "seed_tests": analysis.seed_tests,
         "claims": analysis.claims,
         "debias": analysis.debias,
+        "precision": analysis.precision,
         "retrieval": analysis.retrieval,
         "verdict": analysis.verdict_lines(),
         "evaluations": [

@@ -43,6 +43,11 @@ class RunInfo:
     seed: int
     key: str = ""
     folder: str = ""
+    #: from the run's babelir-train.json: the precision it trained in, the seconds of its
+    #: training loop (validation included) and the machine it ran on
+    train_precision: str | None = None
+    train_seconds: float | None = None
+    machine: Mapping[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -63,9 +68,13 @@ class RunInfo:
             "label": self.label,
             "strategy": self.strategy,
             "alpha": self.alpha,
+            "precision": self.spec.precision,
             "seed": self.seed,
             "key": self.key,
             "folder": self.folder,
+            "train_precision": self.train_precision,
+            "train_seconds": self.train_seconds,
+            "machine": dict(self.machine) if self.machine else None,
         }
 
 
@@ -129,7 +138,8 @@ class ReportInput:
     """Everything a comparison report needs.
 
     - ``reference``: the strategy whose models are tested against every other model
-      (per-query and seed-level paired tests), e.g. ``"hybrid"``.
+      (per-query and seed-level paired tests), e.g. ``"hybrid"``, or one row's label
+      (``"hybrid (fp32)"`` in a precision study).
     - ``labels``: display order of the model rows (default: order of first appearance in
       ``evaluations``); rows not in ``runs`` (the base model, post-hoc rows such as
       ``"hybrid+lsar"``) appear in tables and plots but never decide a paper claim.

@@ -15,6 +15,7 @@ from babelir.reporting import retrieval
 from babelir.reporting.analysis import aggregate, paired_tests, pairwise_verdict, seed_tests
 from babelir.reporting.claims import claim_sentence, evaluate_claims, plain_rows
 from babelir.reporting.debias_verdict import debias_effects, debias_sentences
+from babelir.reporting.precision_verdict import precision_effects, precision_sentences
 from babelir.reporting.schema import ReportInput
 
 
@@ -31,15 +32,22 @@ class Analysis:
     debias: list[dict[str, Any]]
     #: the passage-retrieval section (cells, paired_tests, claims); {} without one
     retrieval: dict[str, Any] = field(default_factory=dict)
+    #: rows that differ only in training precision (:mod:`.precision_verdict`)
+    precision: list[dict[str, Any]] = field(default_factory=list)
 
     def verdict_lines(self) -> list[str]:
-        """Claim sentences (LAReQA, then retrieval), post-hoc debiasing lines, then the
-        per-query lines."""
+        """Claim sentences (LAReQA, then retrieval), post-hoc debiasing lines, training
+        precision lines, then the per-query lines."""
         claims = [
             claim_sentence(v, measure(v["measure"]))
             for v in [*self.claims, *self.retrieval.get("claims", [])]
         ]
-        return claims + debias_sentences(self.debias) + self.pairwise
+        return (
+            claims
+            + debias_sentences(self.debias)
+            + precision_sentences(self.precision)
+            + self.pairwise
+        )
 
 
 def analyse(inp: ReportInput) -> Analysis:
@@ -71,5 +79,8 @@ def analyse(inp: ReportInput) -> Analysis:
             bootstrap=inp.bootstrap,
             level=inp.level,
             margin=inp.margin,
+        ),
+        precision=precision_effects(
+            inp.evaluations, inp.runs, margin=inp.margin, level=inp.level
         ),
     )

@@ -32,7 +32,7 @@ from transformers import TrainerCallback
 from babelir import __version__
 from babelir.embedding_cache import EmbeddingCache
 from babelir.errors import ConfigError
-from babelir.precision import resolve, trainer_flags
+from babelir.precision import machine, resolve, trainer_flags
 from babelir.training.checkpoints import (
     CompleteCheckpoint,
     FiniteGuard,
@@ -383,6 +383,7 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
         "global_steps": global_step,
         "frozen_parameters": frozen,
         "train_precision": precision,
+        "machine": machine(),
         "query_prefix": qp,
         "passage_prefix": pp,
         "train_loss": whole_run_loss(log_history),
