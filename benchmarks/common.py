@@ -8,7 +8,6 @@ apart on a busy machine would mean little.
 from __future__ import annotations
 
 import os
-import platform
 import random
 import statistics
 import time
@@ -39,13 +38,9 @@ def set_threads(n: int | None) -> None:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from babelir.precision import cpu_model
+
+    return cpu_model()
 
 
 def machine_line() -> str:
