@@ -12,18 +12,15 @@ import pytest
 import yaml
 from sklearn.metrics import average_precision_score
 from testkit.cli import call
-from testkit.tiny_model import make_tiny_model
+from testkit.compare import LANGS, tiny_compare_config
 
 from babelir.compare import PROFILES, describe, load_config, prepare, run_compare, validate
 from babelir.compare.config import CompareConfig
 from babelir.data.lareqa import load_benchmark
-from babelir.data.parallel import from_lareqa
 from babelir.errors import BabelirError, ConfigError
 from babelir.reporting.analysis import outcome
 from babelir.reporting.stats import holm, mean_ci, paired_permutation_test
 from babelir.strategies import StrategySpec
-
-LANGS = ["en", "de", "zh"]
 
 
 def _write(tmp_path: Path, cfg: dict) -> Path:
@@ -33,24 +30,7 @@ def _write(tmp_path: Path, cfg: dict) -> Path:
 
 
 def _base_cfg(data_dir: Path, model: str | None = None) -> dict:
-    return {
-        "name": "t",
-        "model": model,
-        "data_dir": str(data_dir),
-        "train": {
-            "data": "xquad-r",
-            "languages": LANGS,
-            "articles": "1-2",
-            "batch_size": 4,
-            "max_steps": 2,
-            "max_seq_length": 32,
-            "learning_rate": 1e-3,
-        },
-        "evaluation": {"max_seq_length": 32, "batch_size": 32},
-        "benchmarks": [{"name": "xquad-r", "languages": LANGS, "articles": "0"}],
-        "permutations": 200,
-        "bootstrap": 200,
-    }
+    return tiny_compare_config(data_dir, model)
 
 
 @pytest.mark.parametrize(
@@ -89,16 +69,6 @@ def test_profiles_parse_and_bad_files_are_named(tmp_path):
         load_config(config_file=bad)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(config_file=tmp_path / "missing.yaml")
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(shared_data_dir: Path, tmp_path_factory) -> Path:
-    data = from_lareqa("xquad-r", shared_data_dir, languages=LANGS, articles="0-2")
-    texts = [t for item in data.items for s in item.sides.values() for t in (s.query, s.positive)]
-    root = tmp_path_factory.mktemp("tiny-compare")
-    model = make_tiny_model(root / "build", texts)
-    model.save(str(root / "model"))
-    return root / "model"
 
 
 def test_compare_end_to_end_on_a_tiny_model(tmp_path, shared_data_dir, tiny_dir):

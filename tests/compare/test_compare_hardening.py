@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from testkit.cli import call
-from testkit.tiny_model import make_tiny_model
+from testkit.compare import LANGS
 
 import babelir.compare.plan as plan_mod
 from babelir.compare import load_config, run_compare, validate
@@ -24,8 +24,6 @@ from babelir.compare.plan import make_plan, unique_benchmarks
 from babelir.data.parallel import from_lareqa
 from babelir.errors import ConfigError
 from babelir.reporting.stats import MAX_RESAMPLES, paired_bootstrap_ci, paired_permutation_test
-
-LANGS = ["en", "de", "zh"]
 
 
 @pytest.fixture
@@ -214,15 +212,6 @@ def test_stats_refuse_unbounded_resamples_before_allocating():
 
 
 # --- 8c: corrupted cached evaluations and runs ----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(shared_data_dir: Path, tmp_path_factory) -> Path:
-    data = from_lareqa("xquad-r", shared_data_dir, languages=LANGS, articles="0-2")
-    texts = [t for item in data.items for s in item.sides.values() for t in (s.query, s.positive)]
-    root = tmp_path_factory.mktemp("tiny-compare-h2")
-    make_tiny_model(root / "build", texts).save(str(root / "model"))
-    return root / "model"
 
 
 def test_corrupt_caches_are_recomputed_with_a_warning(

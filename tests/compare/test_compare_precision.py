@@ -11,41 +11,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from testkit.tiny_model import make_tiny_model
+from testkit.compare import tiny_compare_config
 
 from babelir.compare import load_config, prepare, run_compare
 from babelir.compare.config import CompareConfig
-from babelir.data.parallel import from_lareqa
 from babelir.errors import ConfigError
 from babelir.strategies import StrategySpec
 
-LANGS = ["en", "de", "zh"]
 STUDY = [{"strategy": "hybrid", "precision": "fp32"}, {"strategy": "hybrid", "precision": "bf16"}]
 
 
 def _cfg(data_dir: Path, model: str | None = None, **extra) -> dict:
-    return {
-        "name": "t",
-        "model": model,
-        "data_dir": str(data_dir),
-        "seeds": [0, 1],
-        "strategies": [dict(s) for s in STUDY],
-        "reference": "hybrid (fp32)",
-        "train": {
-            "data": "xquad-r",
-            "languages": LANGS,
-            "articles": "1-2",
-            "batch_size": 4,
-            "max_steps": 2,
-            "max_seq_length": 32,
-            "learning_rate": 1e-3,
-        },
-        "evaluation": {"max_seq_length": 32, "batch_size": 32, "precision": "fp32"},
-        "benchmarks": [{"name": "xquad-r", "languages": LANGS, "articles": "0"}],
-        "permutations": 200,
-        "bootstrap": 200,
-        **extra,
-    }
+    study = {"seeds": [0, 1], "strategies": [dict(s) for s in STUDY], "reference": "hybrid (fp32)"}
+    cfg = tiny_compare_config(data_dir, model, **{**study, **extra})
+    cfg["evaluation"]["precision"] = "fp32"
+    return cfg
 
 
 def _load(tmp_path: Path, cfg: dict) -> CompareConfig:
@@ -137,16 +117,6 @@ def test_the_plan_keys_folders_and_refusals(tmp_path, shared_data_dir, monkeypat
     twin["train"]["precision"] = "fp32"
     with pytest.raises(ConfigError, match=r"hybrid \(fp32\) and hybrid train the same model"):
         prepare(_load(tmp_path, twin), tmp_path / "out")
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(shared_data_dir: Path, tmp_path_factory) -> Path:
-    data = from_lareqa("xquad-r", shared_data_dir, languages=LANGS, articles="0-2")
-    texts = [t for item in data.items for s in item.sides.values() for t in (s.query, s.positive)]
-    root = tmp_path_factory.mktemp("tiny-precision")
-    model = make_tiny_model(root / "build", texts)
-    model.save(str(root / "model"))
-    return root / "model"
 
 
 def test_precision_study_end_to_end_on_a_tiny_model(tmp_path, shared_data_dir, tiny_dir):
