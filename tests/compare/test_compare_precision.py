@@ -160,5 +160,6 @@ def test_precision_study_end_to_end_on_a_tiny_model(tmp_path, shared_data_dir, t
     # no x-x-mono / x-y rows: the paper's claims are not tested, and the report says why
     assert {v["outcome"] for v in results["claims"]} == {"not tested"}
     text = report.read_text()
-    assert "| hybrid (bf16) |" in text and "x-x-mono and x-y not in this comparison" in text
-    assert "## Training precision" in text
+    assert "| hybrid (bf16) |" in text
+    assert "Not tested: x-x-mono and x-y are not in this comparison" in text
+    assert "## Training precision" in text and "**not tested**" not in text

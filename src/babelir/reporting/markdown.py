@@ -262,6 +262,17 @@ def _seed_tests(seed_tests: Sequence[Mapping[str, Any]], level: float) -> list[s
 
 def _claims(analysis: Analysis, margin: float, level: float) -> list[str]:
     pct = round(level * 100)
+    if analysis.claims and all(v["missing"] for v in analysis.claims):
+        # e.g. a precision study of hybrid alone: one line, not a table of "not tested"
+        missing = sorted({m for v in analysis.claims for m in v["missing"]})
+        return [
+            "## Verdict on the paper's claims",
+            "",
+            f"Not tested: {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not in this comparison, and every "
+            "claim compares hybrid with them.",
+            "",
+        ]
     lines = [
         "## Verdict on the paper's claims",
         "",
