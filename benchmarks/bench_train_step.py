@@ -22,8 +22,9 @@ best-validation-loss selection, frozen word embeddings, lr 1e-4) in fp32 and in 
 alternating, and prints each job's wall time, its validation share and the ratio.
 
 On a CPU without native bf16 (AVX512_BF16 / AMX) bf16 is emulated and ~100x slower per
-matmul (a whole quick-recipe step ~16x: ~73 s against ~4.5 s on a 2-core Zen 3): run it
-there only with the smallest settings, to check that it works, e.g.
+matmul (a whole step of 32 pairs 18-21x: 70-71 s against 3.3-4.0 s on a 2-core Zen 3,
+``--rounds 2``, 2026-12-03): run it there only with the smallest settings, to check that
+it works, e.g.
 ``--batch-size 2 --max-length 16 --rounds 1 --job-steps 2 --job-val-items 4``.
 
 Example: ``python benchmarks/bench_train_step.py --batch-size 32 --rounds 4 --job-steps 20``

@@ -39,6 +39,7 @@ def _trainable(value: str) -> str:
 
 #: :data:`Precision` for training (:class:`babelir.training.config.TrainConfig`): no int8.
 TrainingPrecision = Annotated[Precision, AfterValidator(_trainable)]
+TRAINING_PRECISIONS: tuple[str, ...] = tuple(p for p in PRECISIONS if p != "int8")
 _POSITIVE = ("batch_size", "max_seq_length", "max_tokens")
 
 

@@ -57,6 +57,10 @@ CPU_FLAGS_ENV = "BABELIR_CPU_FLAGS"
 #: equivalent on every measure (issue 19); set it to "bf16" then. bf16 stays available
 #: on request (``--precision bf16``).
 CPU_TRAIN_AUTO: Literal["fp32", "bf16"] = "fp32"
+#: What emulated bf16 costs against fp32, measured on a 2-core Zen 3 (AVX2, 2026-12-03):
+#: a training step of 32 pairs 70-71 s vs 3.3-4.0 s (``bench_train_step.py --rounds 2``),
+#: encoding 3-13x (``bench_encode.py --bf16``). Quoted by the warnings below and compare's plan.
+EMULATED_BF16_SLOWDOWN = {"train": "18-21x", "encode": "3-13x"}
 _NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX-512/AMX, Arm
 log = logging.getLogger(__name__)
 _warned: set[tuple[str, str]] = set()
@@ -198,8 +202,8 @@ def resolve(
             (purpose, "bf16"),
             f"precision bf16: this CPU has no native bf16 (AVX512_BF16/AMX), so it is "
             f"emulated and {'training' if purpose == 'train' else 'encoding'} runs "
-            f"{'~16x' if purpose == 'train' else '3-13x'} slower than fp32 (measured on a "
-            f"Zen 3; auto would pick fp32 here)",
+            f"{EMULATED_BF16_SLOWDOWN[purpose]} slower than fp32 (measured on a Zen 3; auto "
+            f"would pick fp32 here)",
         )
     return precision
 

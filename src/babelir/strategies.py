@@ -15,9 +15,7 @@ from typing import Annotated
 from pydantic import Field, Strict, TypeAdapter, ValidationError
 
 from babelir.errors import ConfigError
-from babelir.options import PRECISIONS
-
-TRAINING_PRECISIONS = tuple(p for p in PRECISIONS if p != "int8")
+from babelir.options import TRAINING_PRECISIONS
 
 #: The probability that a batch is mono, for strategies that mix by alpha. The one place
 #: its range is declared: pydantic fields use it as their type (and ``--help`` shows the

@@ -10,6 +10,7 @@ from babelir.reporting.precision_verdict import (
     EQUIVALENT,
     NOT_RESOLVED,
     decide,
+    outcome,
     precision_effects,
     precision_groups,
     precision_markdown,
@@ -77,13 +78,19 @@ def test_seed_paired_differences_and_interval_by_hand():
     assert multi["decision"] == EQUIVALENT  # [-0.0029, +0.0049]
     assert e["measures"]["mono mAP"]["decision"] == EQUIVALENT
     assert e["measures"]["cross mAP"]["decision"] == DIFFERENT  # [-0.075, -0.025]
-    assert e["outcome"] == NOT_RESOLVED  # not equivalent on every measure
+    assert e["outcome"] == DIFFERENT  # one measure resolved outside the margin decides
     assert e["train_seconds"] == {"hybrid (fp32)": 100.0, "hybrid (bf16)": 50.0}
     text = "\n".join(precision_markdown([e], 0.95))
     assert "| b | hybrid (bf16) | hybrid (fp32) | cross mAP | 3 | -0.0500 |" in text
     assert "hybrid (bf16) 50.0 s (0.50x the time); machine: X." in text
     (line,) = precision_sentences([e])
-    assert "not resolved within ±0.01 mAP" in line and "cross mAP -0.0500" in line
+    assert "different (equivalence margin ±0.01 mAP)" in line and "cross mAP -0.0500" in line
+
+
+def test_outcome_of_a_comparison():
+    assert outcome([EQUIVALENT, EQUIVALENT, EQUIVALENT]) == EQUIVALENT
+    assert outcome([EQUIVALENT, NOT_RESOLVED, EQUIVALENT]) == NOT_RESOLVED
+    assert outcome([NOT_RESOLVED, DIFFERENT, EQUIVALENT]) == DIFFERENT
 
 
 def test_one_seed_is_not_resolved_and_no_twin_no_section():

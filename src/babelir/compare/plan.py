@@ -36,7 +36,7 @@ class TrainJob:
     key: str
     folder: Path
     train_config: TrainConfig
-    precision: str = ""  # the training precision as this machine resolves it
+    precision: str  # the training precision as this machine resolves it (in the key)
 
     @property
     def label(self) -> str:
@@ -246,9 +246,9 @@ def unique_benchmarks(cfg: CompareConfig, root: Path) -> tuple[list[BenchmarkSpe
 def check_device_support(cfg: CompareConfig) -> list[str]:
     """Refuse precisions this machine cannot run (fp16 on a CPU...) before any job, for
     the evaluation and every variant's training; returns a note for each variant that
-    trains in bf16 on a CPU that emulates it (allowed, but ~16x slower, see README)."""
+    trains in bf16 on a CPU that emulates it (allowed, but far slower, see README)."""
     from babelir.models.loading import default_device
-    from babelir.precision import cpu_bf16_supported, resolve
+    from babelir.precision import EMULATED_BF16_SLOWDOWN, cpu_bf16_supported, resolve
 
     device = default_device()
     opts = cfg.encode_options()
@@ -267,8 +267,8 @@ def check_device_support(cfg: CompareConfig) -> list[str]:
         if resolved == "bf16" and device == "cpu" and not cpu_bf16_supported():
             notes.append(
                 f"{spec.label} trains in bf16, which this CPU emulates (no AVX512_BF16/AMX): "
-                "measured ~16x slower per step than fp32 on a Zen 3; run it on a CPU with "
-                "native bf16 or a GPU"
+                f"measured {EMULATED_BF16_SLOWDOWN['train']} slower per step than fp32 on a "
+                "Zen 3; run it on a CPU with native bf16 or a GPU"
             )
     return notes
 
@@ -617,7 +617,7 @@ def describe(plan: Plan, facts: dict[str, Any]) -> list[str]:
             f"lr {c.learning_rate:g}, {s.get('pair_rows', '?')} pair rows "
             f"({s.get('batches_per_epoch', '?')} batches/epoch"
             + (f", {epochs:.2f} epochs" if epochs is not None else "")
-            + f"), select {c.select}, {job.precision or c.precision}"
+            + f"), select {c.select}, {job.precision}"
             f"  -> {job.folder}"
         )
     for ej in plan.eval_jobs:

@@ -20,7 +20,7 @@ from babelir.evaluation.records import is_evaluated, load_evaluation, save_evalu
 from babelir.strategies import StrategySpec
 
 if TYPE_CHECKING:
-    from babelir.reporting.schema import RunInfo
+    from babelir.reporting.schema import RunCurve, RunInfo
 
 Progress = Callable[[str, int, int], None]
 log = logging.getLogger(__name__)
@@ -296,12 +296,11 @@ def _execution_order(jobs: list[EvalJob]) -> list[EvalJob]:
     return out
 
 
-def _run_info(job: TrainJob) -> RunInfo:
-    """A finished training job for the report, with what its babelir-train.json says of
-    its precision, time and machine."""
+def _run_info(job: TrainJob, doc: dict[str, Any]) -> RunInfo:
+    """A finished training job for the report, with what its babelir-train.json (``doc``)
+    says of its precision, time and machine."""
     from babelir.reporting.schema import RunInfo as Run
 
-    doc = json.loads((job.folder / "babelir-train.json").read_text("utf-8"))
     seconds = (doc.get("timing_s") or {}).get("train")
     return Run(
         job.spec, job.seed, job.key, str(job.folder),
@@ -311,22 +310,17 @@ def _run_info(job: TrainJob) -> RunInfo:
     )  # fmt: skip
 
 
-def _curves(plan: Plan):
-    from babelir.reporting.schema import RunCurve
+def _curve(job: TrainJob, doc: dict[str, Any]) -> RunCurve:
+    """The validation curve of a finished job, from its babelir-train.json (``doc``)."""
+    from babelir.reporting.schema import RunCurve as Curve
 
-    out = []
-    for job in plan.train_jobs:
-        doc = json.loads((job.folder / "babelir-train.json").read_text("utf-8"))
-        sel = doc.get("selection") or {}
-        out.append(
-            RunCurve(
-                job.label,
-                job.seed,
-                doc.get("curve") or [],
-                sel.get("step") if sel.get("select") not in (None, "last") else None,
-            )
-        )
-    return out
+    sel = doc.get("selection") or {}
+    return Curve(
+        job.label,
+        job.seed,
+        doc.get("curve") or [],
+        sel.get("step") if sel.get("select") not in (None, "last") else None,
+    )
 
 
 def prepare(cfg: CompareConfig, output: Path) -> tuple[Plan, dict[str, Any]]:
@@ -430,7 +424,10 @@ def run_compare(
                 str(ej.folder),
             )
         )  # fmt: skip
-    runs = [_run_info(j) for j in plan.train_jobs]
+    train_docs = [
+        json.loads((j.folder / "babelir-train.json").read_text("utf-8")) for j in plan.train_jobs
+    ]
+    runs = [_run_info(j, doc) for j, doc in zip(plan.train_jobs, train_docs, strict=True)]
     labels = list(dict.fromkeys(["base", *[j.label for j in plan.train_jobs]]))
     labels += [f"{lab}+{m}" for m in cfg.debias for lab in labels]
     if any(ej.baseline == "bm25" for ej in plan.eval_jobs):
@@ -457,7 +454,7 @@ def run_compare(
         setup=_setup(cfg),
         labels=labels,
         seeds=cfg.seeds,
-        curves=_curves(plan),
+        curves=[_curve(j, doc) for j, doc in zip(plan.train_jobs, train_docs, strict=True)],
         permutations=cfg.permutations,
         bootstrap=cfg.bootstrap,
         margin=cfg.margin,

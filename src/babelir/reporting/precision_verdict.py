@@ -14,6 +14,9 @@ Decision, an equivalence rule with compare's non-inferiority margin ``m`` (0.01 
 * ``different``: the interval excludes 0 and is not inside (-m, +m);
 * ``not resolved``: anything else, including fewer than 2 shared seeds.
 
+A comparison is ``different`` if any of its measures is, ``equivalent`` if all are, else
+``not resolved``.
+
 ``auto`` may train in the other precision only where every measure of every benchmark is
 ``equivalent`` (:data:`babelir.precision.CPU_TRAIN_AUTO`). Each row also carries the mean
 seconds of its training loops, as each run recorded them, with the machine.
@@ -46,6 +49,14 @@ def decide(ci: Sequence[float] | None, margin: float) -> str:
     if lo > 0 or hi < 0:  # resolved, and not inside the margin
         return DIFFERENT
     return NOT_RESOLVED
+
+
+def outcome(decisions: Sequence[str]) -> str:
+    """One comparison's outcome from its measures' decisions: different if any measure
+    is, equivalent only if every one is, else not resolved."""
+    if DIFFERENT in decisions:
+        return DIFFERENT
+    return EQUIVALENT if all(d == EQUIVALENT for d in decisions) else NOT_RESOLVED
 
 
 def _precision(run: RunInfo) -> str:
@@ -83,7 +94,7 @@ def precision_effects(
                 for m in MEASURES:
                     d = seed_difference(groups[(bench, other)], groups[(bench, ref)], m, level)
                     measures[m.label] = {**d, "decision": decide(d["ci"], margin)}
-                decisions = {v["decision"] for v in measures.values()}
+                decisions = [v["decision"] for v in measures.values()]
                 out.append(
                     {
                         "benchmark": bench,
@@ -94,7 +105,7 @@ def precision_effects(
                         "margin": margin,
                         "level": level,
                         "measures": measures,
-                        "outcome": decisions.pop() if len(decisions) == 1 else NOT_RESOLVED,
+                        "outcome": outcome(decisions),
                         "train_seconds": {
                             lab: _mean_seconds(info[lab]) for lab in (ref, other)
                         },
@@ -126,8 +137,8 @@ def precision_sentences(effects: Sequence[dict[str, Any]]) -> list[str]:
                 parts.append(f"{label} {v['mean_difference']:+.4f} [{lo:+.4f}, {hi:+.4f}]")
         lines.append(
             f"- **{e['benchmark']}, {e['row']} vs {e['reference']}** (training precision, "
-            f"{e['row']} minus {e['reference']}, paired by seed): {e['outcome']} within "
-            f"±{e['margin']:g} mAP; " + "; ".join(parts) + "."
+            f"{e['row']} minus {e['reference']}, paired by seed): {e['outcome']} "
+            f"(equivalence margin ±{e['margin']:g} mAP); " + "; ".join(parts) + "."
         )
     return lines
 
@@ -184,6 +195,7 @@ __all__ = [
     "EQUIVALENT",
     "NOT_RESOLVED",
     "decide",
+    "outcome",
     "precision_effects",
     "precision_groups",
     "precision_markdown",
