@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from babelir.emulated_bf16 import bf16_kernels, kernels_for
 from babelir.errors import ConfigError
 from babelir.models.int8 import int8_model
 from babelir.models.loading import (
@@ -57,12 +58,17 @@ def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu
     return resolve(precision, device, "encode", native_bf16=cpu_bf16_supported())
 
 
-def autocast(precision: str, device: str | torch.device) -> contextlib.AbstractContextManager:
-    """Autocast for a *resolved* precision; a no-op for fp32."""
+@contextlib.contextmanager
+def autocast(precision: str, device: str | torch.device) -> Iterator[None]:
+    """Autocast for a *resolved* precision; a no-op for fp32. bf16 on a CPU without native
+    bf16 computes its matmuls on fp32 kernels (:mod:`babelir.emulated_bf16`)."""
     dtype = _AUTOCAST.get(precision)
     if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+        yield
+        return
+    kind = torch.device(device).type
+    with torch.autocast(device_type=kind, dtype=dtype), bf16_kernels(precision, device):
+        yield
 
 
 def encoder_settings(model: Any, options: EncodeOptions = EncodeOptions()) -> dict[str, Any]:
@@ -77,6 +83,7 @@ def encoder_settings(model: Any, options: EncodeOptions = EncodeOptions()) -> di
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "cpu_bf16": cpu_bf16_supported(),
+        "bf16_kernels": kernels_for(resolve_precision(precision, device), device),
         "int8": getattr(model, "int8_info", None),
     }
 

@@ -31,6 +31,7 @@ from transformers import TrainerCallback
 
 from babelir import __version__
 from babelir.embedding_cache import EmbeddingCache
+from babelir.emulated_bf16 import bf16_kernels, kernels_for
 from babelir.errors import ConfigError
 from babelir.precision import machine, resolve, trainer_flags
 from babelir.training.checkpoints import (
@@ -61,10 +62,14 @@ __all__ = [
 ]
 
 
+def _train_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"  # as ``use_cpu`` below says
+
+
 def train_precision(cfg: TrainConfig) -> str:
     """The precision this run trains in (:func:`babelir.precision.resolve`, "train"): on
     the device the trainer uses (CUDA when present, as ``use_cpu`` below says)."""
-    return resolve(cfg.precision, "cuda" if torch.cuda.is_available() else "cpu", "train")
+    return resolve(cfg.precision, _train_device(), "train")
 
 
 def _cpu_distributed() -> bool:
@@ -272,6 +277,7 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
 
     check_output(cfg)
     precision = train_precision(cfg)  # an unavailable precision fails before any work
+    train_device = _train_device()
     output = Path(cfg.output)
     ckpt_dir = output / "checkpoints"
     resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
@@ -351,7 +357,9 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
         if validator is not None:
             validator.model = model
     else:
-        with interrupt:
+        # bf16 on a CPU without native bf16: its matmuls (forward, backward, validation)
+        # on fp32 kernels, same numerics ~13x faster than oneDNN's emulation
+        with interrupt, bf16_kernels(precision, train_device):
             result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         if interrupt.requested:  # stopped at a step boundary with a checkpoint: exit 130
             log.warning(
@@ -383,6 +391,7 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
         "global_steps": global_step,
         "frozen_parameters": frozen,
         "train_precision": precision,
+        "train_bf16_kernels": kernels_for(precision, train_device),
         "machine": machine(),
         "query_prefix": qp,
         "passage_prefix": pp,
