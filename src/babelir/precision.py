@@ -12,8 +12,9 @@ auto, encode      bf16 (fp16 on GPUs          bf16                    fp32
 auto, train       bf16 (fp16 on GPUs          :data:`CPU_TRAIN_AUTO`  fp32
                   without bf16)               (fp32 for now)
 fp32              fp32                        fp32                    fp32
-bf16              bf16 autocast; refused      bf16 autocast           bf16 autocast, *emulated*:
-                  where the GPU lacks bf16                            allowed with a warning
+bf16              bf16 autocast; refused      bf16 autocast           bf16 autocast, matmuls on
+                  where the GPU lacks bf16                            fp32 kernels; allowed, with
+                                                                      a warning (slower than fp32)
 fp16              fp16 autocast (training:    refused                 refused
                   with loss scaling)
 int8, encode      refused (CPU only)          int8 (ONNX Runtime)     int8 (ONNX Runtime)
@@ -21,12 +22,13 @@ int8, train       refused                     refused                 refused
 ================  ==========================  ======================  =========================
 
 "Native bf16" is AVX512_BF16 or AMX-BF16 on x86, the BF16 extension on Arm
-(:func:`cpu_bf16_supported`). Without it bf16 is emulated: on an AVX2-only Zen 3 a bf16
-matmul ran at 1.2 against 125 GFLOP/s fp32 and autocast encoded 3-13x slower, so ``auto``
-never picks bf16 there. An explicit ``bf16`` still runs there (same numerics as on a
-native CPU, useful to reproduce a bf16 run) but warns that it is slow, for training as
-for encoding. Devices other than CUDA and CPU (mps, xpu...): ``auto`` is fp32, fp16 and
-int8 are refused, bf16 is taken as asked.
+(:func:`cpu_bf16_supported`). Without it torch's bf16 kernels are emulated and slow (on an
+AVX2-only Zen 3 a bf16 matmul ran at 13-16 against 86 GFLOP/s fp32, a training step 18-21x
+slower than fp32), so there babelir computes bf16 matmuls on fp32 kernels with the same
+numerics (:mod:`babelir.emulated_bf16`): an explicit ``bf16`` reproduces a native-bf16 run
+at close to fp32 speed (:data:`EMULATED_BF16_SLOWDOWN`), and warns that it is still slower
+than fp32. ``auto`` never picks bf16 there. Devices other than CUDA and CPU (mps, xpu...):
+``auto`` is fp32, fp16 and int8 are refused, bf16 is taken as asked.
 
 Training autocasts the forward pass only (transformers' ``bf16=True``: accelerate wraps
 the model's forward in ``torch.autocast``); master weights, optimizer state and the loss

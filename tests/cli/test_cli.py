@@ -271,3 +271,20 @@ def test_an_option_of_another_family_is_a_one_line_error(args, option, family, c
         assert f"option of {family}" in err
     else:
         assert "no such option" in err
+
+
+def test_compare_help_names_every_shipped_profile():
+    """A new profile YAML that --help forgets is invisible to users."""
+    from importlib.resources import files
+
+    import typer
+
+    from babelir.cli.main import app
+
+    profiles = files("babelir.profiles").iterdir()
+    shipped = {p.name.removesuffix(".yaml") for p in profiles if p.name.endswith(".yaml")}
+    assert {"quick", "smoke", "precision-study"} <= shipped
+    params = {p.name: p for p in typer.main.get_command(app).commands["compare"].params}
+    help_text = params["profile"].help
+    missing = [name for name in sorted(shipped) if f"{name} (" not in help_text]
+    assert not missing, missing

@@ -22,7 +22,9 @@ def compare(
             "the paper's comparison past the first-epoch transient, 1 seed, ~15 min on 2 CPU "
             "cores), study (3 seeds, error bars over seeds, ~2.5 h on 2 CPU cores, "
             "resumable), paper (all strategies, 3 seeds, batch 100; sized for a GPU), "
-            "paper-lite (a first GPU check, minutes).",
+            "paper-lite (a first GPU check, minutes), zero-shot (training data disjoint "
+            "from the benchmark, full XQuAD-R, 1 seed), precision-study (fp32- vs "
+            "bf16-trained hybrid, 3 seeds paired by seed).",
         ),
     ] = None,
     config: Annotated[
