@@ -50,6 +50,7 @@ from common import (
     set_threads,
 )
 
+from babelir.emulated_bf16 import emulation
 from babelir.encoding import (
     DEFAULT_MAX_TOKENS,
     cpu_bf16_supported,
@@ -111,12 +112,20 @@ def throughput(args: argparse.Namespace, model: Any, int8: dict[str, Any]) -> No
         ),
         "babelir fp32": ours(model, "fp32"),
     }
+    # without native bf16 the encoder runs bf16 matmuls on fp32 kernels, unless
+    # BABELIR_BF16_KERNELS=onednn (babelir.emulated_bf16)
+    how = "native" if native else emulation()
     if native or args.bf16:
-        variants[f"babelir bf16 ({'native' if native else 'emulated'})"] = ours(model, "bf16")
+        variants[f"babelir bf16 ({how})"] = ours(model, "bf16")
     for name, m in int8.items():
         variants[f"babelir {name}"] = ours(m, "fp32")
     print(f"\n(--precision auto picks {auto} on this machine)")
-    gf32, gbf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    kernels = how == "fp32-kernels"
+
+    def bf16_peak() -> float:  # the bf16 product the encoder runs here
+        return matmul_gflops(torch.bfloat16, fp32_kernels=kernels)
+
+    gf32, gbf16 = matmul_gflops(torch.float32), bf16_peak()
     for fn in variants.values():  # warm-up: oneDNN/ORT kernels for these shapes, allocator
         fn(groups[0])
     # Short alternating trials: on a shared CPU the best and median of many short trials
@@ -132,10 +141,11 @@ def throughput(args: argparse.Namespace, model: Any, int8: dict[str, Any]) -> No
                 cpu_rates[k].append(n_tok / cpu[k][0])
     # Peak = best of before and after the trials: a busy moment must not lower it.
     gf32 = max(gf32, matmul_gflops(torch.float32))
-    gbf16 = max(gbf16, matmul_gflops(torch.bfloat16))
+    gbf16 = max(gbf16, bf16_peak())
+    torch_bf16 = f", torch's emulated bf16 {matmul_gflops(torch.bfloat16):.1f}" if kernels else ""
     print(
         f"\n== matmul 2048x384x1536 (best of 2 s): fp32 {gf32:.0f} GFLOP/s, "
-        f"bf16 {gbf16:.1f} GFLOP/s"
+        f"bf16 ({how}) {gbf16:.1f} GFLOP/s{torch_bf16}"
     )
     mean_len = tokens / len(texts)
     fpt = flops_per_token(model, mean_len)
@@ -227,7 +237,7 @@ def map_check(args: argparse.Namespace, model: Any, int8: dict[str, Any]) -> Non
     st = _flatten(score_benchmark(bench, st_q, st_c).to_dict())
     native = cpu_bf16_supported()
     variants: dict[str, tuple[Any, str]] = {
-        f"bf16 autocast{'' if native else ' (emulated)'}": (model, "bf16")
+        f"bf16 autocast{'' if native else f' ({emulation()})'}": (model, "bf16")
     }
     if args.bf16_weights:
         variants["bf16 weights"] = (copy.deepcopy(model).to(torch.bfloat16), "fp32")
@@ -355,7 +365,8 @@ def main() -> None:
     p.add_argument(
         "--bf16",
         action="store_true",
-        help="also time bf16 autocast where the CPU lacks native bf16 (slow)",
+        help="also time bf16 autocast where the CPU lacks native bf16 (its matmuls on fp32 "
+        "kernels; BABELIR_BF16_KERNELS=onednn: torch's emulation, slow)",
     )
     p.add_argument(
         "--map", action="store_true", help="mAP drift of bf16 and int8 vs fp32 on held-out articles"

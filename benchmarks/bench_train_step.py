@@ -21,11 +21,12 @@ With ``--job-steps N`` (> 0) it then times whole quick-recipe training jobs
 best-validation-loss selection, frozen word embeddings, lr 1e-4) in fp32 and in bf16,
 alternating, and prints each job's wall time, its validation share and the ratio.
 
-On a CPU without native bf16 (AVX512_BF16 / AMX) bf16 is emulated and ~100x slower per
-matmul (a whole step of 32 pairs 18-21x: 70-71 s against 3.3-4.0 s on a 2-core Zen 3,
-``--rounds 2``, 2026-12-03): run it there only with the smallest settings, to check that
-it works, e.g.
-``--batch-size 2 --max-length 16 --rounds 1 --job-steps 2 --job-val-items 4``.
+On a CPU without native bf16 (AVX512_BF16 / AMX) the bf16 rows run their matmuls on fp32
+kernels with bf16 rounding, as ``babelir train --precision bf16`` does there
+(:mod:`babelir.emulated_bf16`): bf16 numerics, ~1.3x fp32's step time on a 2-core Zen 3.
+``--onednn-bf16`` adds a frozen bf16 row on torch's own (oneDNN-emulated) bf16 kernels,
+~22x fp32's step time there (73 s against 3.3 s, ``--rounds 2``, 2026-12-03): keep
+``--rounds`` small with it.
 
 Example: ``python benchmarks/bench_train_step.py --batch-size 32 --rounds 4 --job-steps 20``
 """
@@ -250,8 +251,9 @@ def main() -> None:
     print(machine_line())
     if not args.no_bf16 and not cpu_bf16_supported():
         print(
-            "NOTE: this CPU has no native bf16 (AVX512_BF16/AMX): bf16 is emulated here, so "
-            "the bf16 rows only show that the path works, not what a bf16 CPU gains"
+            "NOTE: this CPU has no native bf16 (AVX512_BF16/AMX): the bf16 rows run their "
+            "matmuls on fp32 kernels with bf16 rounding (babelir.emulated_bf16), the "
+            "numerics of a bf16 CPU but not its speed"
         )
     if args.model:
         os.environ["BABELIR_MODEL"] = args.model

@@ -97,6 +97,12 @@ def kernels_for(resolved: str, device: Any = "cpu") -> Kernels | None:
     kind = device if isinstance(device, str) else getattr(device, "type", str(device))
     if kind.split(":", 1)[0] != "cpu" or cpu_bf16_supported():
         return "native"
+    return emulation()
+
+
+def emulation() -> Literal["fp32-kernels", "onednn-emulated"]:
+    """How a CPU without native bf16 computes bf16 matmuls: this module's fp32 kernels,
+    unless ``$BABELIR_BF16_KERNELS=onednn`` asks for oneDNN's emulation."""
     if os.environ.get(KERNELS_ENV, "").strip().lower() == "onednn":
         return "onednn-emulated"
     return "fp32-kernels"

@@ -59,10 +59,18 @@ CPU_FLAGS_ENV = "BABELIR_CPU_FLAGS"
 #: equivalent on every measure (issue 19); set it to "bf16" then. bf16 stays available
 #: on request (``--precision bf16``).
 CPU_TRAIN_AUTO: Literal["fp32", "bf16"] = "fp32"
-#: What emulated bf16 costs against fp32, measured on a 2-core Zen 3 (AVX2, 2026-12-03):
-#: a training step of 32 pairs 70-71 s vs 3.3-4.0 s (``bench_train_step.py --rounds 2``),
-#: encoding 3-13x (``bench_encode.py --bf16``). Quoted by the warnings below and compare's plan.
-EMULATED_BF16_SLOWDOWN = {"train": "18-21x", "encode": "3-13x"}
+#: What bf16 costs against fp32 on a CPU without native bf16, by how its matmuls run
+#: (:func:`babelir.emulated_bf16.emulation`), measured on a 2-core Zen 3 (AVX2, 2026-12-03,
+#: commit 5d55b01): on fp32 kernels (the default) a training step of 32 pairs 5.48 vs
+#: 4.13 s (4.22 vs 3.34 s with frozen word embeddings), a whole quick training job 1.30x
+#: (precision-study, 3 seeds), encoding 2,678 vs 3,119 tok/s; on oneDNN's emulated kernels
+#: (``BABELIR_BF16_KERNELS=onednn``) a step 70-73 s vs 3.3-4.0 s, encoding 3-13x
+#: (``bench_train_step.py --rounds 2 --onednn-bf16``, ``bench_encode.py --bf16``). Quoted
+#: by the warnings below and compare's plan.
+EMULATED_BF16_SLOWDOWN = {
+    "fp32-kernels": {"train": "1.3x", "encode": "1.2x"},
+    "onednn-emulated": {"train": "18-22x", "encode": "3-13x"},
+}
 _NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX-512/AMX, Arm
 log = logging.getLogger(__name__)
 _warned: set[tuple[str, str]] = set()
@@ -200,12 +208,20 @@ def resolve(
             return "fp32"
         return CPU_TRAIN_AUTO if purpose == "train" else "bf16"
     if precision == "bf16" and not native:
+        from babelir.emulated_bf16 import emulation
+
+        how = emulation()
+        kernels = (
+            "its matmuls run on fp32 kernels with bf16 rounding (babelir.emulated_bf16)"
+            if how == "fp32-kernels"
+            else "oneDNN emulates it (BABELIR_BF16_KERNELS=onednn)"
+        )
         _warn_once(
-            (purpose, "bf16"),
-            f"precision bf16: this CPU has no native bf16 (AVX512_BF16/AMX), so it is "
-            f"emulated and {'training' if purpose == 'train' else 'encoding'} runs "
-            f"{EMULATED_BF16_SLOWDOWN[purpose]} slower than fp32 (measured on a Zen 3; auto "
-            f"would pick fp32 here)",
+            (purpose, how),
+            f"precision bf16: this CPU has no native bf16 (AVX512_BF16/AMX), so "
+            f"{kernels} and {'training' if purpose == 'train' else 'encoding'} runs "
+            f"{EMULATED_BF16_SLOWDOWN[how][purpose]} slower than fp32 (measured on a Zen 3; "
+            f"auto picks fp32 here)",
         )
     return precision
 

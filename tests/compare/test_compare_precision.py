@@ -103,10 +103,14 @@ def test_the_plan_keys_folders_and_refusals(tmp_path, shared_data_dir, monkeypat
         "hybrid-fp32-s0",
         "hybrid-bf16-s0",
     ]
-    assert any("hybrid (bf16) trains in bf16, which this CPU emulates" in n for n in facts["notes"])
+    note = "hybrid (bf16) trains in bf16 without native bf16"
+    assert any(n.startswith(note) and "on fp32 kernels" in n for n in facts["notes"])
+    monkeypatch.setenv("BABELIR_BF16_KERNELS", "onednn")
+    _, facts = prepare(_load(tmp_path, _cfg(shared_data_dir)), tmp_path / "out")
+    assert any(n.startswith(note) and "oneDNN" in n for n in facts["notes"])
     monkeypatch.setenv("BABELIR_CPU_FLAGS", "avx512_bf16")
     _, facts = prepare(_load(tmp_path, _cfg(shared_data_dir)), tmp_path / "out")
-    assert not any("emulates" in n for n in facts["notes"])
+    assert not any("native bf16" in n for n in facts["notes"])
 
     # fp16 on a CPU is refused for the variant that asks for it, naming it
     bad = _cfg(shared_data_dir, strategies=[*STUDY, {"strategy": "hybrid", "precision": "fp16"}])

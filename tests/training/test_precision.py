@@ -125,7 +125,15 @@ def test_explicit_bf16_on_an_emulating_cpu_warns_once(monkeypatch, caplog):
         for _ in range(3):
             resolve("bf16", "cpu", "train")
     warned = [r.getMessage() for r in caplog.records]
-    assert len(warned) == 1 and "emulated" in warned[0] and "training" in warned[0]
+    assert len(warned) == 1 and "fp32 kernels" in warned[0] and "training" in warned[0]
+    assert precision.EMULATED_BF16_SLOWDOWN["fp32-kernels"]["train"] in warned[0]
+    caplog.clear()
+    monkeypatch.setenv("BABELIR_BF16_KERNELS", "onednn")  # torch's emulation: its own figure
+    with caplog.at_level(logging.WARNING, logger="babelir.precision"):
+        resolve("bf16", "cpu", "train")
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "oneDNN emulates" in warned[0]
+    assert precision.EMULATED_BF16_SLOWDOWN["onednn-emulated"]["train"] in warned[0]
     caplog.clear()
     monkeypatch.setenv(CPU_FLAGS_ENV, NATIVE)
     with caplog.at_level(logging.WARNING, logger="babelir.precision"):

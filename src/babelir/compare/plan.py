@@ -246,7 +246,8 @@ def unique_benchmarks(cfg: CompareConfig, root: Path) -> tuple[list[BenchmarkSpe
 def check_device_support(cfg: CompareConfig) -> list[str]:
     """Refuse precisions this machine cannot run (fp16 on a CPU...) before any job, for
     the evaluation and every variant's training; returns a note for each variant that
-    trains in bf16 on a CPU that emulates it (allowed, but far slower, see README)."""
+    trains in bf16 on a CPU without native bf16 (allowed, but slower, see README)."""
+    from babelir.emulated_bf16 import emulation
     from babelir.models.loading import default_device
     from babelir.precision import EMULATED_BF16_SLOWDOWN, cpu_bf16_supported, resolve
 
@@ -265,10 +266,12 @@ def check_device_support(cfg: CompareConfig) -> list[str]:
         except ConfigError as e:
             raise ConfigError(f"{where}.{e} (this machine: {device})") from None
         if resolved == "bf16" and device == "cpu" and not cpu_bf16_supported():
+            how = emulation()
+            kernels = "on fp32 kernels" if how == "fp32-kernels" else "on oneDNN's emulation"
             notes.append(
-                f"{spec.label} trains in bf16, which this CPU emulates (no AVX512_BF16/AMX): "
-                f"measured {EMULATED_BF16_SLOWDOWN['train']} slower per step than fp32 on a "
-                "Zen 3; run it on a CPU with native bf16 or a GPU"
+                f"{spec.label} trains in bf16 without native bf16 (no AVX512_BF16/AMX), its "
+                f"matmuls {kernels}: measured {EMULATED_BF16_SLOWDOWN[how]['train']} slower "
+                "per step than fp32 on a Zen 3, with the numerics of native bf16"
             )
     return notes
 
