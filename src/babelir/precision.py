@@ -10,7 +10,7 @@ requested         CUDA                        CPU with native bf16    CPU withou
 auto, encode      bf16 (fp16 on GPUs          bf16                    fp32
                   without bf16)
 auto, train       bf16 (fp16 on GPUs          :data:`CPU_TRAIN_AUTO`  fp32
-                  without bf16)               (fp32 for now)
+                  without bf16)               (bf16, measured)
 fp32              fp32                        fp32                    fp32
 bf16              bf16 autocast; refused      bf16 autocast           bf16 autocast, matmuls on
                   where the GPU lacks bf16                            fp32 kernels; allowed, with
@@ -53,12 +53,16 @@ from babelir.options import PRECISIONS
 Purpose = Literal["encode", "train"]
 #: Environment variable that replaces the CPU flags (space- or comma-separated).
 CPU_FLAGS_ENV = "BABELIR_CPU_FLAGS"
-#: What ``auto`` trains in on a CPU with native bf16. fp32 until a seed-paired quality
-#: comparison (fp32- vs bf16-trained models of the quick recipe, 3 seeds each, on a
-#: native-bf16 CPU: ``babelir compare --profile precision-study``) finds bf16 training
-#: equivalent on every measure (issue 19); set it to "bf16" then. bf16 stays available
-#: on request (``--precision bf16``).
-CPU_TRAIN_AUTO: Literal["fp32", "bf16"] = "fp32"
+#: What ``auto`` trains in on a CPU with native bf16: bf16, because the seed-paired study
+#: (``babelir compare --profile precision-study``: the quick recipe's hybrid trained in
+#: fp32 and in bf16, 3 seeds each, evaluated in fp32 on XQuAD-R articles %4==0) found bf16
+#: equivalent on every measure: bf16 - fp32 = -0.0001 mono [-0.0007, +0.0005], -0.0001
+#: cross [-0.0003, +0.0001], -0.0001 multi mAP [-0.0003, +0.0002] (95% t-intervals, all
+#: inside the +-0.01 margin; commit 5d55b01, 2026-12-03). Measured on an AVX2 Zen 3 with bf16
+#: matmuls on fp32 kernels (:mod:`babelir.emulated_bf16`), which round like native bf16
+#: up to summation order; no native-bf16 CPU was available. CPUs without native bf16
+#: still train fp32 under ``auto`` (bf16 is slower there); set "fp32" to undo.
+CPU_TRAIN_AUTO: Literal["fp32", "bf16"] = "bf16"
 #: What bf16 costs against fp32 on a CPU without native bf16, by how its matmuls run
 #: (:func:`babelir.emulated_bf16.emulation`), measured on a 2-core Zen 3 (AVX2, 2026-12-03,
 #: commit 5d55b01): on fp32 kernels (the default) a training step of 32 pairs 5.48 vs

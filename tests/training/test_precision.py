@@ -55,7 +55,7 @@ def _isolated(monkeypatch, tmp_path):
 CPU_TABLE = [
     ("auto", "encode", True, "bf16"),
     ("auto", "encode", False, "fp32"),
-    ("auto", "train", True, "fp32"),  # CPU_TRAIN_AUTO: no seed-paired comparison yet
+    ("auto", "train", True, "bf16"),  # CPU_TRAIN_AUTO: the seed-paired study found it equal
     ("auto", "train", False, "fp32"),
     ("fp32", "encode", True, "fp32"),
     ("fp32", "train", False, "fp32"),
@@ -101,12 +101,14 @@ def test_cuda_policy(gpu_bf16, monkeypatch):
 
 
 def test_cpu_train_auto_is_one_constant(monkeypatch):
-    """Flipping CPU_TRAIN_AUTO makes auto train bf16 on native-bf16 CPUs only."""
-    monkeypatch.setattr(precision, "CPU_TRAIN_AUTO", "bf16")
-    monkeypatch.setenv(CPU_FLAGS_ENV, NATIVE)
-    assert resolve("auto", "cpu", "train") == "bf16"
-    monkeypatch.setenv(CPU_FLAGS_ENV, AVX2)
-    assert resolve("auto", "cpu", "train") == "fp32"  # emulated bf16: never picked
+    """CPU_TRAIN_AUTO decides what auto trains in on native-bf16 CPUs only."""
+    assert precision.CPU_TRAIN_AUTO == "bf16"  # what the precision study decided
+    for train_auto in ("bf16", "fp32"):
+        monkeypatch.setattr(precision, "CPU_TRAIN_AUTO", train_auto)
+        monkeypatch.setenv(CPU_FLAGS_ENV, NATIVE)
+        assert resolve("auto", "cpu", "train") == train_auto
+        monkeypatch.setenv(CPU_FLAGS_ENV, AVX2)
+        assert resolve("auto", "cpu", "train") == "fp32"  # no native bf16: never picked
 
 
 def test_fake_cpu_flags_and_the_encoder_follow_one_function(monkeypatch):
@@ -184,8 +186,8 @@ class Spy:
 @pytest.mark.parametrize(
     ("flags", "requested", "train_auto", "expected"),
     [
-        (NATIVE, "auto", "fp32", "fp32"),  # the default policy: auto stays fp32 on CPU
-        (NATIVE, "auto", "bf16", "bf16"),  # once CPU_TRAIN_AUTO says bf16
+        (NATIVE, "auto", "bf16", "bf16"),  # the shipped policy (CPU_TRAIN_AUTO)
+        (NATIVE, "auto", "fp32", "fp32"),  # the constant flipped back
         (AVX2, "auto", "bf16", "fp32"),  # never on an emulating CPU
         (AVX2, "bf16", "fp32", "bf16"),  # on request, even there
     ],
@@ -234,7 +236,8 @@ def test_validation_encodes_each_text_once_per_round_in_the_training_precision(
     tiny_dir, tmp_path, capsys, monkeypatch
 ):
     """auto validates the way auto trains (not the encoder's auto), each text once."""
-    monkeypatch.setenv(CPU_FLAGS_ENV, NATIVE)  # encoder's auto would be bf16, training's fp32
+    monkeypatch.setenv(CPU_FLAGS_ENV, NATIVE)  # encoder's auto is bf16 here...
+    monkeypatch.setattr(precision, "CPU_TRAIN_AUTO", "fp32")  # ...training's, made fp32
     from babelir.training.validation import ValidationSet
 
     rounds: list[collections.Counter] = []  # one per validation: (text, precision) -> count

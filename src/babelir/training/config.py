@@ -151,7 +151,8 @@ class TrainConfig:
         None, "Mono batches pick language L with p ~ n_L^(1/T); default uniform.", gt=0
     )
     precision: TrainingPrecision = opt(
-        "auto", "Mixed precision: auto (bf16/fp16 on CUDA, fp32 on CPU); int8 is evaluation-only."
+        "auto", "Mixed precision: auto (bf16/fp16 on CUDA, bf16 on CPUs with native bf16, else "
+        "fp32); int8 is evaluation-only."
     )
     # -- validation and checkpoint selection
     eval_steps: int | None = opt(
