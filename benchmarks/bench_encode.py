@@ -50,7 +50,7 @@ from common import (
     set_threads,
 )
 
-from babelir.emulated_bf16 import emulation
+from babelir.emulated_bf16 import kernels_for
 from babelir.encoding import (
     DEFAULT_MAX_TOKENS,
     cpu_bf16_supported,
@@ -114,7 +114,7 @@ def throughput(args: argparse.Namespace, model: Any, int8: dict[str, Any]) -> No
     }
     # without native bf16 the encoder runs bf16 matmuls on fp32 kernels, unless
     # BABELIR_BF16_KERNELS=onednn (babelir.emulated_bf16)
-    how = "native" if native else emulation()
+    how = kernels_for("bf16", "cpu")
     if native or args.bf16:
         variants[f"babelir bf16 ({how})"] = ours(model, "bf16")
     for name, m in int8.items():
@@ -235,9 +235,9 @@ def map_check(args: argparse.Namespace, model: Any, int8: dict[str, Any]) -> Non
     st_q = model.encode([QUERY + x for x in questions], normalize_embeddings=True)
     st_c = model.encode([PASSAGE + x for x in candidates], normalize_embeddings=True)
     st = _flatten(score_benchmark(bench, st_q, st_c).to_dict())
-    native = cpu_bf16_supported()
+    how = kernels_for("bf16", "cpu")
     variants: dict[str, tuple[Any, str]] = {
-        f"bf16 autocast{'' if native else f' ({emulation()})'}": (model, "bf16")
+        f"bf16 autocast{'' if how == 'native' else f' ({how})'}": (model, "bf16")
     }
     if args.bf16_weights:
         variants["bf16 weights"] = (copy.deepcopy(model).to(torch.bfloat16), "fp32")

@@ -23,7 +23,7 @@ int8, train       refused                     refused                 refused
 
 "Native bf16" is AVX512_BF16 or AMX-BF16 on x86, the BF16 extension on Arm
 (:func:`cpu_bf16_supported`). Without it torch's bf16 kernels are emulated and slow (on an
-AVX2-only Zen 3 a bf16 matmul ran at 13-16 against 86 GFLOP/s fp32, a training step 18-21x
+AVX2-only Zen 3 a bf16 matmul ran at 13-16 against 86 GFLOP/s fp32, a training step 18-22x
 slower than fp32), so there babelir computes bf16 matmuls on fp32 kernels with the same
 numerics (:mod:`babelir.emulated_bf16`): an explicit ``bf16`` reproduces a native-bf16 run
 at close to fp32 speed (:data:`EMULATED_BF16_SLOWDOWN`), and warns that it is still slower
@@ -214,20 +214,29 @@ def resolve(
     if precision == "bf16" and not native:
         from babelir.emulated_bf16 import emulation
 
-        how = emulation()
-        kernels = (
-            "its matmuls run on fp32 kernels with bf16 rounding (babelir.emulated_bf16)"
-            if how == "fp32-kernels"
-            else "oneDNN emulates it (BABELIR_BF16_KERNELS=onednn)"
-        )
         _warn_once(
-            (purpose, how),
+            (purpose, emulation()),
             f"precision bf16: this CPU has no native bf16 (AVX512_BF16/AMX), so "
-            f"{kernels} and {'training' if purpose == 'train' else 'encoding'} runs "
-            f"{EMULATED_BF16_SLOWDOWN[how][purpose]} slower than fp32 (measured on a Zen 3; "
-            f"auto picks fp32 here)",
+            f"{emulated_bf16_cost(purpose)} (auto picks fp32 here)",
         )
     return precision
+
+
+def emulated_bf16_cost(purpose: Purpose) -> str:
+    """How bf16 runs on a CPU without native bf16 and what it costs for ``purpose``
+    (:data:`EMULATED_BF16_SLOWDOWN`); quoted by the warning above and compare's plan."""
+    from babelir.emulated_bf16 import emulation
+
+    how = emulation()
+    kernels = (
+        "its matmuls run on fp32 kernels with bf16 rounding (babelir.emulated_bf16)"
+        if how == "fp32-kernels"
+        else "oneDNN emulates it (BABELIR_BF16_KERNELS=onednn)"
+    )
+    return (
+        f"{kernels} and {'training' if purpose == 'train' else 'encoding'} runs "
+        f"{EMULATED_BF16_SLOWDOWN[how][purpose]} slower than fp32 (measured on a Zen 3)"
+    )
 
 
 def trainer_flags(resolved: str) -> dict[str, bool]:

@@ -247,9 +247,9 @@ def check_device_support(cfg: CompareConfig) -> list[str]:
     """Refuse precisions this machine cannot run (fp16 on a CPU...) before any job, for
     the evaluation and every variant's training; returns a note for each variant that
     trains in bf16 on a CPU without native bf16 (allowed, but slower, see README)."""
-    from babelir.emulated_bf16 import emulation
+    from babelir.emulated_bf16 import kernels_for
     from babelir.models.loading import default_device
-    from babelir.precision import EMULATED_BF16_SLOWDOWN, cpu_bf16_supported, resolve
+    from babelir.precision import emulated_bf16_cost, resolve
 
     device = default_device()
     opts = cfg.encode_options()
@@ -265,13 +265,10 @@ def check_device_support(cfg: CompareConfig) -> list[str]:
             resolved = resolve(tcfg.precision, device, "train")
         except ConfigError as e:
             raise ConfigError(f"{where}.{e} (this machine: {device})") from None
-        if resolved == "bf16" and device == "cpu" and not cpu_bf16_supported():
-            how = emulation()
-            kernels = "on fp32 kernels" if how == "fp32-kernels" else "on oneDNN's emulation"
+        if kernels_for(resolved, device) not in (None, "native"):
             notes.append(
-                f"{spec.label} trains in bf16 without native bf16 (no AVX512_BF16/AMX), its "
-                f"matmuls {kernels}: measured {EMULATED_BF16_SLOWDOWN[how]['train']} slower "
-                "per step than fp32 on a Zen 3, with the numerics of native bf16"
+                f"{spec.label} trains in bf16 without native bf16 (no AVX512_BF16/AMX): "
+                f"{emulated_bf16_cost('train')}"
             )
     return notes
 
