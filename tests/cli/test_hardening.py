@@ -489,3 +489,19 @@ def test_missing_data_is_one_loud_line(tmp_path: Path, require: bool) -> None:
         assert proc.returncode == 0, proc.stdout
         line = next(x for x in proc.stdout.splitlines() if "did NOT run" in x)
         assert "1 tests did NOT run: real data folder" in line and "test_x.py (1)" in line
+
+
+def test_ctrl_c_inside_a_command_says_interrupted_and_exits_130(capsys, monkeypatch, tmp_path):
+    """Typer turns a KeyboardInterrupt in a command into a silent exit 130; main names it."""
+    import babelir.data.fetch
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(babelir.data.fetch, "verify", interrupted)
+    code, _, err = call(capsys, "data", "verify", "xquad-r", "--data-dir", str(tmp_path))
+    assert code == 130
+    assert "error: interrupted" in err
+    monkeypatch.undo()  # an exit code of the command's own is passed through as it was
+    code, _, err = call(capsys, "data", "verify", "no-such-dataset", "--data-dir", str(tmp_path))
+    assert code != 130 and "interrupted" not in err

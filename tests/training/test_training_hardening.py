@@ -384,6 +384,7 @@ def test_ctrl_c_writes_a_checkpoint_exits_130_and_resumes(tmp_path, tiny_dir, fi
     assert run.returncode == 130, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     assert "interrupted at step 4" in run.stderr and "--resume" in run.stderr
+    assert run.stderr.rstrip().endswith("error: interrupted")  # the CLI's last word
     ckpts = out / "checkpoints"
     assert latest_checkpoint(ckpts).name == "checkpoint-4"  # the step after the signal
     assert verify(ckpts / "checkpoint-4") is None and not (out / MARKER).exists()

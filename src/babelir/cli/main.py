@@ -23,8 +23,19 @@ def main(argv: list[str] | None = None) -> None:
         print_error(e)
         sys.exit(2)
     except KeyboardInterrupt:
-        console.print("[bold red]error:[/] interrupted", highlight=False)
-        sys.exit(130)
+        _interrupted()
+    except SystemExit as e:
+        # Typer turns Ctrl-C inside a command into a silent exit 130 (Exit(130) raised
+        # from the KeyboardInterrupt): say so, as for a Ctrl-C outside one
+        cause = getattr(e.__context__, "__cause__", None)
+        if e.code == 130 and isinstance(cause, KeyboardInterrupt):
+            _interrupted()
+        raise
+
+
+def _interrupted() -> None:
+    console.print("[bold red]error:[/] interrupted", highlight=False)
+    sys.exit(130)
 
 
 if __name__ == "__main__":
