@@ -14,6 +14,8 @@ BASE_REV=${1:?usage: $0 BASE_REV [STEPS] [ORDER]}
 STEPS=${2:-50}
 ORDER=${3:-"base head head base head base base head"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=quick_job.sh
+source "$ROOT/benchmarks/quick_job.sh"
 PY=$ROOT/.venv/bin/python
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/babelir-ab-XXXXXX")
 git -C "$ROOT" worktree add -q --detach "$WORK/base" "$BASE_REV"
@@ -26,13 +28,10 @@ i=0
 for rev in $ORDER; do
   i=$((i + 1))
   out="$WORK/out-$i"
+  quick_job_args "$out" "$STEPS"
   start=$(date +%s.%N)
-  PYTHONPATH=${SRC[$rev]} "$PY" -c "from babelir.cli.main import main; main()" train \
-    --quiet --strategy hybrid --seed 0 --train-data xquad-r \
-    --languages ar,de,en,es,hi,ru,th,tr,zh --articles '%4!=0' --val-articles auto \
-    --batch-size 32 --max-steps "$STEPS" --eval-steps 10 --select best-val-loss --lr 1e-4 \
-    --warmup-ratio 0.1 --weight-decay 0.01 --max-seq-length 128 --freeze-embeddings \
-    --save-steps 10 --logging-steps 5 --output "$out" > "$WORK/log-$i.txt" 2>&1 \
+  PYTHONPATH=${SRC[$rev]} "$PY" -c "from babelir.cli.main import main; main()" "${JOB_ARGS[@]}" \
+    > "$WORK/log-$i.txt" 2>&1 \
     || { echo "job $i ($rev) failed:"; tail -5 "$WORK/log-$i.txt"; exit 1; }
   wall=$("$PY" -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$start" "$(date +%s.%N)")
   echo "$rev $wall" >> "$WORK/walls"
