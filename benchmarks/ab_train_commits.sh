@@ -14,15 +14,9 @@ BASE_REV=${1:?usage: $0 BASE_REV [STEPS] [ORDER]}
 STEPS=${2:-50}
 ORDER=${3:-"base head head base head base base head"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=quick_job.sh
-source "$ROOT/benchmarks/quick_job.sh"
-PY=$ROOT/.venv/bin/python
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/babelir-ab-XXXXXX")
-git -C "$ROOT" worktree add -q --detach "$WORK/base" "$BASE_REV"
-trap 'git -C "$ROOT" worktree remove --force "$WORK/base"; rm -rf "$WORK"' EXIT
-declare -A SRC=([base]="$WORK/base/src" [head]="$ROOT/src")
-"$PY" -c "from babelir.precision import machine; print('machine:', machine())"
-echo "base $(git -C "$WORK/base" rev-parse --short HEAD), head $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo -dirty), $STEPS steps"
+# shellcheck source=commits_common.sh
+source "$ROOT/benchmarks/commits_common.sh"
+two_checkouts ab "$BASE_REV"
 : > "$WORK/walls"
 i=0
 for rev in $ORDER; do

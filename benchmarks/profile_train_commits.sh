@@ -4,10 +4,10 @@
 #
 #   benchmarks/profile_train_commits.sh BASE_REV [STEPS]
 #
-# Runs the quick profile's hybrid training job (benchmarks/quick_job.sh, default 10 steps)
-# once at BASE_REV (a git worktree under $TMPDIR) and once at this checkout, in the same
-# venv, each under cProfile, after importing babelir once per checkout (so numba's cache
-# of the metric kernels is built before, not inside, the profiled job). Prints per job
+# Runs the quick profile's hybrid training job (benchmarks/commits_common.sh, default 10
+# steps) once at BASE_REV (a git worktree under $TMPDIR) and once at this checkout, in the
+# same venv, each under cProfile, after importing babelir once per checkout (so numba's
+# cache of the metric kernels is built before, not inside, the profiled job). Prints per job
 # the Python calls, their total own time and the logged losses, then the functions whose
 # call count differs or whose own time differs by more than 0.5 s. Equal call counts and
 # losses mean the same computation; the own-time totals are then timing, with its drift.
@@ -15,16 +15,10 @@ set -euo pipefail
 BASE_REV=${1:?usage: $0 BASE_REV [STEPS]}
 STEPS=${2:-10}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=quick_job.sh
-source "$ROOT/benchmarks/quick_job.sh"
-PY=$ROOT/.venv/bin/python
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/babelir-prof-XXXXXX")
-git -C "$ROOT" worktree add -q --detach "$WORK/base" "$BASE_REV"
-trap 'git -C "$ROOT" worktree remove --force "$WORK/base"; rm -rf "$WORK"' EXIT
-declare -A SRC=([base]="$WORK/base/src" [head]="$ROOT/src")
+# shellcheck source=commits_common.sh
+source "$ROOT/benchmarks/commits_common.sh"
+two_checkouts prof "$BASE_REV"
 printf 'from babelir.cli.main import main\nmain()\n' > "$WORK/babelir_main.py"
-"$PY" -c "from babelir.precision import machine; print('machine:', machine())"
-echo "base $(git -C "$WORK/base" rev-parse --short HEAD), head $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo -dirty), $STEPS steps"
 for rev in base head; do
   PYTHONPATH=${SRC[$rev]} "$PY" -c "import babelir.evaluation.metrics"  # numba's cache
   quick_job_args "$WORK/out-$rev" "$STEPS"
