@@ -167,3 +167,16 @@ def test_precision_study_end_to_end_on_a_tiny_model(tmp_path, shared_data_dir, t
     assert "| hybrid (bf16) |" in text
     assert "Not tested: x-x-mono and x-y are not in this comparison" in text
     assert "## Training precision" in text and "**not tested**" not in text
+
+
+def test_a_resumed_run_gives_no_training_time():
+    """Its record times the last part only, which would flatter its precision's mean."""
+    from types import SimpleNamespace
+
+    from babelir.compare.runner import _run_info
+
+    job = SimpleNamespace(spec=StrategySpec("hybrid"), seed=0, key="k", folder=Path("f"))
+    doc = {"train_precision": "bf16", "timing_s": {"train": 12.5}, "machine": {"cpu": "X"}}
+    assert _run_info(job, doc).train_seconds == 12.5
+    resumed = _run_info(job, {**doc, "resumed_from": "f/checkpoints/checkpoint-40"})
+    assert resumed.train_seconds is None and resumed.train_precision == "bf16"

@@ -301,7 +301,8 @@ def _run_info(job: TrainJob, doc: dict[str, Any]) -> RunInfo:
     says of its precision, time and machine."""
     from babelir.reporting.schema import RunInfo as Run
 
-    seconds = (doc.get("timing_s") or {}).get("train")
+    # a resumed run's record times only the process that finished it: no whole-run time
+    seconds = None if doc.get("resumed_from") else (doc.get("timing_s") or {}).get("train")
     return Run(
         job.spec, job.seed, job.key, str(job.folder),
         train_precision=doc.get("train_precision"),

@@ -181,8 +181,9 @@ def precision_markdown(effects: Sequence[dict[str, Any]], level: float) -> list[
         t = e["train_seconds"]
         if t[e["reference"]] and t[e["row"]]:
             lines.append(
-                f"Training loop (validation included), mean over seeds as each run recorded "
-                f"it: {e['reference']} {t[e['reference']]:.1f} s, {e['row']} "
+                f"Training loop (validation included), mean over the seeds' runs that trained "
+                f"in one go (a resumed run records its last part only): {e['reference']} "
+                f"{t[e['reference']]:.1f} s, {e['row']} "
                 f"{t[e['row']]:.1f} s ({t[e['row']] / t[e['reference']]:.2f}x the time); "
                 f"machine: {', '.join(e['machines']) or 'not recorded'}."
             )
