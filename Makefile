@@ -1,9 +1,10 @@
 # Two entry points, each doing its own set-up on a fresh machine:
-#   make demo   create the venv, install, run `babelir compare` (quick profile)
+#   make demo   create the venv, install, fetch-or-verify the data of the default profile,
+#               run `babelir compare` (the zero-shot default, zero-shot-quick)
 #   make test   create the venv, install, lint, make the pinned test data available
 #               (verify, else fetch) and run the whole test suite
 # Data: BABELIR_DATA_DIR if set, else ../shared/data when present, else the user cache
-# (filled by `babelir data fetch xquad-r`, which needs network access).
+# (filled by `babelir data fetch --profile default`, which needs network access).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -33,12 +34,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Every dataset the default profile reads: verified, and fetched from its pinned source
+# where it does not verify (BABELIR_DATA_MIRROR: a folder or URL laid out like the data dir).
 data: install
-	$(BIN)/babelir data verify xquad-r --data-dir "$(BABELIR_DATA_DIR)" \
-	  || $(BIN)/babelir data fetch xquad-r --data-dir "$(BABELIR_DATA_DIR)"
+	$(BIN)/babelir data fetch --profile default --data-dir "$(BABELIR_DATA_DIR)"
 
 demo: data
-	$(BIN)/babelir compare --profile quick --output runs/compare-quick
+	$(BIN)/babelir compare --output runs/compare-zero-shot-quick
 
 smoke: data
 	$(BIN)/babelir compare --profile smoke --output runs/compare-smoke

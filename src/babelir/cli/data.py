@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,12 +15,27 @@ from babelir.cli.app import DataDirOpt, console, data_app, out, print_warning
 @data_app.command("fetch")
 def data_fetch(
     name: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help="Dataset: xquad-r, mlqa-r, xquad, miracl, miracl-corpus, xor-retrieve, "
-            "xor-retrieve-corpus (13 GB), dpr-wiki-corpus, squad-train-LANG, arcd, ..."
+            "xor-retrieve-corpus (13 GB), dpr-wiki-corpus, squad-train-LANG, arcd, ... "
+            "(or --profile instead)"
         ),
-    ],
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            "-p",
+            help="Instead of NAME: every dataset this compare profile reads (training "
+            "sources and benchmarks), each verified and fetched only if it does not verify; "
+            "'default' is the profile `babelir compare` runs without --profile.",
+        ),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", "-c", help="Like --profile, for a compare YAML file."),
+    ] = None,
     data_dir: DataDirOpt = None,
     mirror: Annotated[
         str | None,
@@ -46,6 +62,11 @@ def data_fetch(
     from babelir.settings import data_dir as resolve_data_dir
 
     target = resolve_data_dir(data_dir)
+    if (name is None) == (profile is None and config is None) or (profile and config):
+        raise ConfigError("give a dataset NAME, or --profile, or --config (one of them)")
+    if name is None:
+        _fetch_for_compare(profile, config, target, mirror, force, languages)
+        return
     if name == "miracl-corpus":
         paths = fetch_miracl_corpus(languages, target, mirror=mirror, force=force)
         where = target / "miracl" / "corpus"
@@ -59,6 +80,35 @@ def data_fetch(
     for w in caught:
         print_warning(w.message)
     console.print(escape(f"{name}: {len(paths)} files verified in {target}"), highlight=False)
+
+
+def _fetch_for_compare(
+    profile: str | None,
+    config: str | None,
+    target: Path,
+    mirror: str | None,
+    force: bool,
+    languages: str | None,
+) -> None:
+    """``data fetch --profile``: the datasets a comparison reads, verified or fetched."""
+    from babelir.compare.config import DEFAULT_PROFILE, load_config
+    from babelir.compare.data_needs import fetch_needed
+    from babelir.errors import ConfigError
+
+    if languages is not None:
+        raise ConfigError("--languages is for miracl-corpus only, not --profile")
+    name = DEFAULT_PROFILE if profile == "default" else profile
+    cfg, _ = load_config(name, config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        done = fetch_needed(cfg, target, mirror=mirror, force=force)
+    for w in caught:
+        print_warning(w.message)
+    for need, status in done:
+        console.print(escape(f"{need.dataset}: {status} ({need.why})"), highlight=False)
+    console.print(
+        escape(f"profile {cfg.name}: {len(done)} datasets ready in {target}"), highlight=False
+    )
 
 
 @data_app.command("verify")

@@ -32,7 +32,21 @@ from babelir.schema import Seed, format_validation
 from babelir.strategies import DEFAULT_ALPHA, Alpha, StrategySpec, get_strategy
 from babelir.training.config import TrainConfig, from_yaml_section
 
-PROFILES = ("smoke", "quick", "zero-shot", "study", "precision-study", "paper", "paper-lite")
+PROFILES = (
+    "zero-shot-quick",
+    "zero-shot",
+    "zero-shot-study",
+    "smoke",
+    "in-domain-quick",
+    "in-domain-study",
+    "precision-study",
+    "paper",
+    "paper-lite",
+)
+#: ``babelir compare`` without --profile (and ``make demo``): the paper's zero-shot regime.
+DEFAULT_PROFILE = "zero-shot-quick"
+#: Names the in-domain profiles had before the zero-shot default; old commands still run.
+PROFILE_ALIASES = {"quick": "in-domain-quick", "study": "in-domain-study"}
 EVAL_KEYS = ("batch_size", "max_seq_length", "precision", "max_tokens")
 DEBIAS_METHODS = ("lsar", "center", "lir")
 
@@ -281,7 +295,7 @@ def load_config(
             raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
         source = str(path)
     else:
-        name = profile or "quick"
+        name = PROFILE_ALIASES.get(profile or DEFAULT_PROFILE, profile or DEFAULT_PROFILE)
         if name not in PROFILES:
             raise ConfigError(f"unknown profile '{name}' (valid: {', '.join(PROFILES)})")
         text = resources.files("babelir.profiles").joinpath(f"{name}.yaml").read_text("utf-8")
@@ -324,7 +338,9 @@ def check_sections(cfg: CompareConfig, source: str) -> None:
 __all__ = [
     "BENCHMARK_KINDS",
     "DEBIAS_METHODS",
+    "DEFAULT_PROFILE",
     "PROFILES",
+    "PROFILE_ALIASES",
     "RETRIEVAL_KINDS",
     "BenchmarkSpec",
     "CompareConfig",

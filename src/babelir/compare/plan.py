@@ -273,6 +273,16 @@ def check_device_support(cfg: CompareConfig) -> list[str]:
     return notes
 
 
+def stand_in_notes(cfg: CompareConfig, root: Path) -> list[str]:
+    """One line per training source read through its stand-in (missing official file)."""
+    from babelir.training.sources import apply_stand_ins, is_multi_source, parse_sources
+
+    data = cfg.train.get("data")
+    if not is_multi_source(data):
+        return []
+    return apply_stand_ins(parse_sources(data), root)[1]
+
+
 def validate(cfg: CompareConfig) -> dict[str, Any]:
     """Everything that can fail before training: data, languages, splits, strategies.
 
@@ -290,6 +300,7 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
     slow = check_device_support(cfg)
     benchmarks, notes = unique_benchmarks(cfg, root)  # shown by describe / run_compare
     notes += slow
+    notes += stand_in_notes(cfg, root)
     facts: dict[str, Any] = {"benchmarks": {}, "strategies": {}, "notes": notes}
     tables: dict[bool, Any] = {}
     first = None
@@ -583,6 +594,27 @@ def describe(plan: Plan, facts: dict[str, Any]) -> list[str]:
         )
         + (f"; {val['note']}" if val.get("note") else "")
     )
+    regime = facts.get("regime") or {}
+    if regime:
+        zero = sorted(k for k, v in regime.items() if v == "zero-shot")
+        inside = sorted(k for k, v in regime.items() if v == "in-domain")
+        lines.append(
+            "regime: "
+            + "; ".join(
+                part
+                for part in (
+                    f"Zero-shot on {', '.join(zero)} (no benchmark is the training data; "
+                    "training and validation items checked disjoint by id and text)"
+                    if zero
+                    else "",
+                    f"In-domain on {', '.join(inside)} (other articles of the training "
+                    "dataset: not zero-shot transfer)"
+                    if inside
+                    else "",
+                )
+                if part
+            )
+        )
     lines += [f"NOTE: {note}" for note in facts.get("notes") or []]
     counts = facts.get("train_counts") or {}
     if counts:

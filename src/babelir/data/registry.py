@@ -127,6 +127,19 @@ TRAINING_SLICES: dict[str, _Slice] = {
     ),
 }  # fmt: skip
 
+# Stand-ins: a file of the data dir that holds exactly the items of a selection of another
+# (registered, fetchable) file, read when that file is absent (training.sources.
+# apply_stand_ins). (file, article selection) -> (stand-in file, its dataset, what differs).
+STAND_INS: dict[tuple[str, str | None], tuple[str, str, str]] = {
+    (f"{SQUAD_TRAIN_FULL_DIR}/en/train-v1.1.json", "0-9"): (
+        "training/squad-v1.1-train-en/first10-articles.json",
+        "squad-train-en-sample",
+        "the same 10 articles, paragraphs, questions and question ids, rebuilt from the "
+        "SQuAD explorer's pages; answer_start is the first occurrence of the answer text, "
+        "which differs from the official offset where an answer occurs twice",
+    ),
+}
+
 XQUAD_R_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 MLQA_R_LANGUAGES = ("ar", "de", "en", "es", "hi", "vi", "zh")
 XQUAD_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")

@@ -60,7 +60,7 @@ from typing import Any, Literal, TypedDict
 
 from babelir.data.jsonl import loads, parse_object
 from babelir.data.lareqa import find_sentence
-from babelir.data.types import ParallelItem, ParallelQA, Side
+from babelir.data.types import ArticleSelection, ParallelItem, ParallelQA, Side
 from babelir.errors import ConfigError, DataError
 
 PassageMode = Literal["sentence", "paragraph"]
@@ -311,13 +311,17 @@ def load_squad(
     *,
     passage: PassageMode = "sentence",
     on_missing: OnMissing = "paragraph",
+    articles: ArticleSelection | str | None = None,
 ) -> tuple[ParallelQA, SquadStats]:
     """Training items of one SQuAD-format file in language ``lang`` and its counts.
 
     See the module docstring for the accepted inputs (``PATH.zip:MEMBER`` included), the
-    answer checks and the counts. Raises DataError naming the file (and article /
-    paragraph) for an unreadable or malformed file, or one without a usable question.
+    answer checks and the counts. ``articles`` keeps the articles at those positions of
+    ``data`` (``0-9``: the first ten; the syntax of ``--articles``). Raises DataError
+    naming the file (and article / paragraph) for an unreadable or malformed file, or one
+    without a usable question.
     """
+    selection = ArticleSelection.parse(articles)
     if passage not in ("sentence", "paragraph"):
         raise ConfigError(f"passage mode '{passage}' is not 'sentence' or 'paragraph'")
     if on_missing not in ("paragraph", "drop"):
@@ -346,6 +350,8 @@ def load_squad(
     items: list[ParallelItem] = []
     seen: set[str] = set()
     for a, article in enumerate(doc["data"]):
+        if not selection.selects(a):
+            continue
         awhere = f"{where}: data[{a}]"
         title = article.get("title") if isinstance(article, dict) else None
         if isinstance(title, str) and title:
@@ -387,6 +393,12 @@ def load_squad(
                 seen.add(qid)
                 items.append(ParallelItem(qid, {lang: side}, group=group))
     stats["items"] = len(items)
+    if selection.spec != "all":
+        where += f" (articles {selection.spec})"
+        if not stats["articles"]:
+            raise DataError(
+                f"{where}: the selection holds no article (the file has {len(doc['data'])})"
+            )
     if not items:
         counts = ", ".join(f"{k} {v}" for k, v in stats.items() if isinstance(v, int) and v)
         raise DataError(f"{where}: no usable question ({counts or 'empty file'})")

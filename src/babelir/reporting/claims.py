@@ -40,7 +40,7 @@ from babelir.reporting.analysis import (
     seed_difference,
 )
 from babelir.reporting.schema import EvalRecord, RunInfo
-from babelir.reporting.stats import paired_bootstrap_ci
+from babelir.reporting.stats import paired_bootstrap_ci, seeds_to_resolve
 
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"
@@ -100,6 +100,7 @@ def difference(
             "ci": seed["ci"],
             "basis": "seeds",
             "n": seed["n_seeds"],
+            "std": seed["std"],
             "caveat": None,
         }
     qa, qb = paired(a, b, m)
@@ -130,6 +131,38 @@ def decide(claim: Claim, comparisons: Sequence[dict[str, Any]], margin: float) -
             return CONTRADICTED
         favour.append(lo > 0)
     return SUPPORTED if all(favour) else NOT_RESOLVED
+
+
+def seeds_needed(
+    claim: Claim, comparisons: Sequence[dict[str, Any]], margin: float, level: float
+) -> dict[str, Any] | None:
+    """For a claim left not resolved over seeds: how many seeds the measured spread would
+    need to decide it, and which way (the measured means taken as the truth).
+
+    Non-inferiority: the interval must clear -margin on the side the mean is on. "Best":
+    the interval of every comparison must exclude 0 (supported), or that of one comparison
+    whose mean favours the other strategy (contradicted: the fewest such). None when the
+    deciding intervals are not over seeds. ``n`` is None past
+    :data:`babelir.reporting.stats.MAX_PLANNED_SEEDS` or for a mean on the boundary.
+    """
+    if not comparisons or any(c["basis"] != "seeds" or c.get("std") is None
+                              for c in comparisons):
+        return None
+    sign = 1 if claim.measure.higher_is_better else -1
+    if claim.kind == "non-inferior":
+        (c,) = comparisons
+        d = sign * c["difference"]
+        towards = SUPPORTED if d > -margin else CONTRADICTED
+        return {"n": seeds_to_resolve(c["std"], abs(d + margin), level), "towards": towards}
+    need = {c["vs"]: seeds_to_resolve(c["std"], abs(c["difference"]), level)
+            for c in comparisons}
+    against = [c["vs"] for c in comparisons if sign * c["difference"] < 0]
+    if against:
+        ns = [need[v] for v in against if need[v] is not None]
+        return {"n": min(ns) if ns else None, "towards": CONTRADICTED}
+    if any(n is None for n in need.values()):
+        return {"n": None, "towards": SUPPORTED}
+    return {"n": max(need.values()), "towards": SUPPORTED}
 
 
 def evaluate_claims(
@@ -171,6 +204,11 @@ def evaluate_claims(
                             }
                         )
                 result = NOT_TESTED if missing else decide(claim, comparisons, margin)
+                planned = (
+                    seeds_needed(claim, comparisons, margin, level)
+                    if result == NOT_RESOLVED
+                    else None
+                )
                 caveats = sorted({c["caveat"] for c in comparisons if c["caveat"]})
                 out.append(
                     {
@@ -186,6 +224,7 @@ def evaluate_claims(
                         "comparisons": comparisons,
                         "missing": missing,
                         "caveat": "; ".join(caveats) or None,
+                        "seeds_to_resolve": planned,
                     }
                 )
     return out
@@ -206,6 +245,19 @@ def claim_interval_text(verdict: dict[str, Any], m: Measure) -> str:
     return "; ".join(parts)
 
 
+def seeds_needed_text(verdict: dict[str, Any]) -> str:
+    """``"~7 seeds (towards supported)"`` for a planned claim; ``""`` when none is."""
+    planned = verdict.get("seeds_to_resolve")
+    if not planned:
+        return ""
+    from babelir.reporting.stats import MAX_PLANNED_SEEDS
+
+    towards = planned["towards"].split(" ")[0]
+    if planned["n"] is None:
+        return f"more than {MAX_PLANNED_SEEDS} seeds"
+    return f"~{planned['n']} seeds (towards {towards})"
+
+
 def claim_sentence(verdict: dict[str, Any], m: Measure) -> str:
     """One plain-language line per verdict, with the interval that decides it."""
     rule = (
@@ -214,9 +266,11 @@ def claim_sentence(verdict: dict[str, Any], m: Measure) -> str:
         else "every interval must exclude 0"
     )
     caveat = f" ({verdict['caveat']})" if verdict["caveat"] else ""
+    planned = seeds_needed_text(verdict)
     return (
         f"- **{verdict['benchmark']}, claim {verdict['claim']}** ({verdict['text']}; "
         f"row `{verdict['model']}`): **{verdict['outcome']}**{caveat}. "
         f"{m.label} difference {verdict['model']} - other, "
         f"{round(verdict['level'] * 100):d}% CI: {claim_interval_text(verdict, m)}; {rule}."
+        + (f" The measured seed spread would need {planned} to decide it." if planned else "")
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 from babelir.evaluation.measures import LAREQA, Measure, measure
 from babelir.reporting.analysis import TESTED
-from babelir.reporting.claims import claim_interval_text
+from babelir.reporting.claims import claim_interval_text, seeds_needed_text
 from babelir.reporting.debias_verdict import debias_markdown
 from babelir.reporting.precision_verdict import precision_markdown
 from babelir.reporting.schema import EvalRecord, ReportInput, RunInfo
@@ -273,11 +273,13 @@ def _claims(analysis: Analysis, margin: float, level: float) -> list[str]:
             "claim compares hybrid with them.",
             "",
         ]
+    planned = any(v.get("seeds_to_resolve") for v in analysis.claims)
+    head = f"| benchmark | claim | row | outcome | difference row - other, {pct}% CI (basis) |"
     lines = [
         "## Verdict on the paper's claims",
         "",
-        f"| benchmark | claim | row | outcome | difference row - other, {pct}% CI (basis) |",
-        "|---|---|---|---|---|",
+        head + (" seeds to resolve |" if planned else ""),
+        "|---|---|---|---|---|" + ("---|" if planned else ""),
     ]
     for v in analysis.claims:
         m = measure(v["measure"])
@@ -285,9 +287,22 @@ def _claims(analysis: Analysis, margin: float, level: float) -> list[str]:
         lines.append(
             f"| {v['benchmark']} | {v['claim']}. {v['text']} | {v['model']} | "
             f"**{v['outcome']}**{caveat} | {claim_interval_text(v, m)} |"
+            + (f" {seeds_needed_text(v) or '-'} |" if planned else "")
         )
+    note = (
+        [
+            "",
+            "Seeds to resolve: for a claim not resolved over seeds, the fewest seeds whose "
+            f"{pct}% t-interval would decide it if the paired seed differences kept the "
+            "mean and spread measured here (a planning estimate from few seeds, not a "
+            "promise), and which way it would then go.",
+        ]
+        if planned
+        else []
+    )
     return [
         *lines,
+        *note,
         "",
         f"Decision rules ({pct}% intervals of the difference hybrid - other). Claims 1-2 "
         f'("~", non-inferiority with margin {margin:g} mAP): supported if the lower bound '

@@ -42,6 +42,32 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
     return m, m - half, m + half
 
 
+#: The most seeds :func:`seeds_to_resolve` reports; past it the answer is "more than".
+MAX_PLANNED_SEEDS = 1000
+
+
+def seeds_to_resolve(std: float, target: float, level: float = 0.95) -> int | None:
+    """Fewest seeds n >= 2 whose t-interval half-width ``t(n-1) * std / sqrt(n)`` is below
+    ``target``, taking the measured spread of the paired seed differences as the truth.
+
+    A planning estimate, not a promise: the mean and spread of a few seeds are themselves
+    noisy. ``target`` is how far the interval may reach (e.g. the measured mean difference
+    for a "best" claim, so that the interval excludes 0). Returns None when no number of
+    seeds up to :data:`MAX_PLANNED_SEEDS` does (``target <= 0``: the mean itself sits on
+    the decision boundary).
+    """
+    from scipy import stats
+
+    if not np.isfinite(std) or not np.isfinite(target) or target <= 0:
+        return None
+    if std == 0:
+        return 2
+    for n in range(2, MAX_PLANNED_SEEDS + 1):
+        if stats.t.ppf(0.5 + level / 2, n - 1) * std / np.sqrt(n) < target:
+            return n
+    return None
+
+
 # Not scipy.stats.permutation_test: its exact mode, flip draws and 2*min(p) change seeded p-values.
 def paired_permutation_test(
     a: np.ndarray, b: np.ndarray, *, n_resamples: int = 10000, seed: int = 0

@@ -21,8 +21,14 @@ from babelir.errors import ConfigError
 from babelir.options import TrainingPrecision
 from babelir.schema import Seed, build, option_map, options
 from babelir.schema import option as opt
+from babelir.settings import data_dir as resolve_data_dir
 from babelir.strategies import DEFAULT_ALPHA, Alpha, get_strategy, strategy_help
-from babelir.training.sources import SourceSpec, parse_sources
+from babelir.training.sources import (
+    SourceSpec,
+    apply_stand_ins,
+    is_multi_source,
+    parse_sources,
+)
 
 Selection = Literal["last", "best-val-loss", "best-val-map"]
 #: The similarity scale's upper bound: 1 / temperature, and no recipe uses a temperature
@@ -201,8 +207,14 @@ class TrainConfig:
                 raise ConfigError("languages: empty list")
             if len(set(self.languages)) != len(self.languages):
                 raise ConfigError(f"languages: listed twice in {','.join(self.languages)}")
-        if isinstance(self.train_data, list):
+        if isinstance(self.train_data, list) or is_multi_source(self.train_data):
             specs = parse_sources(self.train_data)  # one-line errors for bad entries
+            # a missing file read through its registered stand-in: the run (and its cache
+            # key) names the file actually read
+            resolved, notes = apply_stand_ins(specs, resolve_data_dir(self.data_dir))
+            if notes:
+                self.train_data = [s.to_value() for s in resolved]
+                specs = resolved
             if len(specs) == 1 and specs[0] == SourceSpec(specs[0].path):
                 self.train_data = specs[0].path  # one plain source: today's form and cache key
         if self.select != "last" and self.val_articles == "none":

@@ -7,6 +7,12 @@ a run's training side is a list of :class:`SourceSpec`:
 * ``en:training/squad-v1.1-train-en/first10-articles.json`` - a SQuAD v1.1 file (plain,
   ``.gz`` or a zip of JSONL) in one language; a SQuAD file carries no language, so it
   needs the ``LANG:`` prefix.
+* ``en:training/squad-v1.1-train-full/en/train-v1.1.json#articles=0-9`` - the same with an
+  article selection (by position in the file, the syntax of ``--articles``): the first
+  ten articles of the official file. Where the data dir lacks that file but holds a
+  registered stand-in for exactly that selection
+  (:data:`babelir.data.registry.STAND_INS`), the stand-in is read instead and the run
+  records it (:func:`apply_stand_ins`).
 * ``xquad-r``, a LAReQA folder, a JSONL file or an mMARCO folder - today's forms; a
   ``LANG:`` prefix keeps only that language of them.
 
@@ -25,15 +31,16 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from babelir.data.squad import is_squad_file, load_squad
-from babelir.data.types import ParallelItem, ParallelQA
+from babelir.data.types import ArticleSelection, ParallelItem, ParallelQA
 from babelir.errors import ConfigError, DataError
 
 _LANG_PREFIX = re.compile(r"^([a-z]{2,3}(?:-[A-Za-z0-9]{2,8})?):(?!//)(.+)$")
+_ARTICLES_SUFFIX = re.compile(r"^(.+)#articles=([^#]*)$")
 #: Passages shorter than this are not compared by text (a "Yes." sentence is no leak).
 MIN_LEAK_TEXT = 25
 
@@ -43,12 +50,14 @@ class SourceSpec:
     """One training source: a path or dataset name, its language, and its weight.
 
     ``weight`` in (0, 1] is the share of the source's questions kept, chosen by a hash
-    of the question id (so sources that share ids keep the same questions).
+    of the question id (so sources that share ids keep the same questions). ``articles``
+    selects articles of a SQuAD-format file by position (``0-9``, ``%4!=0``); None: all.
     """
 
     path: str
     lang: str | None = None
     weight: float = 1.0
+    articles: str | None = None
 
     @classmethod
     def parse(cls, value: str | dict[str, Any] | SourceSpec) -> SourceSpec:
@@ -56,11 +65,11 @@ class SourceSpec:
         if isinstance(value, SourceSpec):
             return value
         if isinstance(value, dict):
-            unknown = sorted(set(value) - {"path", "lang", "weight"})
+            unknown = sorted(set(value) - {"path", "lang", "weight", "articles"})
             if unknown:
                 raise ConfigError(
                     f"train.data: unknown key '{unknown[0]}' in {value!r} (valid: path, lang, "
-                    "weight)"
+                    "weight, articles)"
                 )
             if not isinstance(value.get("path"), str) or not value["path"].strip():
                 raise ConfigError(f"train.data: entry {value!r} needs a 'path' string")
@@ -70,15 +79,32 @@ class SourceSpec:
             weight = value.get("weight", 1.0)
             if isinstance(weight, bool) or not isinstance(weight, int | float):
                 raise ConfigError(f"train.data: 'weight' must be a number in {value!r}")
-            spec = cls(value["path"].strip(), lang.strip() if lang else None, float(weight))
+            articles = value.get("articles")
+            if articles is not None and not isinstance(articles, str):
+                raise ConfigError(f"train.data: 'articles' must be a string in {value!r}")
+            spec = cls(
+                value["path"].strip(), lang.strip() if lang else None, float(weight), articles
+            )
         elif isinstance(value, str):
             text = value.strip()
+            articles = None
+            a = _ARTICLES_SUFFIX.match(text)
+            if a:
+                text, articles = a.group(1), a.group(2)
             m = _LANG_PREFIX.match(text)
-            spec = cls(m.group(2), m.group(1)) if m else cls(text)
+            spec = cls(m.group(2), m.group(1), 1.0, articles) if m else cls(text, None, 1.0,
+                                                                           articles)
         else:
             raise ConfigError(f"train.data: cannot read a source from {value!r}")
         if not 0 < spec.weight <= 1:
             raise ConfigError(f"train.data: weight of {spec.label}: {spec.weight} not in (0, 1]")
+        if spec.articles is not None:
+            try:
+                selection = ArticleSelection.parse(spec.articles)
+            except ConfigError as e:
+                raise ConfigError(f"train.data: {spec.label}: {e}") from None
+            # one spelling per selection, so equal selections give equal cache keys
+            spec = replace(spec, articles=None if selection.spec == "all" else selection.spec)
         return spec
 
     @property
@@ -90,7 +116,20 @@ class SourceSpec:
     @property
     def label(self) -> str:
         text = f"{self.lang}:{self.path}" if self.lang else self.path
+        if self.articles is not None:
+            text += f"#articles={self.articles}"
         return text if self.weight == 1.0 else f"{text}@{self.weight:g}"
+
+    def to_value(self) -> str | dict[str, Any]:
+        """The form :meth:`parse` reads back: a string, or a mapping where a weight needs it."""
+        if self.weight == 1.0:
+            return self.label
+        out: dict[str, Any] = {"path": self.path, "weight": self.weight}
+        if self.lang is not None:
+            out["lang"] = self.lang
+        if self.articles is not None:
+            out["articles"] = self.articles
+        return out
 
 
 def parse_sources(value: str | Sequence[Any] | None) -> list[SourceSpec]:
@@ -99,13 +138,42 @@ def parse_sources(value: str | Sequence[Any] | None) -> list[SourceSpec]:
         return []
     items = [value] if isinstance(value, str | dict) else list(value)
     specs = [SourceSpec.parse(v) for v in items]
-    seen: dict[tuple[str, str | None], None] = {}
+    seen: dict[tuple[str, str | None, str | None], None] = {}
     for s in specs:
-        key = (s.path, s.lang)
+        key = (s.path, s.lang, s.articles)
         if key in seen:
             raise ConfigError(f"train.data: source {s.label} given twice")
         seen[key] = None
     return specs
+
+
+def apply_stand_ins(
+    specs: Sequence[SourceSpec], data_dir: Path
+) -> tuple[list[SourceSpec], list[str]]:
+    """Each source whose file is missing but whose registered stand-in (same file, same
+    article selection: :data:`babelir.data.registry.STAND_INS`) is in ``data_dir``,
+    replaced by the stand-in; and one line per replacement saying so.
+
+    A source that is on disk is never replaced, so with the official file present the
+    official file is read.
+    """
+    from babelir.data.registry import STAND_INS
+
+    out: list[SourceSpec] = []
+    notes: list[str] = []
+    for spec in specs:
+        stand_in = STAND_INS.get((spec.file, spec.articles))
+        if stand_in is not None and resolve_path(spec.file, data_dir) is None:
+            local, dataset, how = stand_in
+            if (data_dir / local).is_file():
+                new = SourceSpec(local, spec.lang, spec.weight)
+                notes.append(
+                    f"{spec.label} is not in {data_dir}: reading its stand-in {new.label} "
+                    f"(dataset {dataset}: {how})"
+                )
+                spec = new
+        out.append(spec)
+    return out, notes
 
 
 def is_multi_source(value: Any) -> bool:
@@ -209,9 +277,20 @@ def load_one(
             )
         target = str(path) + spec.path[len(spec.file) :]  # keeps a ``:MEMBER`` suffix
         data, stats = load_squad(
-            target, spec.lang, passage=passage, on_missing=on_missing  # type: ignore[arg-type]
+            target,
+            spec.lang,
+            passage=passage,  # type: ignore[arg-type]
+            on_missing=on_missing,  # type: ignore[arg-type]
+            articles=spec.articles,
         )
         return data, dict(stats), path
+    if spec.articles is not None:
+        raise ConfigError(
+            f"--train-data {spec.label}: '#articles=' selects articles of a SQuAD-format "
+            "file; this source is not one"
+            + ("" if path is not None else f" (no such file: tried {spec.file} and "
+               f"{data_dir / spec.file}){_fetch_hint(spec.file)}")
+        )
     if path is None and not _is_dataset_name(spec.path, data_dir):
         raise DataError(
             f"--train-data {spec.label}: no such file or folder (tried {Path(spec.path)} "

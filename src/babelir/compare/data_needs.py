@@ -1,0 +1,89 @@
+"""The registered datasets a comparison reads, and fetching them (``babelir data fetch
+--profile``): what ``make demo`` runs on a fresh machine before ``babelir compare``.
+
+A training source or benchmark maps to the dataset of the registry
+(:mod:`babelir.data.registry`) that holds its file or folder. A source read through its
+stand-in (a missing official file, :data:`babelir.data.registry.STAND_INS`) needs the
+stand-in's dataset instead; a user's own path maps to none (the dry run checks it). The
+MIRACL passage corpus and XOR-Retrieve's files are left out: they are fetched on purpose
+(tens of GB), never as a side effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from babelir.compare.config import CompareConfig
+
+
+@dataclass(frozen=True)
+class Need:
+    """One dataset a comparison reads, and which of its inputs needs it."""
+
+    dataset: str
+    why: str
+
+
+def _dataset_of_file(path: str) -> str | None:
+    from babelir.data.registry import datasets
+
+    for d in datasets().values():
+        if any(f.path == path for f in d.files):
+            return d.name
+    return None
+
+
+def needed_datasets(cfg: CompareConfig, root: Path) -> list[Need]:
+    """The registered datasets ``cfg`` reads under data dir ``root``, in config order."""
+    from babelir.data.registry import STAND_INS, datasets
+    from babelir.training.sources import is_multi_source, parse_sources, resolve_path
+
+    known = datasets()
+    needs: dict[str, Need] = {}
+    data = cfg.train.get("data", "xquad-r")
+    if is_multi_source(data):
+        for spec in parse_sources(data):
+            stand_in = STAND_INS.get((spec.file, spec.articles))
+            name = _dataset_of_file(spec.file)
+            if (
+                stand_in is not None
+                and resolve_path(spec.file, root) is None
+                and (root / stand_in[0]).is_file()
+            ):
+                name = stand_in[1]
+            if name is not None:
+                needs.setdefault(name, Need(name, f"training source {spec.label}"))
+    elif isinstance(data, str) and data in known:
+        needs.setdefault(data, Need(data, "training data"))
+    for b in cfg.benchmarks:
+        # the topics and qrels of MIRACL, not its corpus; nothing of XOR-Retrieve
+        name = {"lareqa": b.name, "miracl": "miracl"}.get(b.kind)
+        if b.path is None and name in known:
+            needs.setdefault(name, Need(name, f"benchmark {b.title()}"))
+    return list(needs.values())
+
+
+def fetch_needed(
+    cfg: CompareConfig,
+    root: Path,
+    *,
+    mirror: str | None = None,
+    force: bool = False,
+) -> list[tuple[Need, str]]:
+    """Verify each needed dataset and fetch those that do not verify (all with ``force``).
+
+    Returns (need, ``"verified"`` | ``"fetched"``) per dataset. A failed or mismatching
+    download raises with one line and leaves nothing half-written (:func:`babelir.data.
+    fetch.fetch`).
+    """
+    from babelir.data.fetch import fetch, verify
+
+    out: list[tuple[Need, str]] = []
+    for need in needed_datasets(cfg, root):
+        if not force and verify(need.dataset, root).ok:
+            out.append((need, "verified"))
+            continue
+        fetch(need.dataset, root, mirror=mirror, force=force)
+        out.append((need, "fetched"))
+    return out
