@@ -283,7 +283,7 @@ def test_compare_help_names_every_shipped_profile():
 
     profiles = files("babelir.profiles").iterdir()
     shipped = {p.name.removesuffix(".yaml") for p in profiles if p.name.endswith(".yaml")}
-    assert {"quick", "smoke", "precision-study"} <= shipped
+    assert {"zero-shot-quick", "in-domain-quick", "smoke", "precision-study"} <= shipped
     params = {p.name: p for p in typer.main.get_command(app).commands["compare"].params}
     help_text = params["profile"].help
     missing = [name for name in sorted(shipped) if f"{name} (" not in help_text]

@@ -22,9 +22,12 @@ from babelir.reporting.claims import (
     decide,
     evaluate_claims,
     plain_rows,
+    seeds_needed,
+    seeds_needed_text,
 )
 from babelir.reporting.report import write_report
 from babelir.reporting.schema import EvalRecord, Provenance, ReportInput, RunCurve, RunInfo
+from babelir.reporting.stats import MAX_PLANNED_SEEDS, seeds_to_resolve
 from babelir.strategies import StrategySpec
 
 LANGS = ["de", "en", "zh"]
@@ -471,3 +474,89 @@ def test_paired_bootstrap_ci_agrees_with_scipy_bootstrap():
     assert abs(lo - ref.confidence_interval.low) < tol
     assert abs(hi - ref.confidence_interval.high) < tol
     assert hi - lo > 10 * tol  # the tolerance is small against the interval itself
+
+
+# ------------------------------------------ seeds to resolve an unresolved claim (#31)
+
+
+
+def test_seeds_to_resolve_by_hand():
+    # t(0.975, 5) = 2.5706, t(0.975, 6) = 2.4469: half-widths 1.0494 at n = 6 and
+    # 0.9248 at n = 7 for std 1, so a target of 1 needs 7 seeds.
+    assert seeds_to_resolve(1.0, 1.0) == 7
+    # t(0.975, 1) = 12.706: 12.706 * 0.1 / sqrt(2) = 0.898 < 1 -> 2 seeds already
+    assert seeds_to_resolve(0.1, 1.0) == 2
+    assert seeds_to_resolve(0.0, 0.5) == 2  # no spread
+    assert seeds_to_resolve(1.0, 0.0) is None  # mean on the boundary: never
+    assert seeds_to_resolve(1.0, 0.01) is None  # past MAX_PLANNED_SEEDS
+    assert seeds_to_resolve(float("nan"), 1.0) is None
+
+
+def test_unresolved_claims_carry_a_seed_estimate():
+    """Hybrid - x-x-mono mono mAP per seed: +0.02, +0.02, -0.04 (mean 0, sd 0.034641).
+    Non-inferiority needs the lower bound above -0.01: t(n-1) * 0.034641 / sqrt(n) < 0.01,
+    first true at n = 49 (t(0.975, 48) = 2.0106: 0.00995; n = 48: t = 2.0117, 0.01006)."""
+    evals = []
+    for s, (a, b, c) in enumerate([(0.70, 0.74, 0.72), (0.74, 0.70, 0.76), (0.78, 0.78, 0.74)]):
+        evals += [
+            _record("x-x-mono", s, mono=a, cross=b, multi=c, rd=100 + 1000 * (a - 0.74)),
+            _record("x-y", s, mono=b, cross=c, multi=a, rd=100 + 1000 * (b - 0.74)),
+            _record("hybrid", s, mono=c, cross=a, multi=b, rd=100 + 1000 * (c - 0.74)),
+        ]
+    verdicts = {v["claim"]: v for v in evaluate_claims(evals, _runs(STRATS, [0, 1, 2]),
+                                                        bootstrap=200)}
+    one = verdicts["1"]
+    assert one["outcome"] == NOT_RESOLVED
+    assert one["seeds_to_resolve"] == {"n": 49, "towards": SUPPORTED}
+    assert seeds_needed_text(one) == "~49 seeds (towards supported)"
+
+
+def test_best_claims_need_every_interval_or_one_against():
+    claim = next(c for c in CLAIMS if c.id == "3")  # multi mAP, higher is better
+    sd = {"basis": "seeds", "std": 1.0, "n": 3}
+    # both means favour hybrid: every interval must exclude 0, so the larger need counts
+    both = [{"vs": "x-x-mono", "difference": 1.0, **sd}, {"vs": "x-y", "difference": 2.0, **sd}]
+    assert seeds_needed(claim, both, 0.01, 0.95) == {"n": 7, "towards": SUPPORTED}
+    # one mean against hybrid: that interval alone would contradict the claim
+    against = [{"vs": "x-x-mono", "difference": 1.0, **sd},
+               {"vs": "x-y", "difference": -1.0, **sd}]
+    assert seeds_needed(claim, against, 0.01, 0.95)["towards"].startswith("contradicted")
+    assert seeds_needed(claim, against, 0.01, 0.95)["n"] == 7
+    # over queries (one seed): no seed estimate
+    assert seeds_needed(claim, [{**both[0], "basis": "queries"}], 0.01, 0.95) is None
+    far = {"seeds_to_resolve": {"n": None, "towards": SUPPORTED}}
+    assert seeds_needed_text(far) == f"more than {MAX_PLANNED_SEEDS} seeds"
+    assert seeds_needed_text({"seeds_to_resolve": None}) == ""
+
+
+def test_the_report_shows_the_estimate_column():
+    from types import SimpleNamespace
+
+    from babelir.reporting.markdown import _claims
+
+    analysis = SimpleNamespace(claims=[
+            {"benchmark": "b", "claim": "1", "text": "t", "model": "hybrid", "measure": "mono_map",
+             "outcome": NOT_RESOLVED, "caveat": None, "missing": [],
+             "comparisons": [{"vs": "x-x-mono", "difference": 0.0, "ci": [-0.02, 0.02],
+                              "basis": "seeds", "n": 3}],
+             "seeds_to_resolve": {"n": 12, "towards": SUPPORTED}},
+    ])
+    lines = _claims(analysis, 0.01, 0.95)  # type: ignore[arg-type]
+    assert lines[2].endswith("seeds to resolve |")
+    assert lines[4].endswith("| ~12 seeds (towards supported) |")
+    assert any("planning estimate" in line for line in lines)
+
+
+@pytest.mark.parametrize("std,target", [(0.01, 0.005), (0.02, 0.003), (0.005, 0.004)])
+def test_the_estimate_is_the_first_n_whose_interval_fits(std, target):
+    """Cross-check: the returned n fits and n - 1 does not (scipy's t quantiles)."""
+    from scipy import stats
+
+    n = seeds_to_resolve(std, target)
+    assert n is not None
+
+    def half(k: int) -> float:
+        return stats.t.ppf(0.975, k - 1) * std / k**0.5
+
+    assert half(n) < target
+    assert n == 2 or half(n - 1) >= target

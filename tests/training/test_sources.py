@@ -228,3 +228,115 @@ def test_an_overlapping_source_is_refused_or_dropped_with_its_count(shared_data_
         build_training_data(TrainConfig(**cfg))
     td = build_training_data(TrainConfig(**cfg, drop_overlap=True))
     assert td.data.languages == ["ar"] and len(td.overlaps) == 1190
+
+
+# ------------------------------------------------ article selections and stand-ins (#31)
+
+
+def _squad_articles(path: Path, titles: list[str]) -> Path:
+    """A SQuAD v1.1 file with one single-question article per title (ids T-0, T-1...)."""
+    data = [
+        {
+            "title": t,
+            "paragraphs": [
+                {
+                    "context": f"{t} was founded long ago. It is a long and old place.",
+                    "qas": [
+                        {
+                            "id": f"{t}-q",
+                            "question": f"When was {t} founded?",
+                            "answers": [{"text": "long ago", "answer_start": len(t) + 12}],
+                        }
+                    ],
+                }
+            ],
+        }
+        for t in titles
+    ]
+    path.write_text(json.dumps({"version": "1.1", "data": data}), "utf-8")
+    return path
+
+
+def test_article_selection_in_string_and_mapping_forms():
+    spec = SourceSpec.parse("en:train/x.json#articles=0-9")
+    assert spec == SourceSpec("train/x.json", "en", 1.0, "0-9")
+    assert spec.label == "en:train/x.json#articles=0-9"
+    assert SourceSpec.parse(spec.label) == spec  # the label reads back
+    mapping = SourceSpec.parse({"path": "x.json", "lang": "en", "articles": "%4!=0"})
+    assert mapping.articles == "%4!=0"
+    assert SourceSpec.parse(mapping.to_value()) == mapping
+    weighted = SourceSpec.parse({"path": "x.json", "lang": "en", "weight": 0.5, "articles": "1"})
+    assert SourceSpec.parse(weighted.to_value()) == weighted
+    assert SourceSpec.parse("en:x.json#articles=all").articles is None  # one spelling
+    with pytest.raises(ConfigError, match=r"en:x\.json#articles=nine: articles: cannot parse"):
+        SourceSpec.parse("en:x.json#articles=nine")
+    # the same file under two selections is two sources, not one given twice
+    assert len(parse_sources(["en:x.json#articles=0", "en:x.json#articles=1"])) == 2
+
+
+def test_article_selection_keeps_those_articles_of_a_squad_file(tmp_path):
+    _squad_articles(tmp_path / "s.json", ["Alpha", "Beta", "Gamma", "Delta"])
+    ms = load_sources([SourceSpec.parse("en:s.json#articles=1-2")], tmp_path)
+    assert sorted(it.id for it in ms.data.items) == ["Beta-q", "Gamma-q"]
+    assert ms.records[0].squad["articles"] == 2
+    assert ms.records[0].label == "en:s.json#articles=1-2"
+    every_other = load_sources([SourceSpec.parse("en:s.json#articles=%2==0")], tmp_path)
+    assert sorted(it.id for it in every_other.data.items) == ["Alpha-q", "Gamma-q"]
+    with pytest.raises(DataError, match=r"s\.json \(articles 7-9\): the selection holds no "
+                       r"article \(the file has 4\)"):
+        load_sources([SourceSpec.parse("en:s.json#articles=7-9")], tmp_path)
+
+
+def test_article_selection_is_refused_on_a_source_that_is_not_squad(tmp_path):
+    _jsonl(tmp_path / "p.jsonl", [{"id": "1", "lang": "en", "query": "q", "positive": "p"}])
+    with pytest.raises(ConfigError, match="selects articles of a SQuAD-format file"):
+        load_sources([SourceSpec.parse("en:p.jsonl#articles=0")], tmp_path)
+
+
+def test_a_missing_file_is_read_through_its_registered_stand_in(tmp_path, monkeypatch):
+    from babelir.data import registry
+    from babelir.training.config import TrainConfig
+    from babelir.training.sources import apply_stand_ins
+
+    monkeypatch.setitem(
+        registry.STAND_INS, ("off/full.json", "0-1"), ("slice/two.json", "two-ds", "why")
+    )
+    (tmp_path / "slice").mkdir()
+    _squad_articles(tmp_path / "slice" / "two.json", ["Alpha", "Beta"])
+    specs = parse_sources(["en:off/full.json#articles=0-1", "en:off/full.json#articles=0-2"])
+    resolved, notes = apply_stand_ins(specs, tmp_path)
+    # only the registered selection has a stand-in
+    assert resolved == [SourceSpec("slice/two.json", "en"), specs[1]]
+    assert len(notes) == 1 and "en:off/full.json#articles=0-1 is not in" in notes[0]
+    assert "en:slice/two.json" in notes[0] and "two-ds" in notes[0]
+    cfg = TrainConfig(
+        output=tmp_path / "m", data_dir=str(tmp_path),
+        train_data=["en:off/full.json#articles=0-1"],
+    )  # fmt: skip
+    assert cfg.train_data == ["en:slice/two.json"]  # the run names the file it reads
+
+    (tmp_path / "off").mkdir()  # the official file present: read it, never the stand-in
+    _squad_articles(tmp_path / "off" / "full.json", ["Alpha", "Beta", "Gamma"])
+    assert apply_stand_ins(specs, tmp_path) == (specs, [])
+    ms = load_sources(specs[:1], tmp_path)
+    assert sorted(it.id for it in ms.data.items) == ["Alpha-q", "Beta-q"]
+
+
+def test_the_shared_english_slice_is_the_registered_stand_in(shared_data_dir):
+    """The default profiles name the official SQuAD file's first 10 articles; the shared
+    slice holds those 10 articles with the official question ids (those of the pt
+    translation, which keeps SQuAD's ids)."""
+    from babelir.data.registry import SQUAD_TRAIN_FULL_DIR, STAND_INS
+
+    local, dataset, _ = STAND_INS[(f"{SQUAD_TRAIN_FULL_DIR}/en/train-v1.1.json", "0-9")]
+    assert dataset == "squad-train-en-sample"
+    doc = json.loads((shared_data_dir / local).read_text("utf-8"))
+    pt = json.loads(
+        (shared_data_dir / "training/squad-v1.1-train-pt/sample-v1.1-pt.json").read_text("utf-8")
+    )
+    assert len(doc["data"]) == 10
+
+    def ids(d):
+        return [q["id"] for a in d["data"] for p in a["paragraphs"] for q in p["qas"]]
+
+    assert ids(doc) == ids(pt)
