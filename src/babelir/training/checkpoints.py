@@ -122,17 +122,39 @@ def latest_checkpoint(folder: Path, *, warn: bool = True) -> Path | None:
     return best
 
 
-def check_resume(checkpoint: Path, identity: dict[str, Any], allow_change: bool) -> None:
-    """Refuse to resume a checkpoint written with another configuration."""
+def check_resume(
+    checkpoint: Path, identity: dict[str, Any], allow_change: bool
+) -> dict[str, list[Any]]:
+    """Refuse to resume a checkpoint written with another configuration.
+
+    ``identity`` holds the resolved training precision (``bf16``, not ``auto``), so a run
+    started where ``auto`` meant bf16 is not silently continued in fp32. With
+    ``allow_change`` the differences are returned (``{field: [before, now]}``) and
+    warned about, for the run record; otherwise they are refused in one line.
+    """
     doc = json.loads((checkpoint / COMPLETE).read_text("utf-8"))
     saved = doc.get("identity", {})
     differ = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
+    shown = ", ".join(f"{k} ({saved.get(k)!r} -> {identity.get(k)!r})" for k in differ[:4])
     if differ and not allow_change:
-        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {identity.get(k)!r})" for k in differ[:4])
         raise ConfigError(
             f"--resume: {checkpoint} was written with other settings: {shown}; "
             "pass --allow-config-change to continue anyway, or drop --resume to start over"
         )
+    if differ:
+        log.warning(
+            "--allow-config-change: resuming %s with other settings: %s", checkpoint, shown
+        )
+    return {k: [saved.get(k), identity.get(k)] for k in differ}
+
+
+def unfinished_run(folder: Path) -> Path | None:
+    """The latest complete checkpoint in ``folder`` (checked without warnings), if any:
+    an interrupted run a fresh start must not delete unasked."""
+    if not folder.is_dir():
+        return None
+    marked = [p for p in folder.glob(f"checkpoint-*/{COMPLETE}") if p.is_file()]
+    return max((p.parent for p in marked), key=_step) if marked else None
 
 
 class CompleteCheckpoint(TrainerCallback):

@@ -191,6 +191,12 @@ class TrainConfig:
         "With --resume: continue even if the configuration differs from the checkpoint's.",
         yaml=False,
     )
+    overwrite: bool = opt(
+        False,
+        "Start over although OUTPUT/checkpoints holds an unfinished run's checkpoints (they "
+        "are set aside and deleted once the new run has finished).",
+        yaml=False,
+    )
     keep_checkpoints: bool = opt(False, "Keep checkpoints after training.", yaml=False)
     device: str | None = opt(None, "cpu, cuda ... (default: auto).", yaml=False)
 
@@ -230,7 +236,7 @@ class TrainConfig:
     def identity(self) -> dict[str, Any]:
         """The fields that change the trained weights (a cache key; no paths or logging)."""
         skip = {"output", "data_dir", "save_steps", "logging_steps", "resume",
-                "allow_config_change", "keep_checkpoints", "device", "eval_articles"}
+                "allow_config_change", "overwrite", "keep_checkpoints", "device", "eval_articles"}
         if not self.drop_overlap:  # only checked, the data is the same
             skip.add("disjoint_from")
         out = {k: v for k, v in self.to_dict().items() if k not in skip}

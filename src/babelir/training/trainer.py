@@ -41,6 +41,7 @@ from babelir.training.checkpoints import (
     check_resume,
     guard_checkpoint_saves,
     latest_checkpoint,
+    unfinished_run,
     whole_run_loss,
 )
 from babelir.training.config import TrainConfig
@@ -280,9 +281,14 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
     train_device = _train_device()
     output = Path(cfg.output)
     ckpt_dir = output / "checkpoints"
+    # the checkpoint identity holds the resolved precision (auto means bf16 on one CPU and
+    # fp32 on another): a resume on another kind is refused, not silently changed
+    identity = {**cfg.identity(), "precision": precision}
     resume_from = latest_checkpoint(ckpt_dir) if cfg.resume else None
+    config_changes: dict[str, list[Any]] = {}
     if resume_from is not None:  # before loading anything: a changed config is refused
-        check_resume(resume_from, cfg.identity(), cfg.allow_config_change)
+        config_changes = check_resume(resume_from, identity, cfg.allow_config_change)
+    _refuse_unfinished(cfg, ckpt_dir)
     t0 = time.perf_counter()
     td = build_training_data(cfg)
     dataset = loss_columns(Dataset.from_dict(td.table))
@@ -296,7 +302,8 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
     frozen = freeze_word_embeddings(model) if cfg.freeze_embeddings else 0
     loss = _make_loss(cfg, model)
 
-    if not cfg.resume and ckpt_dir.exists():
+    set_aside = _set_aside_unfinished(cfg, ckpt_dir)
+    if not cfg.resume and ckpt_dir.exists():  # no complete checkpoint left in it
         shutil.rmtree(ckpt_dir)
     validator = None
     if td.val is not None and cfg.eval_steps != 0:
@@ -339,7 +346,7 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
     interrupt, finite = InterruptCheckpoint(), FiniteGuard(validator.every if validator else None)
     # in this order: Ctrl-C asks for a save, the weights are checked before validation
     # and any write, the validation is recorded before the step's checkpoint is marked
-    callbacks: list[TrainerCallback] = [interrupt, finite, CompleteCheckpoint(cfg.identity())]
+    callbacks: list[TrainerCallback] = [interrupt, finite, CompleteCheckpoint(identity)]
     if validator is not None:
         callbacks.insert(2, validator)
     trainer = SentenceTransformerTrainer(
@@ -409,12 +416,42 @@ def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
         "tokenization": _tokenize_stats(trainer),
         "resumed_from": str(resume_from) if resume_from else None,
     }
+    if config_changes:  # --allow-config-change: what changed, at which step
+        step = int(resume_from.name.split("-")[-1]) if resume_from else 0
+        info["config_changes"] = [{"step": step, "fields": config_changes}]
     if trainer.is_world_process_zero():  # under torchrun only rank 0 writes
         save_model(model, output, info)
         if not cfg.keep_checkpoints:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
+        if set_aside is not None:  # --overwrite: the new run has finished
+            shutil.rmtree(set_aside, ignore_errors=True)
     log.info("saved %s", output)
     return output
+
+
+def _refuse_unfinished(cfg: TrainConfig, ckpt_dir: Path) -> None:
+    """A fresh start (no --resume) over an interrupted run's complete checkpoints is
+    refused in one line, before any work, unless --overwrite."""
+    found = None if cfg.resume else unfinished_run(ckpt_dir)
+    if found is not None and not cfg.overwrite:
+        raise ConfigError(
+            f"an unfinished run's checkpoints are in {ckpt_dir} (latest {found.name}): pass "
+            "--resume to continue it, or --overwrite to start over"
+        )
+
+
+def _set_aside_unfinished(cfg: TrainConfig, ckpt_dir: Path) -> Path | None:
+    """With --overwrite, an interrupted run's checkpoints moved to ``checkpoints.replaced``
+    just before training starts, and deleted only when the new run has finished: never
+    deleted before the new run has its own."""
+    if cfg.resume or unfinished_run(ckpt_dir) is None:
+        return None
+    aside = ckpt_dir.with_name("checkpoints.replaced")
+    if aside.exists():  # an earlier --overwrite that never finished: its copy is older
+        shutil.rmtree(aside)
+    ckpt_dir.rename(aside)
+    log.warning("--overwrite: set %s aside as %s until the new run finishes", ckpt_dir, aside)
+    return aside
 
 
 def _finished(checkpoint: Path | None, cfg: TrainConfig) -> bool:
