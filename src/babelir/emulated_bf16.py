@@ -2,14 +2,12 @@
 
 A bf16 matmul on a CPU with AVX512_BF16 or AMX multiplies bf16 inputs exactly and
 accumulates in fp32, then rounds the output to bf16. On a CPU without those instructions
-oneDNN emulates this and is slow: on a 2-core Zen 3 a bf16 ``mm`` ran at 13-16 against
-86 GFLOP/s fp32, and a bf16-autocast training step of 32 pairs took ~71 s against ~4 s,
-88% of it in the backward pass's ``mm`` (torch profiler, 2026-12-03). The same result is
-``round_bf16(fp32_matmul(a, b))`` for bf16 ``a`` and ``b``: their products are exact in
-fp32 and the sum is fp32 in both, so only the summation order differs. Measured on
-384x512x1536 products of random bf16 matrices: 99.99% of the output elements are
-bit-identical to oneDNN's bf16 kernel (the rest one bf16 ulp apart), with the same error
-against a float64 product (median 1.35e-3 relative).
+oneDNN emulates this and is slow, above all in the backward pass's ``mm`` (measured: see
+docs/precision.md). The same result is ``round_bf16(fp32_matmul(a, b))`` for bf16 ``a``
+and ``b``: their products are exact in fp32 and the sum is fp32 in both, so only the
+summation order differs; on random bf16 products almost every output element is
+bit-identical to oneDNN's bf16 kernel, the rest one bf16 ulp apart (measured: see
+docs/precision.md).
 
 :class:`Bf16OnFp32Kernels` is a ``TorchDispatchMode`` that computes every bf16 CPU
 matmul that way. It works below autograd and autocast, so the forward pass (under bf16

@@ -54,14 +54,9 @@ Purpose = Literal["encode", "train"]
 #: Environment variable that replaces the CPU flags (space- or comma-separated).
 CPU_FLAGS_ENV = "BABELIR_CPU_FLAGS"
 #: What ``auto`` trains in on a CPU with native bf16: bf16, because the seed-paired study
-#: (``babelir compare --profile precision-study``: the quick recipe's hybrid trained in
-#: fp32 and in bf16, 3 seeds each, evaluated in fp32 on XQuAD-R articles %4==0) found bf16
-#: equivalent on every measure: bf16 - fp32 = -0.0001 mono [-0.0007, +0.0005], -0.0001
-#: cross [-0.0003, +0.0001], -0.0001 multi mAP [-0.0003, +0.0002] (95% t-intervals, all
-#: inside the +-0.01 margin; commit 5d55b01, 2026-12-03). Measured on an AVX2 Zen 3 with bf16
-#: matmuls on fp32 kernels (:mod:`babelir.emulated_bf16`), which round like native bf16
-#: up to summation order; no native-bf16 CPU was available. CPUs without native bf16
-#: still train fp32 under ``auto`` (bf16 is slower there); set "fp32" to undo.
+#: ``babelir compare --profile precision-study`` found bf16 equivalent to fp32 on every
+#: measure (measured: see docs/precision.md). CPUs without native bf16 still train fp32
+#: under ``auto`` (bf16 is slower there); set "fp32" to undo.
 CPU_TRAIN_AUTO: Literal["fp32", "bf16"] = "bf16"
 #: What bf16 costs against fp32 on a CPU without native bf16, by how its matmuls run
 #: (:func:`babelir.emulated_bf16.emulation`), measured on a 2-core Zen 3 (AVX2, 2026-12-03,

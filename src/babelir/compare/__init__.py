@@ -5,8 +5,11 @@ learning rate and seed), evaluates the base model and every trained model on eve
 configured benchmark (optionally with post-hoc debiasing rows), and writes one report
 (:mod:`babelir.reporting.report`).
 
-* :mod:`.config` - the YAML schema (profiles ``smoke``, ``quick``, ``study``, ``paper``,
-  ``paper-lite`` ship with the package);
+* :mod:`.config` - the YAML schema (the shipped profiles: ``zero-shot-quick``, the
+  default, ``zero-shot``, ``zero-shot-study``, the in-domain ones and the GPU-sized
+  ``paper`` ones);
+* :mod:`.data_needs` - the registered datasets a comparison reads (``babelir data fetch
+  --profile``);
 * :mod:`.plan` - validation, jobs and their cache keys, the ``--dry-run`` description;
 * :mod:`.runner` - training, evaluation and the report's typed input.
 
