@@ -9,8 +9,16 @@ from __future__ import annotations
 import os
 import sys
 
-from babelir.cli import compare, data, debias, evaluate, search, train  # noqa: F401  (register commands)
-from babelir.cli.app import app, console, print_error
+from babelir.cli import (  # noqa: F401  (register commands)
+    compare,
+    data,
+    debias,
+    evaluate,
+    merge,
+    search,
+    train,
+)
+from babelir.cli.app import app, console, one_line_messages, print_error
 from babelir.errors import BabelirError
 
 
@@ -18,7 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning user errors into one-line messages."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        app(args=argv, standalone_mode=True)
+        with one_line_messages():
+            app(args=argv, prog_name="babelir", standalone_mode=True)
     except BabelirError as e:
         print_error(e)
         sys.exit(2)
