@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 from testkit.cli import call
+from testkit.lareqa_docs import append_to_sentences
 from testkit.tiny_model import make_tiny_model
 
 from babelir.debias import (
@@ -192,7 +193,7 @@ def two_article_bench(tmp_path_factory, shared_data_dir):
         doc = json.loads((src / f"{lang}.json").read_text(encoding="utf-8"))
         art = copy.deepcopy(doc["data"][0])
         for para in art["paragraphs"]:
-            para["sentences"] = [s + " (2)" for s in para["sentences"]]
+            append_to_sentences(para, " (2)")  # context and breaks follow
             for qa in para["qas"]:
                 qa["id"] = qa["id"] + "-b"
                 qa["question"] = qa["question"] + " (2)"

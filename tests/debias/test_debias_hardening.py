@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from testkit.cli import call
+from testkit.lareqa_docs import append_to_sentences
 from testkit.tiny_model import make_tiny_model
 
 from babelir.debias import (
@@ -127,7 +128,7 @@ def bench(tmp_path_factory, shared_data_dir) -> Path:
         doc = json.loads((src / f"{lang}.json").read_text(encoding="utf-8"))
         art = copy.deepcopy(doc["data"][0])
         for para in art["paragraphs"]:
-            para["sentences"] = [s + " (2)" for s in para["sentences"]]
+            append_to_sentences(para, " (2)")  # context and breaks follow
             for qa in para["qas"]:
                 qa["id"] += "-b"
                 qa["question"] += " (2)"
@@ -216,10 +217,12 @@ def test_cli_from_embeddings_checks_the_fit_against_the_embeddings_model(
     # the re-scored metrics.json keeps naming the embeddings' model
     again = json.loads((tmp_path / "re" / "metrics.json").read_text())
     assert again["model_fingerprint"] == load_transform(fit_a).fit_info["model_fingerprint"]
-    # embeddings whose metrics.json is gone: nothing to check against, warned
+    # embeddings whose metrics.json is gone: nothing binds them to a model, refused
+    # (hardening 3, case 3: saved embeddings are checked against their metrics.json)
     (saved["b"] / "metrics.json").unlink()
     code, _, err = call(capsys, *scored, str(saved["b"]))
-    assert code == 0 and "record no model fingerprint" in " ".join(err.split()), err
+    msg = _one_line_error(code, err)
+    assert f"{saved['b'] / 'metrics.json'}: not found" in msg
 
 
 def test_cli_old_fit_without_fingerprint_warns(models, bench, fit_a, tmp_path, capsys):

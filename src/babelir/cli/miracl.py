@@ -86,8 +86,24 @@ def evaluate_miracl_cli(
         result.info["baselines"] = {"bm25": section}
     doc = result.metrics_json()
     Console().print(miracl_table(doc))
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # one line per warning, whatever the width
     for lang, row in doc["per_language"].items():
+        unscored = [
+            f"{n} {what}"
+            for n, what in (
+                (row["topics_without_relevant"], "topics without a relevant judgement"),
+                (row["qrels_without_topic"], "qrels qids without a topic"),
+            )
+            if n
+        ]
+        if unscored:  # e.g. a qid spelled differently in the two files: say it, never drop
+            ml = next(x for x in langs if x.lang == lang)
+            err.print(
+                f"warning: {lang}: {' and '.join(unscored)} ({ml.topics_path.name}, "
+                f"{ml.qrels_path.name}); they are not scored",
+                highlight=False,
+                markup=False,
+            )
         if row["qrels_docids_missing_from_corpus"]:
             err.print(
                 f"warning: {lang}: {row['qrels_docids_missing_from_corpus']} judged docids "

@@ -39,7 +39,10 @@ def measures(kind: str) -> tuple[Measure, ...]:
 def passage_format(spec: BenchmarkSpec) -> str:
     from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT, check_passage_format
 
-    return check_passage_format(spec.passage_format or DEFAULT_PASSAGE_FORMAT)
+    return check_passage_format(
+        spec.passage_format or DEFAULT_PASSAGE_FORMAT,
+        option=f"passage_format of benchmark {spec.title()}",
+    )
 
 
 def _root(spec: BenchmarkSpec) -> Path | None:

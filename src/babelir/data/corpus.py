@@ -6,8 +6,10 @@ path (a JSONL file, a MIRACL-format folder, an mMARCO folder, a LAReQA folder) i
 order is fixed (languages, then files in name order), so shard layouts are reproducible,
 and :meth:`CorpusSource.fingerprint` detects a corpus changed between runs.
 
-A docid must be unique within its language (:class:`~babelir.data.jsonl.UniqueIds`): a
+A docid must be unique within its collection (:class:`~babelir.data.jsonl.UniqueIds`): a
 repeated passage would be indexed twice and, when relevant, count twice in retrieval metrics.
+A MIRACL language folder is one collection, whose lines may not claim another ``lang``;
+a single JSONL file may pool languages (its docids are unique per language).
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def _jsonl_source(path: Path, lang: str, languages: list[str] | None) -> CorpusS
     from babelir.data.miracl import iter_jsonl_passages
 
     def read() -> Iterator[Passage]:
-        for p in iter_jsonl_passages([path], lang):
+        for p in iter_jsonl_passages([path], lang, mixed=True):
             if languages is None or p.lang in languages:
                 yield p
 

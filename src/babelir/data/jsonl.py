@@ -7,7 +7,9 @@ into :class:`~babelir.errors.DataError` naming line and column.
 
 :func:`parse_object` also refuses identifier fields (``id``, ``docid``, ...) that are not a
 string or an integer: ``"id": true`` would otherwise become the id ``'True'`` (Python's
-``bool`` is an ``int``), and ``"id": 1.5`` or ``null`` would be stringified silently.
+``bool`` is an ``int``), and ``"id": 1.5`` or ``null`` would be stringified silently,
+and any string holding a lone surrogate (``"\\ud800"``: valid JSON, not valid Unicode), which
+pyarrow and the tokenizers fail on deep inside a run (:func:`check_text`).
 """
 
 from __future__ import annotations
@@ -88,11 +90,54 @@ def check_id(value: Any, key: str, where: str) -> None:
         raise DataError(f"{where}: field '{key}' must be a string or an integer, not {shown}")
 
 
+def _surrogate(text: str) -> str | None:
+    """The first lone surrogate in ``text`` (which UTF-8 cannot encode), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return text[e.start]
+    return None
+
+
+def check_text(value: Any, where: str, key: str) -> None:
+    """Refuse a lone surrogate escape (``"\\ud800"``) anywhere in ``value`` (strings,
+    nested lists and objects), naming the field: JSON allows it, but it is no Unicode
+    text, and pyarrow or a tokenizer would fail on it with a traceback mid-run."""
+    found = _find_surrogate(value, key)
+    if found is not None:
+        path, ch = found
+        raise DataError(
+            f"{where}: field '{path}' holds a lone surrogate escape (\\u{ord(ch):04x}), "
+            f"which is not valid Unicode text"
+        )
+
+
+def _find_surrogate(value: Any, path: str) -> tuple[str, str] | None:
+    """(path, character) of the first lone surrogate in ``value``, depth first; a loop,
+    not recursion, as ``json.loads`` accepts nesting near the interpreter's limit."""
+    stack = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            ch = _surrogate(item)
+            if ch is not None:
+                return where, ch
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{i}]", x) for i, x in reversed(list(enumerate(item))))
+        elif isinstance(item, dict):
+            for k in item:
+                if _surrogate(k) is not None:
+                    return f"{where} (a key)", _surrogate(k) or ""
+            stack.extend((f"{where}.{k}", x) for k, x in reversed(list(item.items())))
+    return None
+
+
 def parse_object(line: str, where: str) -> dict[str, Any]:
     """Parse ``line`` as a JSON object; ``where`` ("path:lineno") prefixes any error.
 
     Identifier fields (:data:`ID_FIELDS`) present in the object must be strings or
-    integers (:func:`check_id`), so no reader takes ``true`` or ``1.5`` as an id.
+    integers (:func:`check_id`), so no reader takes ``true`` or ``1.5`` as an id; no
+    string may hold a lone surrogate (:func:`check_text`).
     """
     row = loads(line, where, lines=True)
     if not isinstance(row, dict):
@@ -100,6 +145,13 @@ def parse_object(line: str, where: str) -> dict[str, Any]:
     for key in ID_FIELDS:
         if key in row:
             check_id(row[key], key, where)
+    # Decoded UTF-8 holds no surrogates: only a \u escape can make one, so lines without
+    # one (nearly all) skip the walk.
+    if "\\u" in line:
+        for key, value in row.items():
+            if _surrogate(key) is not None:
+                raise DataError(f"{where}: a field name holds a lone surrogate escape")
+            check_text(value, where, key)
     return row
 
 

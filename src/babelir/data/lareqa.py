@@ -11,10 +11,18 @@ Article selections (``--articles``) pick articles by their position in each lang
 file. XQuAD-R's files are parallel article by article, so a selection keeps the same
 articles in every language; for files that are not (MLQA-R), train/eval disjointness is
 checked on question ids (:func:`check_disjoint`), never assumed.
+
+A sentence's text (the candidate) and its ``sentence_breaks`` span (which answers it
+holds) are two descriptions of one sentence: spans must lie in order, without overlap,
+within the context, and ``context[start:end]`` must be the sentence (whitespace aside).
+Published files are not perfect (XQuAD-R's tr has two sentences whose breaks are one
+character off), so a few disagreements per file are warned about, more are refused
+(:data:`MAX_MISMATCHES`).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +30,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from babelir.data.jsonl import loads
+from babelir.data.jsonl import check_text, loads
 from babelir.data.types import ArticleSelection, parse_languages
 from babelir.errors import ConfigError, DataError
 
 CandidateMode = Literal["sentence", "sentence+context"]
+#: Sentences of one file whose span text may differ from the sentence (a warning names
+#: them): at most this many, and at most ``MAX_MISMATCH_SHARE`` of the file's sentences.
+MAX_MISMATCHES = 5
+MAX_MISMATCH_SHARE = 0.01
 CANDIDATE_MODES: tuple[str, ...] = ("sentence", "sentence+context")
 
 #: Benchmarks known by name: folder name under the data dir and its languages.
@@ -109,47 +121,116 @@ def find_sentence(breaks: Sequence[Sequence[int]], answer_start: int) -> int | N
     return None
 
 
+def _selection(articles: ArticleSelection | str | None) -> ArticleSelection:
+    """``articles`` parsed; a value of another type (``articles=5``) is a one-line error."""
+    if articles is not None and not isinstance(articles, str | ArticleSelection):
+        raise ConfigError(
+            f"articles: expected a selection such as 'all', '0-11,20' or '%4==0' (a string), "
+            f"not {type(articles).__name__} {articles!r}"
+        )
+    return ArticleSelection.parse(articles)
+
+
+def _text(obj: Any, key: str, where: str) -> str:
+    """A string field, refused if it holds a lone surrogate (no Unicode text)."""
+    value = _field(obj, key, where, str)
+    check_text(value, where, key)
+    return value
+
+
+def _squeeze(text: str) -> str:
+    return "".join(text.split())
+
+
+def _difference(sentence: str, span: str) -> str:
+    """Where the sentence and its span first differ, shown briefly."""
+    a, b = sentence.strip(), span.strip()
+    i = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    return f"from character {i}: sentence {a[i : i + 30]!r}, context {b[i : i + 30]!r}"
+
+
+def _check_breaks(breaks: list[Any], context: str, where: str) -> None:
+    """Each break a ``[start, end]`` pair of ints, in order, not overlapping (consecutive
+    spans may share a boundary, as zh files do), within the context."""
+    previous_end = 0
+    for k, br in enumerate(breaks):
+        if not (
+            isinstance(br, list)
+            and len(br) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in br)
+        ):
+            raise DataError(f"{where}: sentence_breaks[{k}] is not a [start, end] pair")
+        if br[0] < 0 or br[1] < br[0]:
+            raise DataError(
+                f"{where}: sentence_breaks[{k}] {br} is reversed or negative "
+                f"(need 0 <= start <= end)"
+            )
+        if br[1] > len(context):
+            raise DataError(
+                f"{where}: sentence_breaks[{k}] {br} ends beyond the context "
+                f"({len(context)} characters)"
+            )
+        if br[0] < previous_end:
+            raise DataError(
+                f"{where}: sentence_breaks[{k}] {br} starts before sentence_breaks[{k - 1}] "
+                f"ends ({previous_end}): spans must be in order and not overlap"
+            )
+        previous_end = br[1]
+
+
+def _num_sentences(data: list[Any]) -> int:
+    """Sentences of the whole file (selected or not), the base of the mismatch share."""
+    return sum(
+        len(para["sentences"])
+        for article in data
+        if isinstance(article, dict) and isinstance(article.get("paragraphs"), list)
+        for para in article["paragraphs"]
+        if isinstance(para, dict) and isinstance(para.get("sentences"), list)
+    )
+
+
 def parse_language_file(
     path: Path, lang: str, articles: ArticleSelection | str | None = None
 ) -> LanguageFile:
     """Parse one LAReQA JSON file, keeping the selected articles."""
-    articles = ArticleSelection.parse(articles)
+    articles = _selection(articles)
     doc = _load_json(path)
     data = _field(doc, "data", str(path), list)
     out = LanguageFile(lang=lang, path=path, num_articles=len(data))
     seen_ids: set[str] = set()
+    mismatches: list[str] = []
     for a, article in enumerate(data):
         if not articles.selects(a):
             continue
         paragraphs = _field(article, "paragraphs", f"{path}: data[{a}]", list)
         for p, para in enumerate(paragraphs):
             where = f"{path}: data[{a}].paragraphs[{p}]"
-            context = _field(para, "context", where, str)
+            context = _text(para, "context", where)
             sentences = _field(para, "sentences", where, list)
             breaks = _field(para, "sentence_breaks", where, list)
             if len(sentences) != len(breaks):
                 raise DataError(
                     f"{where}: {len(sentences)} sentences but {len(breaks)} sentence_breaks"
                 )
-            for k, br in enumerate(breaks):
-                if not (
-                    isinstance(br, list) and len(br) == 2 and all(isinstance(x, int) for x in br)
-                ):
-                    raise DataError(f"{where}: sentence_breaks[{k}] is not a [start, end] pair")
-                if br[0] < 0 or br[1] < br[0]:
-                    raise DataError(
-                        f"{where}: sentence_breaks[{k}] {br} is reversed or negative "
-                        f"(need 0 <= start <= end)"
-                    )
+            _check_breaks(breaks, context, where)
             out.paragraph_offset[(a, p)] = len(out.sentences)
             for k, sent in enumerate(sentences):
                 if not isinstance(sent, str):
                     raise DataError(f"{where}: sentences[{k}] is not a string")
+                check_text(sent, where, f"sentences[{k}]")
+                start, end = breaks[k]
+                if _squeeze(context[start:end]) != _squeeze(sent):
+                    mismatches.append(
+                        f"{where}: sentences[{k}] is not the context at its sentence_breaks"
+                        f"[{k}] [{start}, {end}] ({_difference(sent, context[start:end])})"
+                    )
                 out.sentences.append(Sentence(sent, context, a, p, k))
             for j, qa in enumerate(_field(para, "qas", where, list)):
                 qwhere = f"{where}.qas[{j}]"
-                qid = str(_field(qa, "id", qwhere, (str, int)))
-                question = _field(qa, "question", qwhere, str)
+                raw_id = _field(qa, "id", qwhere, (str, int))
+                check_text(raw_id, qwhere, "id")
+                qid = str(raw_id)
+                question = _text(qa, "question", qwhere)
                 answers = _field(qa, "answers", f"{qwhere} (id {qid})", list)
                 if not answers:
                     raise DataError(f"{qwhere} (id {qid}): field 'answers' is empty")
@@ -168,7 +249,23 @@ def parse_language_file(
                     if idx not in found:
                         found.append(idx)
                 out.qas.append(QA(qid, question, a, p, tuple(found)))
+    if mismatches:
+        _judge_mismatches(path, mismatches, _num_sentences(data))
     return out
+
+
+def _judge_mismatches(path: Path, mismatches: list[str], total: int) -> None:
+    """Warn about a few sentences whose text is not their span's; refuse more, since the
+    candidate text and its relevance then describe different sentences."""
+    allowed = min(MAX_MISMATCHES, int(total * MAX_MISMATCH_SHARE))
+    if len(mismatches) > allowed:
+        raise DataError(
+            f"{mismatches[0]}; {len(mismatches)} of the {total} sentences of {path} disagree "
+            f"with their sentence_breaks (at most {allowed} tolerated): the breaks do not "
+            f"describe these sentences"
+        )
+    for line in mismatches:
+        warnings.warn(f"{line} (tolerated)", UserWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -274,7 +371,7 @@ def load_benchmark(
             f"candidate mode '{candidate_mode}' is not one of {', '.join(CANDIDATE_MODES)}"
         )
     name, folder = resolve_benchmark_dir(name_or_path, data_dir or default_data_dir())
-    selection = ArticleSelection.parse(articles)
+    selection = _selection(articles)
     present = available_languages(folder)
     wanted = parse_languages(languages)
     if wanted is None:
@@ -309,6 +406,7 @@ def _assemble(
             offset = base + f.paragraph_offset[(qa.article, qa.paragraph)]
             for k in qa.answer_sentences:
                 c_rel[offset + k].append(qa.id)
+    _warn_unshared(files)
     by_id: dict[str, list[int]] = {}
     for row, ids in enumerate(c_rel):
         for qid in ids:
@@ -340,6 +438,25 @@ def _assemble(
         candidate_relevant_ids=[tuple(x) for x in c_rel],
         relevant=relevant,
     )
+
+
+def _warn_unshared(files: Sequence[LanguageFile]) -> None:
+    """Warn about a language sharing no question id with any other: its questions have no
+    relevant candidate in another language, so its cross-lingual pairs drop out of the
+    averages without a word."""
+    if len(files) < 2:
+        return
+    ids = [{qa.id for qa in f.qas} for f in files]
+    for i, f in enumerate(files):
+        others = set().union(*(x for j, x in enumerate(ids) if j != i))
+        if ids[i] and not ids[i] & others:
+            rest = ", ".join(g.lang for g in files if g is not f)
+            warnings.warn(
+                f"{f.path}: no question id of {f.lang} occurs in {rest}; its cross-lingual "
+                f"pairs have no relevant candidate and are left out of the averages",
+                UserWarning,
+                stacklevel=4,
+            )
 
 
 def check_disjoint(train_ids: Iterable[str], eval_ids: Iterable[str], what: str = "") -> None:

@@ -22,6 +22,7 @@ without it differ (castorini/miracl#18). ``passage_format`` changes the template
 
 from __future__ import annotations
 
+import re
 import string
 import zlib
 from collections.abc import Iterator, Sequence
@@ -35,20 +36,38 @@ from babelir.errors import ConfigError, DataError
 
 DEFAULT_PASSAGE_FORMAT = "{title} {text}"
 _VERSION = "miracl-v1.0"
+#: Largest relevance grade accepted: trec_eval holds grades in a C integer, and a grade
+#: beyond it ends in a SystemError inside pytrec_eval.
+MAX_RELEVANCE = 1000
+_INTEGER = re.compile(r"[+-]?[0-9]+")  # int() would also take "1_0" and non-ASCII digits
 
 
-def check_passage_format(template: str) -> str:
-    """Validate a passage template: only ``{title}`` and ``{text}`` fields are allowed."""
+def check_passage_format(template: str, option: str = "--passage-format") -> str:
+    """Validate a passage template: ``{title}`` and ``{text}`` fields only, as bare names.
+
+    A conversion or format spec (``{text!r:>999999999999}``) would pad every passage to
+    any width asked (a MemoryError deep in encoding), and attribute or index access
+    (``{text.upper}``) is no template; ``option`` names where the template came from.
+    """
+    where = f"{option}: passage format {template!r}"
     try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        parts = list(string.Formatter().parse(template))
     except ValueError as e:
-        raise ConfigError(f"passage format {template!r}: {e}") from None
+        raise ConfigError(f"{where}: {e}") from None
+    fields = set()
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if spec or conversion is not None:
+            raise ConfigError(
+                f"{where} may only hold plain {{title}} and {{text}} fields, without a "
+                f"conversion (!r) or format spec (:...)"
+            )
+        fields.add(name)
     bad = fields - {"title", "text"}
     if bad or "text" not in fields:
-        raise ConfigError(
-            f"passage format {template!r} must use {{text}} and may use {{title}} "
-            f"(found {', '.join(sorted(bad)) or 'no {text}'})"
-        )
+        found = ", ".join(repr(f"{{{b}}}") for b in sorted(bad)) or "no {text}"
+        raise ConfigError(f"{where} must use {{text}} and may use {{title}} (found {found})")
     return template
 
 
@@ -75,7 +94,8 @@ def _lines(path: Path, what: str) -> Iterator[tuple[int, str]]:
             f"--data-dir / BABELIR_DATA_DIR at a copy)"
         )
     try:
-        with open(path, encoding="utf-8") as f:
+        # utf-8-sig: a byte-order mark would otherwise stick to the first qid
+        with open(path, encoding="utf-8-sig") as f:
             for lineno, line in enumerate(f, 1):
                 line = line.rstrip("\r\n")
                 if line.strip():
@@ -110,10 +130,14 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
         if len(parts) != 4:
             raise DataError(f"{path}:{lineno}: expected 'qid Q0 docid rel' (4 fields)")
         qid, _, docid, rel_text = parts
-        try:
-            rel = int(rel_text)
-        except ValueError:
-            raise DataError(f"{path}:{lineno}: relevance {rel_text!r} is not an integer") from None
+        if not _INTEGER.fullmatch(rel_text):
+            raise DataError(f"{path}:{lineno}: relevance {rel_text!r} is not an integer")
+        rel = int(rel_text)
+        if abs(rel) > MAX_RELEVANCE:
+            raise DataError(
+                f"{path}:{lineno}: relevance {rel_text[:30]} is out of range "
+                f"(-{MAX_RELEVANCE}..{MAX_RELEVANCE})"
+            )
         judged = out.setdefault(qid, {})
         if judged.get(docid, rel) != rel:
             raise DataError(f"{path}:{lineno}: ({qid}, {docid}) judged twice, differently")
@@ -172,27 +196,39 @@ def _check_fetched(folder: Path, lang: str) -> None:
             )
 
 
-def iter_jsonl_passages(files: Sequence[Path], lang: str = "") -> Iterator[Passage]:
-    """Stream ``{"docid", "title", "text"}`` lines; errors name the file and line, and a
-    docid repeated within a language across ``files`` is refused naming both lines."""
-    unique = UniqueIds(lambda docid, lg: _docid_places(files, lang, lg, docid))
+def iter_jsonl_passages(
+    files: Sequence[Path], lang: str = "", *, mixed: bool = False
+) -> Iterator[Passage]:
+    """Stream ``{"docid", "title", "text"[, "lang"]}`` lines; errors name the file and line.
+
+    With ``lang``, ``files`` are one collection (a MIRACL language folder, an XOR-Retrieve
+    corpus) of that language: a line whose own ``lang`` differs is refused (it would let
+    one docid be indexed once per language written), so a docid occurs once in the
+    collection (a repeat is refused naming both lines). Without ``lang``, or ``mixed``
+    (a pooled file of several languages, ``lang`` only filling lines without one), a
+    docid is unique per language. A passage with empty text is refused.
+    """
+    mixed = mixed or not lang
+    unique = UniqueIds(lambda docid, lg: _docid_places(files, lang, mixed, lg, docid))
     for path in files:
         lineno = 0
         try:
             for lineno, line in numbered_lines(path):
-                p = _passage(line, f"{path}:{lineno}", lang)
-                unique.check(p.docid, p.lang)
+                p = _passage(line, f"{path}:{lineno}", lang, mixed)
+                unique.check(p.docid, p.lang)  # one language per collection unless mixed
                 yield p
         except (EOFError, OSError, zlib.error) as e:
             raise DataError(f"{path}: unreadable after line {lineno} ({e})") from None
 
 
-def _docid_places(files: Sequence[Path], lang: str, p_lang: str, docid: str) -> list[str]:
+def _docid_places(
+    files: Sequence[Path], lang: str, mixed: bool, p_lang: str, docid: str
+) -> list[str]:
     """The first two ``file:line`` places of (``p_lang``, ``docid``) in ``files``."""
     out = []
     for path in files:
         for lineno, line in numbered_lines(path):
-            p = _passage(line, f"{path}:{lineno}", lang)
+            p = _passage(line, f"{path}:{lineno}", lang, mixed)
             if p.docid == docid and p.lang == p_lang:
                 out.append(f"{path}:{lineno}")
                 if len(out) == 2:
@@ -200,7 +236,7 @@ def _docid_places(files: Sequence[Path], lang: str, p_lang: str, docid: str) -> 
     return out
 
 
-def _passage(line: str, where: str, lang: str) -> Passage:
+def _passage(line: str, where: str, lang: str, mixed: bool = False) -> Passage:
     row = parse_object(line, where)
     docid = row.get("docid", row.get("_id"))
     if not isinstance(docid, str | int) or not str(docid).strip():
@@ -208,9 +244,22 @@ def _passage(line: str, where: str, lang: str) -> Passage:
     text, title = row.get("text"), row.get("title", "")
     if not isinstance(text, str):
         raise DataError(f"{where}: field 'text' must be a string")
+    if not text.strip():
+        raise DataError(
+            f"{where}: field 'text' is empty (a passage without text cannot be retrieved by "
+            f"its content; remove the line)"
+        )
     if not isinstance(title, str):
         raise DataError(f"{where}: field 'title' must be a string")
-    return Passage(str(docid), title, text, str(row.get("lang", lang)))
+    own = row.get("lang", lang)
+    if not isinstance(own, str):
+        raise DataError(f"{where}: field 'lang' must be a string")
+    if lang and not mixed and own != lang:
+        raise DataError(
+            f"{where}: field 'lang' is {own!r} in a corpus of language {lang!r} (one folder or "
+            f"file is one collection, of one language)"
+        )
+    return Passage(str(docid), title, text, own)
 
 
 # --------------------------------------------------------------------------- benchmark

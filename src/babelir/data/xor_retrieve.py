@@ -78,7 +78,11 @@ def _question(line: str, where: str) -> XorQuestion:
         raise DataError(f"{where}: field 'lang' must be a non-empty string")
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise DataError(f"{where}: field 'answers' must be a list of strings")
-    return XorQuestion(str(row["id"]), question, tuple(answers), lang.strip(), row["id"])
+    qid = str(row["id"])
+    if not qid or any(ch.isspace() for ch in qid):
+        # run.trec is whitespace-separated: such an id would break or shift its lines
+        raise DataError(f"{where}: field 'id' {qid!r} is empty or holds whitespace")
+    return XorQuestion(qid, question, tuple(answers), lang.strip(), row["id"])
 
 
 def read_questions(path: Path, languages: Sequence[str] | str | None = None) -> list[XorQuestion]:

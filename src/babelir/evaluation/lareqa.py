@@ -121,14 +121,35 @@ def evaluate_model(
     return EvaluationResult(benchmark, metrics, Embeddings(q, c), meta)
 
 
+#: What ``--save-embeddings`` writes beside metrics.json, which records their digests.
+EMBEDDING_FILES = ("questions.npy", "candidates.npy", "questions.jsonl", "candidates.jsonl")
+#: The metrics.json key binding the saved embeddings to that evaluation.
+SAVED_KEY = "saved_embeddings"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def write_result(result: EvaluationResult, output: Path, *, save_embeddings: bool = False) -> None:
     """Write metrics.json (and embeddings) into ``output``.
 
     Files are built in a temporary folder and moved in only when all are complete, so an
-    interrupted run leaves ``output`` as it was.
+    interrupted run leaves ``output`` as it was. With ``save_embeddings`` metrics.json
+    records each embedding file's digest and the model fingerprint
+    (:func:`check_saved_files`); without it, embedding files an earlier run left in
+    ``output`` are removed, so they are never read as this run's.
     """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    doc = result.metrics_json()
+    doc.pop(SAVED_KEY, None)  # only the files written below are bound, never copied info's
     with atomic_dir(output / ".babelir-pending") as tmp:
         if save_embeddings:
             b = result.benchmark
@@ -153,11 +174,62 @@ def write_result(result: EvaluationResult, output: Path, *, save_embeddings: boo
                     )
                 ),
             )
-        write_json(tmp / "metrics.json", result.metrics_json())
+            doc[SAVED_KEY] = {
+                "model_fingerprint": doc.get("model_fingerprint"),
+                "sha256": {name: _sha256(tmp / name) for name in EMBEDDING_FILES},
+            }
+        write_json(tmp / "metrics.json", doc)
     pending = output / ".babelir-pending"
+    if not save_embeddings:  # before the new metrics.json lands beside them
+        for name in EMBEDDING_FILES:
+            (output / name).unlink(missing_ok=True)
     for f in sorted(pending.iterdir(), key=lambda p: p.name == "metrics.json"):
         f.replace(output / f.name)
     pending.rmdir()
+
+
+def check_saved_files(folder: Path) -> None:
+    """Refuse saved embeddings that are not the ones their metrics.json was written with.
+
+    A later evaluation into the same folder (another model, without --save-embeddings),
+    a file copied in from another run or a reordered ``questions.jsonl`` would otherwise
+    be scored under the metrics.json's model and selection.
+    """
+    import json
+
+    folder = Path(folder)
+    path = folder / "metrics.json"
+    again = "save the embeddings again with --save-embeddings"
+    try:
+        doc = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise DataError(
+            f"{path}: not found; saved embeddings are read only with the metrics.json written "
+            f"beside them ({again})"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path}: unreadable ({reason})") from None
+    binding = doc.get(SAVED_KEY) if isinstance(doc, dict) else None
+    if not isinstance(binding, dict) or not isinstance(binding.get("sha256"), dict):
+        raise DataError(
+            f"{path}: records no digests of the saved embeddings (written without "
+            f"--save-embeddings, or by an older babelir), so they cannot be told from another "
+            f"run's; {again}"
+        )
+    digests = binding["sha256"]
+    if binding.get("model_fingerprint") != doc.get("model_fingerprint"):
+        raise DataError(
+            f"{path}: the embeddings were saved for model fingerprint "
+            f"{binding.get('model_fingerprint')} but metrics.json names "
+            f"{doc.get('model_fingerprint')}; {again}"
+        )
+    for name in EMBEDDING_FILES:
+        if _sha256(folder / name) != digests.get(name):
+            raise DataError(
+                f"{folder / name}: not the file {path} was written with (its sha256 differs: "
+                f"another run's, edited or reordered); {again}"
+            )
 
 
 def check_finite(
@@ -218,11 +290,15 @@ def _load_rows(path: Path) -> list[dict]:
     return rows
 
 
-def load_saved_embeddings(folder: Path) -> tuple[Embeddings, list[dict], list[dict]]:
+def load_saved_embeddings(
+    folder: Path, *, check_files: bool = True
+) -> tuple[Embeddings, list[dict], list[dict]]:
     """Read what ``--save-embeddings`` wrote (no pickles: ``allow_pickle=False``).
 
     Every array must be a 2-D float array with one finite row per line of its metadata,
-    and both must share a dimension; anything else is a one-line DataError.
+    and both must share a dimension; anything else is a one-line DataError. With
+    ``check_files`` the files must then be those their metrics.json records
+    (:func:`check_saved_files`).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -243,6 +319,8 @@ def load_saved_embeddings(folder: Path) -> tuple[Embeddings, list[dict], list[di
             f"{folder}: questions.npy has dimension {q.shape[1]} but candidates.npy "
             f"{c.shape[1]}"
         )
+    if check_files:
+        check_saved_files(folder)
     return Embeddings(q, c), qs, cs
 
 
@@ -306,9 +384,11 @@ def align_saved(
 
 def score_saved(benchmark: Benchmark, folder: Path) -> EvaluationResult:
     """Metrics of ``benchmark`` from embeddings saved by ``--save-embeddings``, validated
-    (:func:`load_saved_embeddings`) and aligned by key (:func:`align_saved`)."""
-    emb, qs, cs = load_saved_embeddings(folder)
+    (:func:`load_saved_embeddings`), aligned by key (:func:`align_saved`) and checked
+    against their metrics.json (:func:`check_saved_files`)."""
+    emb, qs, cs = load_saved_embeddings(folder, check_files=False)
     emb = align_saved(benchmark, emb, qs, cs, Path(folder))
+    check_saved_files(folder)  # after alignment, which names a differing selection better
     metrics = score_benchmark(benchmark, emb.questions, emb.candidates)
     return EvaluationResult(benchmark, metrics, emb, {"model": f"embeddings:{folder}"})
 

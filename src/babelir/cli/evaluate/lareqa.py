@@ -6,6 +6,7 @@ benchmark; optionally scored from saved embeddings or after post-hoc debiasing.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ from babelir.cli.app import (
     fail,
     model_name,
     out,
+    print_warning,
 )
 from babelir.cli.schema import schema_command
 from babelir.options import EncodeOptions
@@ -86,15 +88,31 @@ def evaluate_lareqa(
 
     if output is not None and output.exists() and not output.is_dir():
         fail(f"--output {output} exists and is not a folder")
+    if (
+        output is not None
+        and from_embeddings is not None
+        and not save_embeddings
+        and output.resolve() == from_embeddings.resolve()
+    ):
+        # its metrics.json is what the embeddings are checked against; a new one without
+        # them would orphan (and so remove) the embeddings being read
+        fail(
+            f"--output {output} is the --from-embeddings folder: without --save-embeddings "
+            f"the embeddings there would be removed; choose another --output"
+        )
     # One options object for everything encoded (checked here, before any work).
     options = encode_options(values, quiet=quiet, cache=not no_cache)
-    bench = load_benchmark(
-        benchmark,
-        resolve_data_dir(data_dir),
-        languages=languages,
-        articles=articles,
-        candidate_mode=candidates,
-    )
+    with warnings.catch_warnings(record=True) as caught:  # data warnings: one line each
+        warnings.simplefilter("always")
+        bench = load_benchmark(
+            benchmark,
+            resolve_data_dir(data_dir),
+            languages=languages,
+            articles=articles,
+            candidate_mode=candidates,
+        )
+    for w in caught:
+        print_warning(w.message)
     transform = _load_debias(debias, debias_fit, bench)
     if from_embeddings is not None:
         result = _score_saved(bench, from_embeddings)
@@ -160,7 +178,6 @@ def _load_debias(method: str | None, fit: Path | None, bench):
 def _apply_debias(result, transform, fit: Path, allow_mismatch: bool = False):
     """Re-score the benchmark on debiased embeddings; record the transform in metrics.json.
     A fit of another model is refused unless ``allow_mismatch`` (then warned)."""
-    from babelir.cli.app import print_warning
     from babelir.debias import debias_result
 
     result = debias_result(result, transform, fit_path=fit, allow_mismatch=allow_mismatch)
