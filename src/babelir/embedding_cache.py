@@ -61,6 +61,10 @@ class CacheError(BabelirError):
     """The embedding cache file cannot be opened or read."""
 
 
+class CacheWarning(UserWarning):
+    """The embedding cache cannot be opened or written: encoding goes on without it."""
+
+
 def default_cache_path() -> Path:
     return cache_dir() / "embeddings.sqlite"
 
@@ -79,6 +83,7 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
         self.corrupt = 0
+        self.read_only = False  # set when a write was refused: reads go on, writes stop
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
@@ -96,17 +101,25 @@ class EmbeddingCache:
                 # Two processes creating the file at once: switching to WAL does not wait
                 # on the busy handler, so the loser retries instead of failing.
                 if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise CacheError(
-                        f"embedding cache {self.path} is unusable ({exc}); delete it to start "
-                        f"afresh"
-                    ) from exc
+                    raise self._open_error(exc) from exc
                 time.sleep(0.05)
             except (sqlite3.Error, OSError) as exc:
-                raise CacheError(
-                    f"embedding cache {self.path} is unusable ({exc}); delete it to start afresh"
-                ) from exc
+                raise self._open_error(exc) from exc
         self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _open_error(self, exc: BaseException) -> CacheError:
+        """Why the file cannot be used: only a damaged file is worth deleting; a folder that
+        cannot be written (read-only, not a folder) is not the file's fault."""
+        if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+            return CacheError(
+                f"embedding cache {self.path} is damaged ({exc}); delete it to start afresh"
+            )
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return CacheError(
+            f"embedding cache {self.path} cannot be opened ({reason}); its folder must be "
+            f"writable (or set BABELIR_CACHE_DIR, or pass --no-cache)"
+        )
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,10 +181,16 @@ class EmbeddingCache:
         return found
 
     def put_many(self, keys: Sequence[bytes], rows: np.ndarray) -> None:
-        """Store rows in one transaction: all of them become visible, or none."""
+        """Store rows in one transaction: all of them become visible, or none.
+
+        A cache that can be read but not written (a read-only file) only warns, once:
+        the rows are encoded anyway, the cache is an optimisation.
+        """
         rows = np.ascontiguousarray(rows, dtype="<f4")
         if rows.ndim != 2 or len(rows) != len(keys):
             raise ValueError(f"need one row per key, got {rows.shape} for {len(keys)} keys")
+        if self.read_only:
+            return
         data = []
         finite = np.isfinite(rows).all(axis=1)
         for i, k in enumerate(keys):
@@ -191,7 +210,15 @@ class EmbeddingCache:
                     conn.execute("ROLLBACK")
                     raise
         except sqlite3.Error as exc:
-            raise CacheError(f"embedding cache {self.path}: cannot write ({exc})") from exc
+            if "readonly" not in str(exc):
+                raise CacheError(f"embedding cache {self.path}: cannot write ({exc})") from exc
+            self.read_only = True
+            warnings.warn(
+                f"embedding cache {self.path} is read-only ({exc}); new embeddings are not "
+                "stored in it",
+                CacheWarning,
+                stacklevel=2,
+            )
 
     def __len__(self) -> int:
         with self._lock:

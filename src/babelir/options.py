@@ -12,13 +12,14 @@ compare's ``evaluation:`` keys are validated by them.
 from __future__ import annotations
 
 import typing
+import warnings
 from dataclasses import fields
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
 
-from babelir.embedding_cache import EmbeddingCache
+from babelir.embedding_cache import CacheError, CacheWarning, EmbeddingCache
 from babelir.errors import ConfigError
 from babelir.schema import format_validation, option_map
 from babelir.schema import option as opt
@@ -59,8 +60,9 @@ class EncodeOptions:
     """
 
     batch_size: int = opt(64, "Encoding batch size (most texts per forward pass).", ge=1)
+    # at least 2: one token is all special token, and some tokenizers refuse to truncate to it
     max_seq_length: int | None = opt(
-        None, "Truncate inputs to this many tokens (default: the model's own limit).", ge=1
+        None, "Truncate inputs to this many tokens (default: the model's own limit).", ge=2
     )
     precision: Precision = opt(
         "auto",
@@ -89,11 +91,20 @@ class EncodeOptions:
     )
 
     def embedding_cache(self) -> EmbeddingCache | None:
-        """The cache to use: ``True`` opens the default one (per call), falsy means none."""
+        """The cache to use: ``True`` opens the default one (per call), falsy means none.
+
+        The default cache is an optimisation: when it cannot be opened (a read-only cache
+        dir) this warns and returns None, and the texts are encoded without it.
+        """
         if self.cache is None or self.cache is False:
             return None
         if self.cache is True:
-            return EmbeddingCache()
+            try:
+                return EmbeddingCache()
+            except CacheError as e:
+                warnings.warn(f"{e}; encoding without the embedding cache", CacheWarning,
+                              stacklevel=2)  # fmt: skip
+                return None
         return self.cache
 
     def describe(self) -> dict[str, Any]:
@@ -114,6 +125,10 @@ def _one_line(e: ValidationError) -> str:
     if name == "precision":
         return f"precision: unknown {err['input']!r} (valid: {', '.join(PRECISIONS)})"
     if name in _POSITIVE:
+        info = option_map(EncodeOptions)[name].info
+        least = next((m.ge for m in info.metadata if getattr(m, "ge", None) is not None), 1)
+        if least > 1:
+            return f"{name} must be an integer >= {least}, got {err['input']!r}"
         return f"{name} must be a positive integer, got {err['input']!r}"
     return format_validation(e, str)
 

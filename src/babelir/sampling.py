@@ -21,6 +21,7 @@ row-aligned. What each strategy needs comes from :mod:`babelir.strategies`.
 from __future__ import annotations
 
 import itertools
+import numbers
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -131,6 +132,21 @@ def _factorize(values: Sequence[Any], index: dict[Any, int] | None = None) -> np
     )
 
 
+def _is_int(value: Any) -> bool:
+    """A true integer (numpy's too), not a bool, float or string that would be converted."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def _check_table(table: Any, name: str) -> None:
+    """A one-line ConfigError for what cannot be a pair table (None, a number ...); a table
+    lacking a column is a DataError later, naming the column."""
+    if not (hasattr(table, "__getitem__") and hasattr(table, "__len__")):
+        raise ConfigError(
+            f"{name}: expected the pair table (a datasets.Dataset or a {{column: list}} "
+            f"mapping), got {type(table).__name__}"
+        )
+
+
 def _world_size() -> int:
     dist = torch.distributed
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -208,6 +224,11 @@ class ParallelBatchSampler(DefaultBatchSampler):
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 2:
             raise ConfigError(f"batch_size: in-batch negatives need at least 2, got {batch_size}")
+        _check_table(dataset, "dataset")
+        if metadata is not None:
+            _check_table(metadata, "metadata")
+        if seed is not None and not _is_int(seed):
+            raise ConfigError(f"seed: must be an integer, got {seed!r}")
         super().__init__(
             dataset,
             batch_size=batch_size,
@@ -398,6 +419,12 @@ class ParallelBatchSampler(DefaultBatchSampler):
             )
 
     # ------------------------------------------------------------------ sampling
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the batches of ``epoch`` (an integer >= 0) on the next iteration."""
+        if not _is_int(epoch) or epoch < 0:
+            raise ConfigError(f"set_epoch: the epoch must be an integer >= 0, got {epoch!r}")
+        super().set_epoch(int(epoch))
 
     def __len__(self) -> int:
         return self.num_batches if self.rank is None else self.num_batches // self.num_replicas

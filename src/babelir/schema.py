@@ -136,6 +136,34 @@ def option_map(cls: type) -> dict[str, OptionInfo]:
     return {o.name: o for o in options(cls)}
 
 
+class FieldError(ConfigError):
+    """A schema class refused a value: one line naming the field (``batch_size: ...``).
+
+    Keeps pydantic's error so that :func:`build` can name the field as the user typed it.
+    """
+
+    def __init__(self, validation: ValidationError) -> None:
+        super().__init__(format_validation(validation, str))
+        self.validation = validation
+
+
+def raise_config_errors(cls: type) -> type:
+    """Make constructing ``cls`` (a pydantic dataclass) raise :class:`FieldError`, a
+    ConfigError, instead of pydantic's ValidationError: one error type for a library
+    user, whichever option was wrong."""
+    init = cls.__init__  # type: ignore[misc]
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except ValidationError as e:
+            raise FieldError(e) from None
+
+    __init__.__doc__ = init.__doc__
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
+
+
 def build(cls: type, values: dict[str, Any], name_of: Callable[[str], str]) -> Any:
     """``cls(**values)`` with errors as one-line ConfigErrors naming the option.
 
@@ -146,6 +174,8 @@ def build(cls: type, values: dict[str, Any], name_of: Callable[[str], str]) -> A
         return cls(**values)
     except ValidationError as e:
         raise ConfigError(format_validation(e, name_of)) from None
+    except FieldError as e:
+        raise ConfigError(format_validation(e.validation, name_of)) from None
 
 
 def format_validation(e: ValidationError, name_of: Callable[[str], str]) -> str:

@@ -6,6 +6,9 @@ Each command group lives in its own module under ``babelir.cli`` and registers i
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,3 +96,51 @@ def fail(message: str) -> None:
     """Print a one-line error and exit 2 (for problems detected in the CLI layer)."""
     print_error(message)
     raise typer.Exit(2)
+
+
+def print_usage_error(exc: Any) -> None:
+    """A click usage error (``--top-k 0``, a missing option) as one ``error:`` line, in place
+    of Typer's usage text and boxed message."""
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    print_error(" ".join(exc.format_message().split()) + hint)
+
+
+def _is_ours(category: type[Warning], filename: str) -> bool:
+    package = Path(__file__).resolve().parents[1]
+    return category.__module__.startswith("babelir") or Path(filename).resolve().is_relative_to(
+        package
+    )
+
+
+@contextlib.contextmanager
+def one_line_messages() -> Iterator[None]:
+    """While the CLI runs: usage errors and babelir's warnings as one line each.
+
+    Typer formats a usage error itself and exits, in every click command it runs (also
+    the benchmark family commands ``evaluate`` hands its arguments to), so its formatter
+    is replaced for the run and restored after it. A bare group (``NoArgsIsHelpError``)
+    still shows its help; other libraries' warnings show as Python shows them.
+    """
+    from typer import rich_utils
+
+    typer_format, show = rich_utils.rich_format_error, warnings.showwarning
+
+    def format_error(exc: Any) -> None:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            typer_format(exc)
+        else:
+            print_usage_error(exc)
+
+    def show_warning(message: Any, category: type[Warning], filename: str, lineno: int,
+                     file: Any = None, line: str | None = None) -> None:  # fmt: skip
+        if _is_ours(category, filename):
+            print_warning(message)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    rich_utils.rich_format_error, warnings.showwarning = format_error, show_warning
+    try:
+        yield
+    finally:
+        rich_utils.rich_format_error, warnings.showwarning = typer_format, show

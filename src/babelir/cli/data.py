@@ -68,7 +68,11 @@ def data_fetch(
         _fetch_for_compare(profile, config, target, mirror, force, languages)
         return
     if name == "miracl-corpus":
-        paths = fetch_miracl_corpus(languages, target, mirror=mirror, force=force)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            paths = fetch_miracl_corpus(languages, target, mirror=mirror, force=force)
+        for w in caught:
+            print_warning(w.message)
         where = target / "miracl" / "corpus"
         console.print(escape(f"{name}: {len(paths)} shards in {where}"), highlight=False)
         return
@@ -122,7 +126,14 @@ def data_verify(
 
     report = verify(name, resolve_data_dir(data_dir))
     for f in report.missing + report.mismatched:
-        console.print(escape(f"{f.status}: {f.path}"), highlight=False)
+        part = f.path.with_name(f.path.name + ".part")
+        note = ""
+        if f.dataset == "miracl-corpus" and f.status == "missing" and part.is_file():
+            note = (
+                f" (an interrupted download left {part.name}: `babelir data fetch "
+                f"miracl-corpus --languages {f.path.parent.name}` continues it)"
+            )
+        console.print(escape(f"{f.status}: {f.path}{note}"), highlight=False)
     out.print(escape(report.summary()), highlight=False)
     if not report.ok:
         raise typer.Exit(1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -35,6 +36,13 @@ CHUNK = 1 << 20
 TIMEOUT_S = 60.0
 LOCAL_SUMS = "SHA256SUMS.local"
 MIRROR_ENV = "BABELIR_DATA_MIRROR"
+#: The slowest a download may go, in bytes per second over each ``SLOW_WINDOW_S``: the
+#: per-read timeout never trips on a server that sends a byte now and then, so without
+#: this such a fetch runs until killed. ``$BABELIR_FETCH_MIN_BYTES_PER_S`` overrides it;
+#: 0 turns the check off.
+MIN_BYTES_PER_S = 1024
+MIN_RATE_ENV = "BABELIR_FETCH_MIN_BYTES_PER_S"
+SLOW_WINDOW_S = 60.0
 
 Status = Literal["ok", "missing", "mismatch", "unverified"]
 
@@ -126,24 +134,46 @@ def git_blob_sha1(path: Path) -> str:
 
 def _read_local_sums(root: Path, ds: Dataset) -> dict[str, str]:
     """``{data-dir relative path: sha256}`` from ``<dataset>/SHA256SUMS.local`` if present."""
-    sums_path = root / ds.directory / LOCAL_SUMS
-    if not sums_path.is_file():
-        return {}
-    out = {}
-    for line in sums_path.read_text("utf-8").splitlines():
-        parts = line.split(maxsplit=1)
-        if len(parts) == 2:
-            out[f"{ds.directory}/{parts[1].lstrip('*')}"] = parts[0].lower()
-    return out
+    sums = _read_sums_file(root / ds.directory / LOCAL_SUMS)
+    return {f"{ds.directory}/{name}": h for name, h in sums.items()}
 
 
 def _write_local_sums(root: Path, ds: Dataset, sums: dict[str, str]) -> Path:
     """Write ``sha256sum -c``-compatible lines (paths relative to the dataset folder)."""
     prefix = f"{ds.directory}/"
-    lines = [f"{h}  {p.removeprefix(prefix)}\n" for p, h in sorted(sums.items())]
     sums_path = root / ds.directory / LOCAL_SUMS
-    write_text(sums_path, "".join(lines))
+    _write_sums_file(sums_path, {p.removeprefix(prefix): h for p, h in sums.items()})
     return sums_path
+
+
+def _read_sums_file(path: Path) -> dict[str, str]:
+    """``{file name: sha256}`` of a ``sha256sum`` file (empty when absent); a one-line
+    DataError naming it when it cannot be read (a folder, not UTF-8 text)."""
+    if not path.exists() and not path.is_symlink():
+        return {}
+    if path.is_dir():
+        raise DataError(
+            f"{path}: is a folder, expected the SHA256 sums fetch records; remove it (a "
+            "fetch --force records the sums again)"
+        )
+    try:
+        text = path.read_text("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{path}: not UTF-8 text ({e.reason} at byte {e.start}), expected `sha256sum` "
+            "lines; fix or remove it (a fetch --force records the sums again)"
+        ) from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    pairs = (line.split(maxsplit=1) for line in text.splitlines())
+    return {p[1].lstrip("*"): p[0].lower() for p in pairs if len(p) == 2}
+
+
+def _write_sums_file(path: Path, sums: dict[str, str]) -> None:
+    try:
+        write_text(path, "".join(f"{h}  {name}\n" for name, h in sorted(sums.items())))
+    except OSError as e:
+        raise DataError(f"cannot write {path} ({e.strerror or e})") from None
 
 
 def _check(root: Path, ds: Dataset, f: DataFile, local: dict[str, str]) -> FileCheck:
@@ -204,6 +234,52 @@ def _network_error(url: str, exc: BaseException) -> NetworkError:
     return NetworkError(f"download of {url} failed ({text}); {_OFFLINE_HINT}")
 
 
+def _min_rate() -> float:
+    """:data:`MIN_BYTES_PER_S`, or ``$BABELIR_FETCH_MIN_BYTES_PER_S`` where set."""
+    text = os.environ.get(MIN_RATE_ENV, "").strip()
+    if not text:
+        return float(MIN_BYTES_PER_S)
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = -1.0
+    if not 0 <= rate < float("inf"):
+        raise ConfigError(
+            f"{MIN_RATE_ENV}={text!r}: not a number of bytes per second >= 0 (0: no minimum)"
+        )
+    return rate
+
+
+class _Pace:
+    """Watches a download's throughput: :meth:`slow` says why once a window of
+    :data:`SLOW_WINDOW_S` seconds got fewer bytes than the minimum rate."""
+
+    def __init__(self) -> None:
+        self.rate = _min_rate()
+        self.start = time.monotonic()
+        self.bytes = 0
+
+    def slow(self, n: int) -> str | None:
+        self.bytes += n
+        elapsed = time.monotonic() - self.start
+        if not self.rate or elapsed < SLOW_WINDOW_S:
+            return None
+        if self.bytes < self.rate * elapsed:
+            return (
+                f"too slow: {self.bytes} bytes in the last {elapsed:.1f} s, below "
+                f"{self.rate:g} bytes/s ({MIN_RATE_ENV}, 0 for no minimum)"
+            )
+        self.start, self.bytes = time.monotonic(), 0
+        return None
+
+
+def _read_some(stream: Any) -> bytes:
+    """Up to :data:`CHUNK` bytes, returning as soon as some arrived (``read1``): a plain
+    ``read`` waits for the whole chunk, so neither a slow server is noticed nor what it
+    sent is written out until then."""
+    return getattr(stream, "read1", stream.read)(CHUNK)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -243,10 +319,11 @@ def _download(f: DataFile, url: str, dest: Path, progress: bool) -> str:
                 disable=not progress,
                 leave=False,
             )
+            pace = _Pace()
             with bar:
                 while True:
                     try:
-                        chunk = resp.read(CHUNK)
+                        chunk = _read_some(resp)
                     except (http.client.HTTPException, OSError) as exc:  # reset, timeout
                         raise _network_error(url, exc) from exc
                     if not chunk:
@@ -255,6 +332,11 @@ def _download(f: DataFile, url: str, dest: Path, progress: bool) -> str:
                     h.update(chunk)
                     size += len(chunk)
                     bar.update(len(chunk))
+                    if why := pace.slow(len(chunk)):
+                        raise NetworkError(
+                            f"download of {url} failed ({why}); the file was not saved: "
+                            f"rerun, or use --mirror"
+                        )
             if total is not None and size != total:
                 raise NetworkError(
                     f"download of {url} failed (got {size} of {total} bytes); {_OFFLINE_HINT}"
@@ -373,9 +455,10 @@ def verify(name: str | None = None, data_dir: str | os.PathLike[str] | None = No
 
 def verify_miracl_corpus(data_dir: str | os.PathLike[str] | None = None) -> VerifyReport:
     """Each language folder of ``<data dir>/miracl/corpus/``. Where a fetch recorded
-    ``<lang>/SHA256SUMS.local``: every shard the hub has
-    (:data:`registry.MIRACL_CORPUS_SHARDS`) present and hashed as recorded. A folder laid
-    out by hand (no record) has its ``*.jsonl[.gz]`` files listed ``unverified``.
+    ``<lang>/SHA256SUMS.local`` or left a ``.part``: every shard the hub has
+    (:data:`registry.MIRACL_CORPUS_SHARDS`) present and hashed as recorded (a shard with
+    only its ``.part`` is missing). A folder laid out by hand (no record) has its
+    ``*.jsonl[.gz]`` files listed ``unverified``.
     ``absent`` holds ``miracl-corpus`` when no language folder is there."""
     root = resolve_data_dir(data_dir)
     base = root / MIRACL_CORPUS_DIR
@@ -385,10 +468,13 @@ def verify_miracl_corpus(data_dir: str | os.PathLike[str] | None = None) -> Veri
     for lang in langs:
         folder = base / lang
         sums = _read_sums_file(folder / LOCAL_SUMS)
-        if sums and lang in known:
+        # a .part is a shard fetch began: the shard is missing until the fetch completes it
+        parts = {p.name.removesuffix(".part") for p in folder.glob("*.part")}
+        if (sums or parts) and lang in known:
             files = [miracl_shard_name(i) for i in range(known[lang])]
         else:
-            files = sorted(p.name for p in folder.glob("*.jsonl*") if not p.name.endswith(".part"))
+            laid = {p.name for p in folder.glob("*.jsonl*") if not p.name.endswith(".part")}
+            files = sorted(laid | parts)
         for file in files:
             path, rel = folder / file, f"{MIRACL_CORPUS_DIR}/{lang}/{file}"
             expected = sums.get(file)
@@ -469,7 +555,7 @@ class _Source:
 
     def read(self) -> bytes:
         try:
-            return self.stream.read(CHUNK)
+            return _read_some(self.stream)
         except (http.client.HTTPException, OSError) as exc:  # reset, timeout
             raise _corpus_error(self.url, exc) from exc
 
@@ -557,6 +643,7 @@ def _fetch_shard(url: str, dest: Path, desc: str, progress: bool) -> str:
 
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.is_file() else 0
+    pace = _Pace()  # a bad $BABELIR_FETCH_MIN_BYTES_PER_S is named before any download
     src = _open_at(url, have)
     bar = tqdm(
         total=src.total, initial=src.offset, unit="B", unit_scale=True, unit_divisor=1024,
@@ -570,9 +657,14 @@ def _fetch_shard(url: str, dest: Path, desc: str, progress: bool) -> str:
             open(part, "ab" if src.offset else "wb") as out,
         ):
             while chunk := src.read():
-                out.write(chunk)
+                out.write(chunk)  # at once: an abandoned download keeps what arrived
                 size += len(chunk)
                 bar.update(len(chunk))
+                if why := pace.slow(len(chunk)):
+                    raise NetworkError(
+                        f"download of {url} failed ({why}); the {size} bytes received are "
+                        f"kept in {part.name}: rerun to continue, or use --mirror"
+                    )
             out.flush()
             os.fsync(out.fileno())
     except OSError as exc:
@@ -621,29 +713,37 @@ def fetch_miracl_corpus(
     root = resolve_data_dir(data_dir) / MIRACL_CORPUS_DIR
     base = _mirror_base(mirror) if mirror else None
     paths: list[Path] = []
-    for lang in langs:
-        folder = root / lang
-        sums_path = folder / LOCAL_SUMS
-        n = registry.MIRACL_CORPUS_SHARDS[lang]
-        with build_lock(folder):
-            folder.mkdir(parents=True, exist_ok=True)
-            sums = _read_sums_file(sums_path)
-            for shard in range(n):
-                dest = folder / miracl_shard_name(shard)
-                paths.append(dest)
-                if dest.is_file() and not force:
-                    continue
-                if force:
-                    dest.with_name(dest.name + ".part").unlink(missing_ok=True)
-                desc = f"miracl-corpus {lang} {shard + 1}/{n}"
-                sums[dest.name] = _fetch_shard(_corpus_url(lang, shard, base), dest, desc, progress)
-                write_text(sums_path, "".join(f"{h}  {p}\n" for p, h in sorted(sums.items())))
+    changed: list[str] = []
+    try:
+        for lang in langs:
+            folder = root / lang
+            sums_path = folder / LOCAL_SUMS
+            n = registry.MIRACL_CORPUS_SHARDS[lang]
+            with build_lock(folder):
+                folder.mkdir(parents=True, exist_ok=True)
+                sums = _read_sums_file(sums_path)  # before any download: a bad one is named
+                for shard in range(n):
+                    dest = folder / miracl_shard_name(shard)
+                    paths.append(dest)
+                    if dest.is_file() and not force:
+                        continue
+                    if force:
+                        dest.with_name(dest.name + ".part").unlink(missing_ok=True)
+                    desc = f"miracl-corpus {lang} {shard + 1}/{n}"
+                    url = _corpus_url(lang, shard, base)
+                    sha = _fetch_shard(url, dest, desc, progress)
+                    if sums.get(dest.name, sha) != sha:
+                        changed.append(f"{MIRACL_CORPUS_DIR}/{lang}/{dest.name}")
+                    sums[dest.name] = sha
+                    _write_sums_file(sums_path, sums)
+    finally:  # a changed shard is never replaced silently, even if a later one fails
+        if changed:
+            warnings.warn(
+                f"miracl-corpus: babelir has no pinned SHA256 for its shards; recorded the "
+                f"hashes of what was downloaded in <lang>/{LOCAL_SUMS} under {root}. These "
+                f"differ from the hashes recorded before: {', '.join(changed)} (the "
+                "upstream files changed, or the earlier download was another file).",
+                UnpinnedHashWarning,
+                stacklevel=2,
+            )
     return paths
-
-
-def _read_sums_file(path: Path) -> dict[str, str]:
-    """``{file name: sha256}`` of a ``sha256sum`` file (empty when absent)."""
-    if not path.is_file():
-        return {}
-    pairs = (line.split(maxsplit=1) for line in path.read_text("utf-8").splitlines())
-    return {p[1].lstrip("*"): p[0].lower() for p in pairs if len(p) == 2}

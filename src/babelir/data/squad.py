@@ -67,6 +67,11 @@ PassageMode = Literal["sentence", "paragraph"]
 OnMissing = Literal["paragraph", "drop"]
 
 _DATA_SUFFIXES = (".jsonl", ".json")
+#: Zip signatures: a local file header, or the end record that is all an empty zip holds.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+#: A lone UTF-16 surrogate: valid as a JSON escape ("\\ud800"), but no text; sentencex
+#: and the tokenizers fail on it with an encoding error.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class SquadStats(TypedDict):
@@ -168,6 +173,8 @@ def _pick_member(zf: zipfile.ZipFile, path: Path, member: str | None) -> str:
         raise DataError(
             f"{path}: no member '{member}' in the zip (members: {', '.join(names) or 'none'})"
         )
+    if not names:
+        raise DataError(f"{path}: an empty zip (it holds no file)")
     data = [n for n in names if n.lower().endswith(_DATA_SUFFIXES)]
     if len(data) == 1:
         return data[0]
@@ -219,14 +226,14 @@ def is_squad_file(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
             head = f.read(4096)
-        if head[:4] == b"PK\x03\x04":
+        if head[:4] in _ZIP_MAGIC:
             return True
         if head[:2] == b"\x1f\x8b":
             with gzip.open(path, "rb") as g:
                 head = g.read(4096)
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
-    text = head.decode("utf-8", errors="replace")
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")  # a BOM is fine
     return bool(re.match(r'\s*\{\s*"(data|version)"\s*:', text))
 
 
@@ -234,7 +241,7 @@ def _read_document(path: Path, member: str | None) -> tuple[dict[str, Any], str]
     """The SQuAD document in ``path`` (plain / gzip JSON, or a zip member) and its label."""
     raw = _read_bytes(path)
     where = str(path)
-    if raw[:4] == b"PK\x03\x04" or (member is not None and zipfile.is_zipfile(path)):
+    if raw[:4] in _ZIP_MAGIC or (member is not None and zipfile.is_zipfile(path)):
         try:
             with zipfile.ZipFile(io.BytesIO(raw)) as zf:
                 name = _pick_member(zf, path, member)
@@ -355,7 +362,7 @@ def load_squad(
         awhere = f"{where}: data[{a}]"
         title = article.get("title") if isinstance(article, dict) else None
         if isinstance(title, str) and title:
-            awhere += f" ({title[:60]})"
+            awhere += f" ({_SURROGATE.sub(chr(0xFFFD), title[:60])})"  # printable
         if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
             raise DataError(f"{awhere}: missing field 'paragraphs' (a list)")
         group = _group(article, a)
@@ -369,12 +376,15 @@ def load_squad(
                     raise DataError(f"{pwhere}: missing field '{key}' (a {kind.__name__})")
             stats["paragraphs"] += 1
             context: str = para["context"]
+            _refuse_surrogates(context, f"{pwhere}: field 'context'")
             spans = split_sentences(context, lang) if context.strip() else []
             stats["sentences"] += len(spans)
             sentences = [context[s:e] for s, e in spans]
-            for qa in para["qas"]:
+            for q, qa in enumerate(para["qas"]):
                 stats["questions"] += 1
                 kind, qid, query, resolved = _classify(qa, context)
+                for name, value in (("id", qid), ("question", query)):
+                    _refuse_surrogates(value, f"{pwhere}.qas[{q}] (id {qid}): field '{name}'")
                 if kind in ("invalid", "empty"):
                     stats[kind] += 1
                     continue
@@ -403,6 +413,17 @@ def load_squad(
         counts = ", ".join(f"{k} {v}" for k, v in stats.items() if isinstance(v, int) and v)
         raise DataError(f"{where}: no usable question ({counts or 'empty file'})")
     return ParallelQA(items, source=where), stats
+
+
+def _refuse_surrogates(text: str, where: str) -> None:
+    """A one-line DataError for a lone surrogate in ``text`` (see :data:`_SURROGATE`)."""
+    m = _SURROGATE.search(text)
+    if m:
+        where = _SURROGATE.sub("\ufffd", where)  # the message itself must print
+        raise DataError(
+            f"{where} holds a lone surrogate escape (\\u{ord(m.group()):04x} at character "
+            f"{m.start()}), which is no text; fix or remove it in the file"
+        )
 
 
 def _classify(qa: Any, context: str) -> tuple[str, str, str, list[_Resolved]]:

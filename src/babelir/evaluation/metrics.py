@@ -109,7 +109,7 @@ def _bucket_hist_torch(
     return hist.reshape(b, width, n_blocks).cumsum(1)
 
 
-def _make_kernel():
+def _make_kernel(cache: bool = True):
     """Per-chunk counts in one compiled pass over the scores (numba, CPU).
 
     For each question: read its relevant scores, sort them as thresholds, histogram the
@@ -131,7 +131,7 @@ def _make_kernel():
     @numba.njit(
         "void(float32[:, ::1], int64[:, ::1], int64[::1], int64, float32[:, ::1], "
         "int32[:, :, ::1])",
-        cache=True,
+        cache=cache,
         nogil=True,
     )
     def kernel(sims, rows, blocks, n_blocks, out_scores, out_counts):  # pragma: no cover
@@ -171,16 +171,45 @@ def _make_kernel():
     return kernel
 
 
-def _numba_cache_dir() -> None:
+def _numba_cache_dir() -> bool:
+    """Point numba's kernel cache at a writable folder; False when there is none.
+
+    Numba tries ``NUMBA_CACHE_DIR`` and, when it cannot write there, the ``__pycache__``
+    next to this module: inside the installed package. So the folder is checked here, in
+    order: ``$NUMBA_CACHE_DIR``, the babelir cache dir, a folder of this user's in the temp
+    dir (private: numba's cache files are pickles); with none writable the kernel is
+    compiled uncached.
+    """
     import os
+    import sys
+    import tempfile
 
     from babelir.settings import cache_dir
 
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
+    candidates = [(os.environ.get("NUMBA_CACHE_DIR"), False), (str(cache_dir() / "numba"), False)]
+    if hasattr(os, "getuid"):
+        own = os.path.join(tempfile.gettempdir(), f"babelir-numba-{os.getuid()}")
+        candidates.append((own, True))
+    for folder, private in candidates:
+        if not folder:
+            continue
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            if private:
+                if os.stat(folder).st_uid != os.getuid():
+                    continue  # made by someone else: not ours to load pickles from
+                os.chmod(folder, 0o700)
+            tempfile.TemporaryFile(dir=folder).close()  # numba's own writability test
+        except OSError:
+            continue
+        os.environ["NUMBA_CACHE_DIR"] = folder
+        if "numba.core.config" in sys.modules:  # read at numba's import: set it there too
+            sys.modules["numba.core.config"].CACHE_DIR = folder
+        return True
+    return False
 
 
-_numba_cache_dir()
-_KERNEL = _make_kernel()
+_KERNEL = _make_kernel(cache=_numba_cache_dir())
 
 
 def _counts_cpu(

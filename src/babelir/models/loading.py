@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 DEFAULT_MODEL = "multilingual-e5-small"
+#: The shortest ``max_seq_length``: one token leaves room for no text beside a special
+#: token, and fast tokenizers refuse to truncate a pair to it.
+MIN_SEQ_LENGTH = 2
 _DEFAULT_ALIASES = frozenset({DEFAULT_MODEL, "default"})
 _E5_NAME = re.compile(r"(?<![a-z0-9])e5(?![a-z0-9])")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?$")
@@ -155,19 +158,25 @@ def _weight_folders(folder: Path) -> list[Path]:
 
 
 def _check_weights(folder: Path) -> bool:
-    """True when the folder holds safetensors weights; refuse a folder of pickles only."""
-    dirs = _weight_folders(folder)
-    if any(any(d.glob("*.safetensors")) or any(d.glob("*.safetensors.index.json")) for d in dirs):
-        return True
-    pickles = sorted(p.name for d in dirs for pat in _PICKLE_WEIGHTS for p in d.glob(pat))
-    pickles = [x for x in pickles if x not in _FINGERPRINT_SKIP]
-    if pickles:
-        raise ModelError(
-            f"cannot load model from {folder}: only pickle weights found ({', '.join(pickles)}); "
-            f"babelir loads safetensors (convert with transformers' save_pretrained("
-            f"safe_serialization=True))"
-        )
-    return False
+    """True when the folder holds safetensors weights; refuse a folder of pickles only.
+
+    Checked per module folder (the model's and each that modules.json names): safetensors
+    in one module do not make another module's ``pytorch_model.bin`` safe to load.
+    """
+    found = False
+    for d in {d.resolve(): d for d in reversed(_weight_folders(folder))}.values():
+        if any(d.glob("*.safetensors")) or any(d.glob("*.safetensors.index.json")):
+            found = True
+            continue
+        pickles = sorted({p.name for pat in _PICKLE_WEIGHTS for p in d.glob(pat)})
+        pickles = [x for x in pickles if x not in _FINGERPRINT_SKIP]
+        if pickles:
+            raise ModelError(
+                f"cannot load model from {folder}: only pickle weights found in {d} "
+                f"({', '.join(pickles)}); babelir loads safetensors (convert with "
+                f"transformers' save_pretrained(safe_serialization=True))"
+            )
+    return found
 
 
 def _load_local(folder: Path, device: str) -> SentenceTransformer:
@@ -262,9 +271,11 @@ def load_model(
     if max_seq_length is not None and (
         isinstance(max_seq_length, bool)
         or not isinstance(max_seq_length, int)
-        or max_seq_length < 1
+        or max_seq_length < MIN_SEQ_LENGTH
     ):
-        raise ConfigError(f"max_seq_length must be a positive integer, got {max_seq_length!r}")
+        raise ConfigError(
+            f"max_seq_length must be an integer >= {MIN_SEQ_LENGTH}, got {max_seq_length!r}"
+        )
     device = check_device(device) if device else default_device()  # before any model work
     name = DEFAULT_MODEL if name_or_path is None else os.fspath(name_or_path)
     folder = _resolve_local(name)

@@ -19,7 +19,7 @@ from pydantic.dataclasses import dataclass
 
 from babelir.errors import ConfigError
 from babelir.options import TrainingPrecision
-from babelir.schema import Seed, build, option_map, options
+from babelir.schema import Seed, build, option_map, options, raise_config_errors
 from babelir.schema import option as opt
 from babelir.settings import data_dir as resolve_data_dir
 from babelir.strategies import DEFAULT_ALPHA, Alpha, get_strategy, strategy_help
@@ -246,6 +246,9 @@ class TrainConfig:
                 out.pop(name)
         return out
 
+
+# A bad value is a one-line ConfigError naming the field, as for EncodeOptions.
+raise_config_errors(TrainConfig)
 
 #: Fields allowed in ``compare``'s YAML ``train:`` section, by YAML key.
 YAML_KEYS: dict[str, str] = {

@@ -39,7 +39,12 @@ from babelir.data.squad import is_squad_file, load_squad
 from babelir.data.types import ArticleSelection, ParallelItem, ParallelQA
 from babelir.errors import ConfigError, DataError
 
-_LANG_PREFIX = re.compile(r"^([a-z]{2,3}(?:-[A-Za-z0-9]{2,8})?):(?!//)(.+)$")
+#: A language code: ISO 639-1/-3 in lowercase, optionally a subtag (``zh-Hans``, ``pt-BR``).
+LANG_CODE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})?")
+_LANG_PREFIX = re.compile(rf"^({LANG_CODE.pattern}):(?!//)(.+)$")
+#: What a user meant as a ``LANG:`` prefix (letters, maybe a subtag) even when it is no
+#: valid code (``EN:``, ``e:``): refused by name instead of read as a file called "EN:x".
+_LANG_LIKE_PREFIX = re.compile(r"^([A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*):(?!//)(.+)$")
 _ARTICLES_SUFFIX = re.compile(r"^(.+)#articles=([^#]*)$")
 #: Passages shorter than this are not compared by text (a "Yes." sentence is no leak).
 MIN_LEAK_TEXT = 25
@@ -74,17 +79,15 @@ class SourceSpec:
             if not isinstance(value.get("path"), str) or not value["path"].strip():
                 raise ConfigError(f"train.data: entry {value!r} needs a 'path' string")
             lang = value.get("lang")
-            if lang is not None and (not isinstance(lang, str) or not lang.strip()):
-                raise ConfigError(f"train.data: 'lang' must be a language code in {value!r}")
+            if lang is not None:
+                lang = check_lang(lang, f"'lang' in {value!r}")
             weight = value.get("weight", 1.0)
             if isinstance(weight, bool) or not isinstance(weight, int | float):
                 raise ConfigError(f"train.data: 'weight' must be a number in {value!r}")
             articles = value.get("articles")
             if articles is not None and not isinstance(articles, str):
                 raise ConfigError(f"train.data: 'articles' must be a string in {value!r}")
-            spec = cls(
-                value["path"].strip(), lang.strip() if lang else None, float(weight), articles
-            )
+            spec = cls(value["path"].strip(), lang, float(weight), articles)
         elif isinstance(value, str):
             text = value.strip()
             articles = None
@@ -92,6 +95,8 @@ class SourceSpec:
             if a:
                 text, articles = a.group(1), a.group(2)
             m = _LANG_PREFIX.match(text)
+            if m is None and (bad := _LANG_LIKE_PREFIX.match(text)):
+                check_lang(bad.group(1), f"the prefix of {value.strip()!r}")
             spec = cls(m.group(2), m.group(1), 1.0, articles) if m else cls(text, None, 1.0,
                                                                            articles)
         else:
@@ -130,6 +135,21 @@ class SourceSpec:
         if self.articles is not None:
             out["articles"] = self.articles
         return out
+
+
+def check_lang(lang: Any, where: str) -> str:
+    """``lang`` if it is a language code (:data:`LANG_CODE`), else a one-line ConfigError.
+
+    The one check for the ``LANG:`` prefix and a mapping's ``lang``: ``EN`` beside ``en``
+    would be a second language, and its items would pair with their own English text.
+    """
+    text = lang.strip() if isinstance(lang, str) else lang
+    if not isinstance(text, str) or not LANG_CODE.fullmatch(text):
+        raise ConfigError(
+            f"train.data: {where}: {lang!r} is not a language code (lowercase ISO 639, "
+            "e.g. en, pt, zh-Hans)"
+        )
+    return text
 
 
 def parse_sources(value: str | Sequence[Any] | None) -> list[SourceSpec]:
@@ -178,8 +198,8 @@ def apply_stand_ins(
 
 def is_multi_source(value: Any) -> bool:
     """True when a ``train_data`` value needs this module (a list, or a ``LANG:`` spec)."""
-    if isinstance(value, str):
-        return bool(_LANG_PREFIX.match(value.strip()))
+    if isinstance(value, str):  # a bad prefix too, so that parse_sources names it
+        return bool(_LANG_LIKE_PREFIX.match(value.strip()))
     return value is not None
 
 
@@ -212,10 +232,21 @@ def fingerprint(path: Path) -> str:
     return _FINGERPRINTS[key]
 
 
-def _hash_files(path: Path, files: list[Path]) -> str:
+def content_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes alone (its name left out): equal for a copy of it.
+    Memoised as :func:`fingerprint` is."""
+    st = path.stat()
+    key = ("content", str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = _hash_files(path, [path], names=False)
+    return _FINGERPRINTS[key]
+
+
+def _hash_files(path: Path, files: list[Path], *, names: bool = True) -> str:
     h = hashlib.sha256()
     for p in files:
-        h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode() + b"\0")
+        if names:
+            h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode() + b"\0")
         with open(p, "rb") as f:
             for block in iter(lambda f=f: f.read(1 << 20), b""):
                 h.update(block)
@@ -341,16 +372,28 @@ def load_sources(
     """Load and link every source by question id (see the module docstring).
 
     The same (id, language) from two sources is refused: it would be one question twice.
+    So is one SQuAD-format file (the same bytes) under two languages: its questions would
+    link to themselves, every "cross-lingual" pair a text with itself.
     """
     if not specs:
         raise ConfigError("train.data: no training source given")
     items: dict[str, ParallelItem] = {}
     owner: dict[tuple[str, str], str] = {}
     records: list[SourceRecord] = []
+    squad_files: dict[tuple[str, str], SourceSpec] = {}  # (sha256, zip member) -> source
     for spec in specs:
         data, stats, path = load_one(
             spec, data_dir, passage=passage, max_triples=max_triples, on_missing=on_missing
         )
+        if stats is not None and path is not None:  # a SQuAD file: its LANG: is its language
+            key = (content_sha256(path), spec.path[len(spec.file) :])
+            first = squad_files.setdefault(key, spec)
+            if first.lang != spec.lang:
+                raise DataError(
+                    f"--train-data: {first.label} and {spec.label} are the same file (same "
+                    f"bytes, sha256 {key[0][:12]}) under two languages; a SQuAD-format file "
+                    "holds one language: give each translation its own file"
+                )
         kept = [it for it in data.items if _keep(it.id, spec.weight)]
         if not kept:
             raise DataError(f"--train-data {spec.label}: no training items")
