@@ -267,7 +267,7 @@ def test_one_alpha_range_check_everywhere():
             StrategySpec("hybrid", bad)
         with pytest.raises(ConfigError, match="alpha: Input should be"):
             ParallelBatchSampler({"id": ["a", "b"]}, 2, strategy="hybrid", alpha=bad)
-        with pytest.raises(ValueError, match="Input should be"):
+        with pytest.raises(ConfigError, match="alpha: Input should be"):  # one error type
             TrainConfig(alpha=bad)
         with pytest.raises(ValueError, match=r"alphas\.0\n  Input should be"):
             CompareConfig.model_validate({"alphas": [bad]})

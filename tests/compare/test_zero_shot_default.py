@@ -124,7 +124,8 @@ def test_without_the_shared_folder_the_default_path_is_fetched_verified_and_plan
     assert code == 0, err
     text = " ".join(out.split())
     assert "profile zero-shot-quick: 3 training + 4 evaluation jobs" in text
-    assert "regime: Zero-shot on xquad-r" in text and "In-domain" not in text
+    assert "regime: Zero-shot (xquad-r: no benchmark is the training data" in text
+    assert "In-domain" not in text
     assert "stand-in" not in text
     # the selection keeps the 10 articles (3,286 questions), never the 11th
     assert f"source en:{OFFICIAL_EN}#articles=0-9: 3286 items" in text

@@ -297,7 +297,7 @@ def test_a_diverging_run_stops_naming_the_step_and_saves_no_model(
 ):
     out = tmp_path / "out"
     # scale=1e308 no longer gets this far: the config bounds it (tests/cli/test_strict_types.py)
-    with pytest.raises(ValueError, match="scale"):
+    with pytest.raises(ConfigError, match="scale"):  # one error type for every schema
         _cfg(out, tiny_dir, fixture_dir, scale=1e308)
     with pytest.raises(TrainingDiverged, match=r"not finite|loss is nan") as exc:
         train(_cfg(out, tiny_dir, fixture_dir, max_steps=6, save_steps=100, learning_rate=1e30))

@@ -603,12 +603,12 @@ def describe(plan: Plan, facts: dict[str, Any]) -> list[str]:
             + "; ".join(
                 part
                 for part in (
-                    f"Zero-shot on {', '.join(zero)} (no benchmark is the training data; "
+                    f"Zero-shot ({', '.join(zero)}: no benchmark is the training data; "
                     "training and validation items checked disjoint by id and text)"
                     if zero
                     else "",
-                    f"In-domain on {', '.join(inside)} (other articles of the training "
-                    "dataset: not zero-shot transfer)"
+                    f"In-domain ({', '.join(inside)}: other articles of the training "
+                    "dataset, not zero-shot transfer)"
                     if inside
                     else "",
                 )
