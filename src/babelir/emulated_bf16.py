@@ -101,8 +101,16 @@ def kernels_for(resolved: str, device: Any = "cpu") -> Kernels | None:
 def emulation() -> Literal["fp32-kernels", "onednn-emulated"]:
     """How a CPU without native bf16 computes bf16 matmuls: this module's fp32 kernels,
     unless ``$BABELIR_BF16_KERNELS=onednn`` asks for oneDNN's emulation."""
-    if os.environ.get(KERNELS_ENV, "").strip().lower() == "onednn":
+    value = os.environ.get(KERNELS_ENV, "").strip().lower()
+    if value == "onednn":
         return "onednn-emulated"
+    if value not in ("", "fp32", "fp32-kernels"):
+        from babelir.errors import ConfigError
+
+        raise ConfigError(
+            f"${KERNELS_ENV}={os.environ[KERNELS_ENV]!r}: expected 'onednn' (oneDNN's "
+            "emulation) or 'fp32' (fp32 kernels, the default), or leave it unset"
+        )
     return "fp32-kernels"
 
 

@@ -98,7 +98,14 @@ def cpu_bf16_supported() -> bool:
     """
     fake = os.environ.get(CPU_FLAGS_ENV)
     if fake is not None:
-        return not _NATIVE_BF16_FLAGS.isdisjoint(fake.replace(",", " ").split())
+        native = not _NATIVE_BF16_FLAGS.isdisjoint(fake.replace(",", " ").split())
+        # a test hook: say so once, since it changes what auto means and what is recorded
+        _warn_once(
+            ("cpu-flags", fake),
+            f"${CPU_FLAGS_ENV} is set: the CPU flags are taken from it, not /proc/cpuinfo "
+            f"(native bf16: {'yes' if native else 'no'})",
+        )
+        return native
     return _detected_native_bf16()
 
 

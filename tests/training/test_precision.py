@@ -126,7 +126,8 @@ def test_explicit_bf16_on_an_emulating_cpu_warns_once(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="babelir.precision"):
         for _ in range(3):
             resolve("bf16", "cpu", "train")
-    warned = [r.getMessage() for r in caplog.records]
+    # (the faked flags are said once too: not this warning)
+    warned = [r.getMessage() for r in caplog.records if CPU_FLAGS_ENV not in r.getMessage()]
     assert len(warned) == 1 and "fp32 kernels" in warned[0] and "training" in warned[0]
     assert precision.EMULATED_BF16_SLOWDOWN["fp32-kernels"]["train"] in warned[0]
     caplog.clear()
@@ -140,7 +141,7 @@ def test_explicit_bf16_on_an_emulating_cpu_warns_once(monkeypatch, caplog):
     monkeypatch.setenv(CPU_FLAGS_ENV, NATIVE)
     with caplog.at_level(logging.WARNING, logger="babelir.precision"):
         resolve("bf16", "cpu", "encode")
-    assert not caplog.records
+    assert not [r for r in caplog.records if CPU_FLAGS_ENV not in r.getMessage()]
 
 
 def test_trainer_flags():
