@@ -65,6 +65,12 @@ class EvaluationResult:
             "rank_distance": "per question max-min pooled rank of its relevant candidates; "
             "mean per query language, then macro mean",
         }
+        if self.metrics.lang_pref:
+            out["conventions"]["lang_pref"] = (
+                "per question share of the pooled top min(k, pool size) in the query's "
+                "language, ties at the cut shared out in proportion; mean over questions; "
+                "excess = minus |pool in the query's language| / |pool|"
+            )
         return out
 
 

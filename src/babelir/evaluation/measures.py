@@ -43,6 +43,16 @@ class Measure:
             cur = cur[part]
         return None if cur is None else float(cur)
 
+    def present(self, doc: Mapping[str, Any]) -> bool:
+        """Whether a metrics.json document has this measure's key at all (its value may
+        still be ``None``, undefined); evaluations older than a measure lack it."""
+        cur: Any = doc
+        for part in self.path:
+            if not isinstance(cur, Mapping) or part not in cur:
+                return False
+            cur = cur[part]
+        return True
+
     def format(self, value: float | None, *, signed: bool = False) -> str:
         """``value`` with this measure's digits; ``-`` when undefined."""
         if value is None or math.isnan(value):
@@ -114,6 +124,35 @@ LAREQA: tuple[Measure, ...] = (
     MULTI_R10,
     RANK_DISTANCE,
 )
+#: Cut-offs k of the language-preference measures.
+LANG_PREF_KS = (10, 20)
+
+
+def _lang_pref(k: int, excess: bool) -> Measure:
+    name = f"lang_pref_excess@{k}" if excess else f"lang_pref@{k}"
+    return Measure(
+        name,
+        f"lang pref excess@{k}" if excess else f"lang pref@{k}",
+        (name,),
+        higher_is_better=False,
+        setting=name,
+        description=(
+            f"share of the pooled top {k} in the query's language minus a language-blind "
+            "ranker's share (0: blind; > 0: prefers its own language)"
+            if excess
+            else f"share of the pooled top {k} in the query's language, mean over questions"
+        ),
+    )
+
+
+#: Language preference of the pooled ranking (after MLAIRE's language preference rate,
+#: arXiv 2605.07249): for each k, the raw share and its excess over a language-blind one.
+LANG_PREF: tuple[Measure, ...] = tuple(
+    _lang_pref(k, excess) for k in LANG_PREF_KS for excess in (False, True)
+)
+#: Every measure a LAReQA evaluation reports: the paper's, then language preference
+#: (absent from evaluations stored before it: shown as missing).
+LAREQA_ALL: tuple[Measure, ...] = (*LAREQA, *LANG_PREF)
 #: MIRACL measures (keys as in miracl metrics.json ``per_language`` rows).
 NDCG10 = Measure("ndcg@10", "nDCG@10", ("ndcg@10",), description="trec_eval ndcg_cut.10")
 RECALL100 = Measure("recall@100", "R@100", ("recall@100",), description="recall@100")
@@ -128,7 +167,7 @@ R5KT = Measure(
 XOR_RETRIEVE: tuple[Measure, ...] = (R2KT, R5KT)
 
 #: Every measure by key and by label.
-_ALL = (*LAREQA, *MIRACL, *XOR_RETRIEVE)
+_ALL = (*LAREQA_ALL, *MIRACL, *XOR_RETRIEVE)
 BY_KEY: dict[str, Measure] = {m.key: m for m in _ALL}
 BY_LABEL: dict[str, Measure] = {m.label: m for m in _ALL}
 

@@ -18,12 +18,17 @@ Conventions (tested in ``tests/test_metrics.py``):
 * **Recall@k** = |relevant with rank <= k| / |R|.
 * **Rank distance** (language bias) of a question = max - min rank of its relevant
   candidates in the pooled ranking; questions with fewer than two are skipped.
+* **Language preference** ``lang_pref@k`` of a question = share of the top k' = min(k,
+  pool size) of the pooled ranking that is in the question's language; ties at the k'-th
+  score are shared out in proportion to the tied candidates' languages (the expectation
+  under random tie-breaking). ``lang_pref_excess@k`` subtracts the share a language-blind
+  ranker would give, |pool in the question's language| / |pool|.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -62,6 +67,21 @@ def pessimistic_recall_at_k(scores: np.ndarray, relevant: np.ndarray, k: int) ->
     return float(np.mean(ranks[relevant] <= k))
 
 
+def language_preference_at_k(scores: np.ndarray, own: np.ndarray, k: int) -> float:
+    """Share of the top min(k, n) of one ranking that is ``own`` (a boolean mask of the
+    candidates in the query's language); ties at the cut are shared out in proportion
+    (the expectation under random tie-breaking). NaN for an empty ranking."""
+    scores = np.asarray(scores, dtype=np.float64)
+    own = np.asarray(own, dtype=bool)
+    k = min(k, len(scores))
+    if k < 1:
+        return float("nan")
+    cut = -np.sort(-scores)[k - 1]
+    above, tied = scores > cut, scores == cut
+    n_own = own[above].sum() + (k - above.sum()) * own[tied].sum() / tied.sum()
+    return float(n_own / k)
+
+
 # --------------------------------------------------------------------------- ranking counts
 
 
@@ -80,6 +100,14 @@ class RelevantCounts:
     valid: np.ndarray  # (nq, R) bool
     counts: np.ndarray  # (nq, R, L) int32
     num_blocks: int
+    #: cut-offs k of the pooled top-k language counts (each applied as min(k, pool size))
+    top_ks: tuple[int, ...] = ()
+    #: (nq, K, L) candidates of block z scoring strictly above the k-th highest score
+    top_above: np.ndarray | None = None
+    #: (nq, K, L) candidates of block z scoring exactly the k-th highest score
+    top_tied: np.ndarray | None = None
+    #: (L,) number of candidates per language block (the pool's composition)
+    block_sizes: np.ndarray | None = None
 
 
 def _pad_relevant(relevant: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +237,75 @@ def _numba_cache_dir() -> bool:
     return False
 
 
-_KERNEL = _make_kernel(cache=_numba_cache_dir())
+def _make_topk_kernel(cache: bool = True):
+    """Per-chunk language counts at the top-k cuts of the pooled ranking (numba, CPU).
+
+    For each question: keep its highest scores in a small sorted buffer (most scores
+    fail one comparison with the buffer's last), read the k-th highest score of each cut,
+    then count by language the candidates strictly above and exactly at each cut. Same
+    result as :func:`_topk_torch` (tested).
+    """
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency; keep a fallback
+        return None
+
+    @numba.njit(
+        "void(float32[:, ::1], int64[::1], int64[::1], int32[:, :, ::1], int32[:, :, ::1])",
+        cache=cache,
+        nogil=True,
+    )
+    def kernel(sims, blocks, ks, out_above, out_tied):  # pragma: no cover
+        b, nc = sims.shape
+        n_k = ks.shape[0]
+        kmax = ks[n_k - 1]  # ks ascending, each <= nc
+        top = np.empty(kmax, dtype=np.float32)
+        cut = np.empty(n_k, dtype=np.float32)
+        for i in range(b):
+            top[:] = -np.inf
+            for c in range(nc):
+                s = sims[i, c]
+                if s > top[kmax - 1]:
+                    pos = kmax - 1
+                    while pos > 0 and top[pos - 1] < s:
+                        top[pos] = top[pos - 1]
+                        pos -= 1
+                    top[pos] = s
+            for j in range(n_k):
+                cut[j] = top[ks[j] - 1]
+            lowest = cut[n_k - 1]
+            for c in range(nc):
+                s = sims[i, c]
+                if s >= lowest:
+                    z = blocks[c]
+                    for j in range(n_k):
+                        if s > cut[j]:
+                            out_above[i, j, z] += 1
+                        elif s == cut[j]:
+                            out_tied[i, j, z] += 1
+
+    return kernel
+
+
+_CACHE = _numba_cache_dir()
+_KERNEL = _make_kernel(cache=_CACHE)
+_TOPK_KERNEL = _make_topk_kernel(cache=_CACHE)
+
+
+def _topk_torch(
+    sims: torch.Tensor, onehot: torch.Tensor, ks: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(above, tied) language counts at the top-k cuts of each row of ``sims``: (b, K, L).
+
+    ``onehot`` is (num_candidates, L) float32, ``ks`` ascending cut-offs <= num_candidates.
+    The products of 0/1 matrices are exact counts (fp32 accumulation) even where matmuls
+    round their inputs (TF32, bf16): 0 and 1 are exact in every such format.
+    """
+    top = sims.topk(int(ks[-1]), dim=1).values  # (b, kmax), descending
+    cut = top[:, ks - 1]  # (b, K)
+    above = torch.stack([(sims > cut[:, j, None]).float() @ onehot for j in range(len(ks))], 1)
+    tied = torch.stack([(sims == cut[:, j, None]).float() @ onehot for j in range(len(ks))], 1)
+    return above, tied
 
 
 def _counts_cpu(
@@ -221,8 +317,12 @@ def _counts_cpu(
     chunk_size: int,
     out_scores: np.ndarray,
     out_counts: np.ndarray,
+    ks: np.ndarray,
+    out_above: np.ndarray,
+    out_tied: np.ndarray,
 ) -> None:
-    """CPU path of ``relevant_counts``: worker threads, each sgemm + count on its chunk.
+    """CPU path of ``relevant_counts``: worker threads, each sgemm + count on its chunk
+    (and the top-k language counts at the cut-offs ``ks`` when there are any).
 
     Why not multi-threaded BLAS followed by a parallel kernel: OpenBLAS's idle threads
     spin after every call and starved the kernel's threads, doubling its time on 2 cores
@@ -248,6 +348,8 @@ def _counts_cpu(
         _KERNEL(
             sims, rows[start:end], blocks, n_blocks, out_scores[start:end], out_counts[start:end]
         )
+        if len(ks):
+            _TOPK_KERNEL(sims, blocks, ks, out_above[start:end], out_tied[start:end])
 
     workers = max(1, torch.get_num_threads())
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
@@ -264,9 +366,13 @@ def _counts_torch(
     chunk_size: int,
     out_scores: torch.Tensor,
     out_counts: torch.Tensor,
+    ks: torch.Tensor,
+    out_above: torch.Tensor,
+    out_tied: torch.Tensor,
 ) -> None:
     """Any-device path of ``relevant_counts`` (GPUs, or CPUs without numba)."""
     nq, width = rows.shape
+    onehot = torch.nn.functional.one_hot(blocks, n_blocks).float()
     for start in range(0, nq, chunk_size):
         end = min(start + chunk_size, nq)
         b = end - start
@@ -285,6 +391,10 @@ def _counts_torch(
         cnt = hist.gather(1, pos[:, :, None].expand(b, width, n_blocks))
         out_scores[start:end] = rel.cpu()
         out_counts[start:end] = cnt.to(torch.int32).cpu()
+        if len(ks):
+            above, tied = _topk_torch(sims, onehot, ks)
+            out_above[start:end] = above.round().to(torch.int32).cpu()
+            out_tied[start:end] = tied.round().to(torch.int32).cpu()
 
 
 def relevant_counts(
@@ -296,14 +406,19 @@ def relevant_counts(
     num_blocks: int | None = None,
     chunk_size: int = 512,
     device: str | torch.device | None = None,
+    top_ks: Sequence[int] = (10, 20),
 ) -> RelevantCounts:
     """Score all questions against all candidates (inner product) and count ranks.
 
     Work per question chunk: one matmul, then one pass over the scores that buckets each
     candidate among that question's relevant scores by language (numba on CPU; batched
-    searchsorted + bincount in torch elsewhere). Memory stays O(chunk_size x
-    num_candidates) whatever the number of questions.
+    searchsorted + bincount in torch elsewhere), and one that counts by language the
+    pooled top-k at each cut-off of ``top_ks`` (each applied as min(k, pool size)).
+    Memory stays O(chunk_size x num_candidates) whatever the number of questions.
     """
+    top_ks = tuple(sorted({int(k) for k in top_ks}))
+    if any(k < 1 for k in top_ks):
+        raise ValueError(f"top-k cut-offs must be >= 1, got {top_ks}")
     device = torch.device(device or "cpu")
     q = torch.as_tensor(questions, dtype=torch.float32, device=device)
     c = torch.as_tensor(candidates, dtype=torch.float32, device=device)
@@ -313,10 +428,15 @@ def relevant_counts(
     nq, width = rows_np.shape
 
     blocks_np = blocks.cpu().numpy()
+    nc = len(blocks_np)
     out_scores = torch.zeros((nq, width), dtype=torch.float32)
     out_counts = torch.zeros((nq, width, n_blocks), dtype=torch.int32)
+    # the cut-offs each applied as min(k, pool size); none to apply to an empty pool
+    ks_eff = np.asarray([min(k, nc) for k in top_ks if nc], dtype=np.int64)
+    out_above = torch.zeros((nq, len(top_ks), n_blocks), dtype=torch.int32)
+    out_tied = torch.zeros((nq, len(top_ks), n_blocks), dtype=torch.int32)
     ct = c.T.contiguous()
-    if device.type == "cpu" and _KERNEL is not None:
+    if device.type == "cpu" and _KERNEL is not None and _TOPK_KERNEL is not None:
         _counts_cpu(
             q.numpy(),
             ct.numpy(),
@@ -326,11 +446,18 @@ def relevant_counts(
             chunk_size,
             out_scores.numpy(),
             out_counts.numpy(),
+            ks_eff,
+            out_above.numpy(),
+            out_tied.numpy(),
         )
     else:
         rows = torch.as_tensor(rows_np, device=device)
         valid = torch.as_tensor(valid_np, device=device)
-        _counts_torch(q, ct, rows, valid, blocks, n_blocks, chunk_size, out_scores, out_counts)
+        ks_t = torch.as_tensor(ks_eff, device=device)
+        _counts_torch(
+            q, ct, rows, valid, blocks, n_blocks, chunk_size, out_scores, out_counts,
+            ks_t, out_above, out_tied,
+        )  # fmt: skip
     block_of = blocks.cpu().numpy()[np.clip(rows_np, 0, None)]
     return RelevantCounts(
         rows=rows_np,
@@ -339,6 +466,10 @@ def relevant_counts(
         valid=valid_np,
         counts=out_counts.numpy(),
         num_blocks=n_blocks,
+        top_ks=top_ks,
+        top_above=out_above.numpy(),
+        top_tied=out_tied.numpy(),
+        block_sizes=np.bincount(blocks_np, minlength=n_blocks),
     )
 
 
@@ -357,6 +488,26 @@ class LareqaMetrics:
     rank_distance: np.ndarray  # (nq,) NaN where a question has < 2 relevant
     pair_ap: np.ndarray  # (nq, L) per-question AP against each candidate language, NaN if none
     question_blocks: np.ndarray  # (nq,)
+    #: k -> (nq,) share of the pooled top k in the question's language (NaN: empty pool)
+    lang_pref: dict[int, np.ndarray] = field(default_factory=dict)
+    #: (nq,) that share for a language-blind ranker: |pool in its language| / |pool|
+    lang_pref_expected: np.ndarray | None = None
+
+    def lang_pref_values(self, k: int, *, excess: bool = False) -> np.ndarray:
+        """Per-question ``lang_pref@k``, or ``lang_pref_excess@k`` with ``excess``."""
+        v = self.lang_pref[k]
+        return v - self.lang_pref_expected if excess else v
+
+    def mean_lang_pref(
+        self, k: int, query_langs: Sequence[str] | None = None, *, excess: bool = False
+    ) -> float | None:
+        """``lang_pref@k`` (or its excess) averaged over questions, optionally of some
+        query languages; ``None`` when not computed or undefined."""
+        if k not in self.lang_pref:
+            return None
+        v = self._subset(self.lang_pref_values(k, excess=excess), query_langs)
+        v = v[~np.isnan(v)]
+        return float(v.mean()) if len(v) else None
 
     def _macro(self, table: list[list[float | None]], mono: bool) -> float | None:
         vals = [
@@ -415,6 +566,7 @@ class LareqaMetrics:
                 "multi@10": float(self.multi_recall10.mean()),
             },
             "rank_distance": self.mean_rank_distance(),
+            **self._lang_pref_dict(None),
             "per_pair_map": table(self.pair_map),
             "per_pair_recall@1": table(self.pair_recall1),
             "per_language": {
@@ -423,10 +575,25 @@ class LareqaMetrics:
                     "multi_map": multi_by_lang[x],
                     "multi_recall@10": r10[x],
                     "rank_distance": self.rank_distance_by_lang()[x],
+                    **self._lang_pref_dict([x]),
                 }
                 for i, x in enumerate(langs)
             },
         }
+
+    def _lang_pref_dict(self, query_langs: Sequence[str] | None) -> dict[str, float | None]:
+        """``lang_pref@k``, ``lang_pref_excess@k`` per k and the language-blind share."""
+        if not self.lang_pref:
+            return {}
+        out: dict[str, float | None] = {}
+        for k in sorted(self.lang_pref):
+            out[f"lang_pref@{k}"] = self.mean_lang_pref(k, query_langs)
+            out[f"lang_pref_excess@{k}"] = self.mean_lang_pref(k, query_langs, excess=True)
+        assert self.lang_pref_expected is not None
+        v = self._subset(self.lang_pref_expected, query_langs)
+        v = v[~np.isnan(v)]
+        out["lang_pref_expected"] = float(v.mean()) if len(v) else None
+        return out
 
     def subset(self, query_langs: Sequence[str]) -> dict:
         """Headline metrics restricted to questions in ``query_langs`` (pools unchanged)."""
@@ -505,6 +672,7 @@ def lareqa_metrics(
     r_max = np.where(valid, pooled_rank, -1).max(1)
     r_min = np.where(valid, pooled_rank, big).min(1)
     rank_distance = np.where(n_rel >= 2, (r_max - r_min).astype(float), np.nan)
+    lang_pref, expected = _language_preference(counts, np.asarray(question_blocks))
 
     return LareqaMetrics(
         languages=list(languages),
@@ -515,7 +683,32 @@ def lareqa_metrics(
         rank_distance=rank_distance,
         pair_ap=pair_ap,
         question_blocks=np.asarray(question_blocks),
+        lang_pref=lang_pref,
+        lang_pref_expected=expected,
     )
+
+
+def _language_preference(
+    counts: RelevantCounts, question_blocks: np.ndarray
+) -> tuple[dict[int, np.ndarray], np.ndarray | None]:
+    """Per-question ``lang_pref@k`` for each cut-off of ``counts`` and the language-blind
+    share, from the top-k language counts (ties at the cut shared out in proportion)."""
+    if not counts.top_ks or counts.block_sizes is None:
+        return {}, None
+    nq = len(question_blocks)
+    qi = np.arange(nq)
+    pool = int(counts.block_sizes.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = counts.block_sizes[question_blocks] / pool if pool else np.full(nq, np.nan)
+        out: dict[int, np.ndarray] = {}
+        for j, k in enumerate(counts.top_ks):
+            cut = min(k, pool)
+            above = counts.top_above[:, j, :].astype(np.float64)  # type: ignore[index]
+            tied = counts.top_tied[:, j, :].astype(np.float64)  # type: ignore[index]
+            share_tied = tied[qi, question_blocks] / tied.sum(1)
+            n_own = above[qi, question_blocks] + (cut - above.sum(1)) * share_tied
+            out[k] = n_own / cut if cut else np.full(nq, np.nan)
+    return out, np.asarray(expected, dtype=np.float64)
 
 
 def evaluate_embeddings(
@@ -527,9 +720,17 @@ def evaluate_embeddings(
     languages: Sequence[str],
     *,
     device: str | None = None,
+    top_ks: Sequence[int] = (10, 20),
 ) -> LareqaMetrics:
-    """Embeddings (rows L2-normalised for cosine) -> every LAReQA setting."""
+    """Embeddings (rows L2-normalised for cosine) -> every LAReQA setting, with the
+    language preference of the pooled ranking at each cut-off of ``top_ks``."""
     counts = relevant_counts(
-        questions, candidates, candidate_blocks, relevant, num_blocks=len(languages), device=device
+        questions,
+        candidates,
+        candidate_blocks,
+        relevant,
+        num_blocks=len(languages),
+        device=device,
+        top_ks=top_ks,
     )
     return lareqa_metrics(counts, np.asarray(question_blocks), languages)

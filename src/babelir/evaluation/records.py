@@ -3,6 +3,8 @@
 ``compare`` keeps one folder per (model, benchmark) evaluation; this module is the only
 code that writes or reads those folders, through :class:`StoredEvaluation`.
 ``metrics.json`` is moved in last, so its presence means the folder is complete.
+Evaluations stored before the language-preference measures lack their keys and arrays;
+they still load, and the report shows those measures as missing for them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from babelir.evaluation.lareqa import EvaluationResult, write_result
+from babelir.evaluation.metrics import LareqaMetrics
 from babelir.io import atomic_dir
 
 DONE = "metrics.json"
@@ -50,8 +53,23 @@ def save_evaluation(
             question_blocks=m.question_blocks,
             multi_recall10=m.multi_recall10,
             question_ids=np.asarray(result.benchmark.question_ids, dtype=str),
+            **lang_pref_arrays(m),
         )
     return load_evaluation(folder)
+
+
+def lang_pref_arrays(m: LareqaMetrics) -> dict[str, np.ndarray]:
+    """per_query.npz's language-preference arrays: ``lang_pref_k`` (K,) the cut-offs,
+    ``lang_pref`` (nq, K) the per-question shares, ``lang_pref_expected`` (nq,) the
+    language-blind share; none when the metrics have no language preference."""
+    if not m.lang_pref:
+        return {}
+    ks = sorted(m.lang_pref)
+    return {
+        "lang_pref_k": np.asarray(ks, dtype=np.int64),
+        "lang_pref": np.stack([m.lang_pref[k] for k in ks], axis=1),
+        "lang_pref_expected": np.asarray(m.lang_pref_expected, dtype=np.float64),
+    }
 
 
 def load_evaluation(folder: Path) -> StoredEvaluation:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sstats
 
-from babelir.evaluation.measures import LAREQA, Measure
+from babelir.evaluation.measures import LANG_PREF, LAREQA, LAREQA_ALL, Measure
 from babelir.reporting.schema import EvalRecord
 from babelir.reporting.stats import (
     holm,
@@ -31,8 +31,13 @@ from babelir.reporting.stats import (
     per_query_settings,
 )
 
-#: Measures with per-query values (the settings the per-query tests cover).
-TESTED: tuple[Measure, ...] = tuple(m for m in LAREQA if m.setting is not None)
+#: Measures with per-query values that the per-query tests cover. Of language preference
+#: only the excess: per query it is the raw share minus a constant both models share, so
+#: testing both would repeat the same test (and weaken Holm's correction of the others).
+TESTED: tuple[Measure, ...] = (
+    *(m for m in LAREQA if m.setting is not None),
+    *(m for m in LANG_PREF if m.key.startswith("lang_pref_excess@")),
+)
 SIGNIFICANCE = 0.05
 
 Groups = dict[tuple[str, str], list[EvalRecord]]
@@ -71,12 +76,17 @@ def aggregate(
     """``cells[benchmark][label][measure label]`` = values, seeds, n, mean, std, ci.
 
     ``ci`` is the t-interval over seeds, ``None`` with one seed. Also ``"seeds"`` and,
-    when every record has them, the ``"zero-shot"`` languages' mean mAPs.
+    when every record has them, the ``"zero-shot"`` languages' mean mAPs. A measure that
+    some record lacks (stored before the measure existed) is missing for the whole cell
+    (``n`` 0), never a mean over the seeds that have it.
     """
     cells: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for (bench, label), items in group(evaluations).items():
         row: dict[str, Any] = {}
-        for m in LAREQA:
+        for m in LAREQA_ALL:
+            if not all(m.present(e.metrics) for e in items):
+                row[m.label] = {"values": [], "seeds": [], **seed_summary([], level)}
+                continue
             pairs = [(e.seed, m.get(e.metrics)) for e in items]
             pairs = [(s, v) for s, v in pairs if v is not None]
             row[m.label] = {
@@ -104,14 +114,33 @@ def aggregate(
     return dict(cells)
 
 
+#: per_query.npz's language-preference arrays (absent from evaluations stored before).
+LANG_PREF_ARRAYS = ("lang_pref_k", "lang_pref", "lang_pref_expected")
+
+
+def _lang_pref_arrays(e: EvalRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A record's (cut-offs, per-question shares, language-blind shares)."""
+    ks, shares, expected = (np.asarray(e.per_query[name]) for name in LANG_PREF_ARRAYS)
+    return ks, shares, expected
+
+
 def per_query(items: Sequence[EvalRecord]) -> dict[str, np.ndarray]:
-    """Per-query setting values (mono, cross, multi, rank_distance), averaged over seeds."""
+    """Per-query setting values (mono, cross, multi, rank_distance and, when every record
+    has their arrays with the same cut-offs, lang_pref@k and lang_pref_excess@k),
+    averaged over seeds."""
+    first = items[0].per_query
+    with_pref = all(
+        all(k in e.per_query for k in LANG_PREF_ARRAYS)
+        and np.array_equal(e.per_query["lang_pref_k"], first["lang_pref_k"])
+        for e in items
+    )
     per_seed = [
         per_query_settings(
             e.per_query["pair_ap"],
             e.per_query["multi_ap"],
             e.per_query["question_blocks"],
             e.per_query["rank_distance"],
+            _lang_pref_arrays(e) if with_pref else None,
         )
         for e in items
     ]
@@ -191,7 +220,9 @@ def paired_tests(
     averaged over seeds), Holm-corrected over all tests; ``seed_ci`` adds the seed-level
     interval when both sides allow one. ``measures`` (of a benchmark's first record) and
     ``paired`` default to LAReQA's tested settings and per-query arrays; the passage-
-    retrieval section passes its own.
+    retrieval section passes its own. A measure whose per-query values either side lacks
+    (``paired`` returns ``None`` for them: evaluations stored before the measure) is left
+    out of the tests and of Holm's correction.
     """
     if paired is None:  # LAReQA: each row's settings computed once, not once per pair
         memo: dict[int, dict[str, np.ndarray]] = {}
@@ -203,7 +234,7 @@ def paired_tests(
 
         def paired(a: Sequence[EvalRecord], b: Sequence[EvalRecord], m: Measure):
             check_same_questions(a[0].benchmark, a, b)
-            return settings(a)[m.setting], settings(b)[m.setting]  # type: ignore[index]
+            return settings(a).get(m.setting), settings(b).get(m.setting)  # type: ignore[arg-type]
 
     groups = group(evaluations)
     tests: list[dict[str, Any]] = []
@@ -219,6 +250,8 @@ def paired_tests(
                 other_items = groups[(bench, other)]
                 for m in measures(ref_items[0]):
                     a, b = paired(ref_items, other_items, m)
+                    if a is None or b is None:
+                        continue
                     diff, lo, hi = paired_bootstrap_ci(a, b, n_resamples=bootstrap, level=level)
                     p = paired_permutation_test(a, b, n_resamples=permutations)
                     seed = seed_difference(ref_items, other_items, m, level)
@@ -252,7 +285,7 @@ def seed_tests(
     level: float = 0.95,
 ) -> list[dict[str, Any]]:
     """Seed-level differences (paired by seed) of each reference model vs every other
-    model, for every measure; entries without an interval carry ``reason``."""
+    model, for every measure both have; entries without an interval carry ``reason``."""
     groups = group(evaluations)
     out: list[dict[str, Any]] = []
     for bench in benchmarks(evaluations):
@@ -263,7 +296,10 @@ def seed_tests(
             for other in labels:
                 if other == ref:
                     continue
-                for m in LAREQA:
+                both = [*groups[(bench, ref)], *groups[(bench, other)]]
+                for m in LAREQA_ALL:
+                    if not all(m.present(e.metrics) for e in both):
+                        continue  # stored before the measure existed: not compared
                     d = seed_difference(groups[(bench, ref)], groups[(bench, other)], m, level)
                     out.append(
                         {
@@ -307,6 +343,11 @@ def pairwise_verdict(tests: Sequence[dict[str, Any]]) -> list[str]:
         "cross": "cross-lingual mAP",
         "multi": "multilingual mAP",
         "rank_distance": "language bias (rank distance)",
+        **{
+            m.setting: f"language preference excess@{m.key.rsplit('@', 1)[1]}"
+            for m in LANG_PREF
+            if m.key.startswith("lang_pref_excess@")
+        },
     }
     lines = []
     for (bench, ref, base), ts in by.items():

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from babelir.evaluation.measures import LAREQA, Measure, measure
+from babelir.evaluation.measures import LANG_PREF, LAREQA_ALL, Measure, measure
 from babelir.reporting.analysis import TESTED
 from babelir.reporting.claims import claim_interval_text, seeds_needed_text
 from babelir.reporting.debias_verdict import debias_markdown
@@ -21,7 +21,13 @@ from babelir.reporting.schema import EvalRecord, ReportInput, RunInfo
 from babelir.reporting.summary import Analysis
 
 MAP_COLUMNS = ("mono mAP", "cross mAP", "multi mAP")
-OTHER_COLUMNS = ("mono R@1", "cross R@1", "multi R@10", "rank distance")
+OTHER_COLUMNS = (
+    "mono R@1",
+    "cross R@1",
+    "multi R@10",
+    "rank distance",
+    *(m.label for m in LANG_PREF),
+)
 
 
 def _missing(v: float | None) -> bool:
@@ -167,7 +173,7 @@ def _seed_stats(cells, labels, benches, level: float) -> list[str]:
             row = cells[b].get(lab)
             if row is None or len(set(row["seeds"])) < 2:
                 continue
-            for m in LAREQA:
+            for m in LAREQA_ALL:
                 c = row[m.label]
                 if c["ci"] is None:
                     continue
@@ -213,7 +219,9 @@ def _per_query_tests(tests: Sequence[Mapping[str, Any]], multi_seed: bool) -> li
         "",
         "Paired sign-flip permutation test on per-query values (mono: AP in the query's "
         "language; cross: mean AP over the other languages; multi: pooled AP; rank "
-        f"distance), averaged over seeds; Holm-corrected over all {len(tests)} tests. "
+        "distance; lang_pref_excess@k: share of the pooled top k in the query's language "
+        "minus a language-blind ranker's share, where the evaluations have it), averaged "
+        f"over seeds; Holm-corrected over all {len(tests)} tests. "
         "An outcome is 'better' or 'worse' only if the corrected p < 0.05"
         + (", the bootstrap interval" if multi_seed else " and the bootstrap interval")
         + " excludes 0"
@@ -326,9 +334,14 @@ def _lareqa_lines(inp: ReportInput, analysis: Analysis) -> list[str]:
         "",
         metric_table(cells, labels, benches, MAP_COLUMNS),
         "",
-        "## Recall and language bias (rank distance: lower is better)",
+        "## Recall and language bias (rank distance, lang pref excess: lower is better)",
         "",
         metric_table(cells, labels, benches, OTHER_COLUMNS),
+        "",
+        "Language preference (pooled ranking): lang pref@k is the share of the top k in the "
+        "query's language; lang pref excess@k subtracts a language-blind ranker's share "
+        "(0: blind, > 0: prefers the query's language; lower is less biased). '-' in these "
+        "columns: an evaluation stored before these measures existed.",
         "",
         (
             f"Cells are mean ± half-width of the {round(inp.level * 100)}% t-interval over "
@@ -408,7 +421,8 @@ def render_csv(
     w.writerow(["model", "strategy", "alpha", "seed", "benchmark", "setting", "value"])
     rows: list[tuple[EvalRecord, str, float | None]] = []
     for e in evaluations:
-        values = [(m.label, m.get(e.metrics)) for m in LAREQA]
+        # a measure an evaluation predates has no row; an undefined one an empty value
+        values = [(m.label, m.get(e.metrics)) for m in LAREQA_ALL if m.present(e.metrics)]
         zs = e.metrics.get("zero_shot_languages")
         if zs:
             langs = ",".join(zs["languages"])

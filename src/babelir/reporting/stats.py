@@ -136,11 +136,14 @@ def per_query_settings(
     multi_ap: np.ndarray,
     question_blocks: np.ndarray,
     rank_distance: np.ndarray,
+    lang_pref: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-question values of each setting, for paired tests.
 
     mono: AP against the question's own language; cross: mean AP against the other
     languages; multi: pooled AP; rank_distance: as computed by the metrics engine.
+    ``lang_pref`` (per_query.npz's ``lang_pref_k``, ``lang_pref``, ``lang_pref_expected``)
+    adds ``lang_pref@k`` and ``lang_pref_excess@k`` for each cut-off k.
     """
     nq, n_lang = pair_ap.shape
     own = pair_ap[np.arange(nq), question_blocks]
@@ -149,4 +152,10 @@ def per_query_settings(
     with warnings.catch_warnings():  # all-NaN rows (no other language) are expected
         warnings.simplefilter("ignore", RuntimeWarning)
         cross = np.nanmean(others, axis=1) if n_lang > 1 else np.full(nq, np.nan)
-    return {"mono": own, "cross": cross, "multi": multi_ap, "rank_distance": rank_distance}
+    out = {"mono": own, "cross": cross, "multi": multi_ap, "rank_distance": rank_distance}
+    if lang_pref is not None:
+        ks, shares, expected = lang_pref
+        for j, k in enumerate(np.asarray(ks).tolist()):
+            out[f"lang_pref@{k}"] = np.asarray(shares, dtype=float)[:, j]
+            out[f"lang_pref_excess@{k}"] = out[f"lang_pref@{k}"] - expected
+    return out
