@@ -16,11 +16,16 @@ the loss (MultipleNegativesRankingLoss would treat ``id``/``query_lang``/``passa
 as extra negative passages). So train on :func:`babelir.training.data.loss_columns` of the
 table and give the full table to the sampler through ``metadata=``; the two must be
 row-aligned. What each strategy needs comes from :mod:`babelir.strategies`.
+
+An optional ``origin`` column marks rows of parallel questions (``question``: a question
+in X, its translation in Y as the positive; no passages). Such rows must be cross-language,
+so they only ever enter x-y batches; ``parallel_share`` fixes their share of each x-y batch.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import numbers
 import random
 from collections.abc import Iterator, Sequence
@@ -37,6 +42,8 @@ from babelir.strategies import DEFAULT_ALPHA, check_alpha, get_strategy
 
 BatchType = Literal["mono", "cross"]
 ENGLISH = "en"
+#: ``origin`` of a parallel-question row (:func:`babelir.data.parallel.pair_table`).
+QUESTION = "question"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +204,13 @@ class ParallelBatchSampler(DefaultBatchSampler):
             default (distinct ids // (batch_size * num_replicas)) * num_replicas.
         metadata: Row-aligned table to read id/language/passage columns from; columns it
             lacks are read from ``dataset``. Lets ``dataset`` hold only the loss's columns.
+        parallel_share: Share in [0, 1] of every x-y batch's pairs taken from
+            parallel-question rows (``origin`` ``question``), the rest from the other
+            cross-language rows: ``floor(share * batch_size)`` pairs, one more with
+            probability equal to the remainder, drawn once per step (so equal on every
+            rank). None: the table's ``parallel_share`` attribute
+            (:class:`babelir.data.parallel.PairTable`), else one x-y pool over all rows
+            (parallel questions in proportion to their items).
     """
 
     def __init__(
@@ -221,6 +235,8 @@ class ParallelBatchSampler(DefaultBatchSampler):
         passage_lang_column: str = "passage_lang",
         positive_column: str = "positive",
         negative_column: str | None = "negative",
+        origin_column: str | None = "origin",
+        parallel_share: float | None = None,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 2:
             raise ConfigError(f"batch_size: in-batch negatives need at least 2, got {batch_size}")
@@ -260,6 +276,23 @@ class ParallelBatchSampler(DefaultBatchSampler):
         self.passage_lang_column = passage_lang_column
         self.positive_column = positive_column
         self.negative_column = negative_column
+        self.origin_column = origin_column
+        if parallel_share is None:
+            parallel_share = next(
+                (
+                    getattr(t, "parallel_share", None)
+                    for t in (metadata, dataset)
+                    if getattr(t, "parallel_share", None) is not None
+                ),
+                None,
+            )
+        if parallel_share is not None and (
+            isinstance(parallel_share, bool)
+            or not isinstance(parallel_share, numbers.Real)
+            or not 0 <= parallel_share <= 1
+        ):
+            raise ConfigError(f"parallel_share: must be a number in [0, 1], got {parallel_share!r}")
+        self.parallel_share = None if parallel_share is None else float(parallel_share)
 
         self._load(dataset, metadata)
         self._build_pools(languages)
@@ -305,6 +338,13 @@ class ParallelBatchSampler(DefaultBatchSampler):
         self._plang = _factorize(read(self.passage_lang_column), self._lang_index)
         text_index: dict[Any, int] = {}
         self._pos = _factorize(read(self.positive_column), text_index)
+        origins = read(self.origin_column, required=False) if self.origin_column else None
+        self._question = (
+            np.zeros(n, dtype=bool)
+            if origins is None
+            else np.fromiter((o == QUESTION for o in origins), dtype=bool, count=n)
+        )
+        self._origins = origins
         negatives = read(self.negative_column, required=False) if self.negative_column else None
         self._neg = (
             np.full(n, -1, dtype=np.int64)
@@ -313,6 +353,12 @@ class ParallelBatchSampler(DefaultBatchSampler):
         )
         if (self._ids < 0).any() or (self._qlang < 0).any() or (self._plang < 0).any():
             raise DataError("dataset: id/query_lang/passage_lang columns contain missing values")
+        if (self._question & (self._qlang == self._plang)).any():
+            row = int(np.flatnonzero(self._question & (self._qlang == self._plang))[0])
+            raise DataError(
+                f"dataset: row {row} pairs a parallel question with its own language; "
+                "parallel questions give cross-language pairs only"
+            )
         self._langs: list[str] = list(self._lang_index)
         self._id_values: list[Any] = list(self._id_index)
         # Python lists make the per-example lookups in the sampling loop cheap.
@@ -344,7 +390,9 @@ class ParallelBatchSampler(DefaultBatchSampler):
 
         self._mono: dict[str, _Pool] = {}
         self._cross: _Pool | None = None
+        self._questions: _Pool | None = None  # parallel questions, when parallel_share splits
         self._mixed: _Pool | None = None
+        share = self.parallel_share
         if wants_mono:
             for code in np.unique(self._qlang[same]).tolist():
                 lang = self._langs[code]
@@ -368,7 +416,31 @@ class ParallelBatchSampler(DefaultBatchSampler):
                     f"strategy: {self.strategy} needs cross-language pairs, but no row has "
                     f"{self.query_lang_column} != {self.passage_lang_column}"
                 )
-            self._cross = _Pool("cross", self._ids, np.flatnonzero(cross))
+            if share is not None and not self._question.any():
+                raise ConfigError(
+                    "parallel_share: the pair table has no parallel-question rows "
+                    f"({self.origin_column} == '{QUESTION}')"
+                )
+            if share is None:
+                self._cross = _Pool("cross", self._ids, np.flatnonzero(cross))
+            else:
+                low, high = self._question_slots()
+                qa, questions = cross & ~self._question, cross & self._question
+                if low < self.batch_size:  # some QA pairs in every x-y batch
+                    if not qa.any():
+                        raise DataError(
+                            f"parallel_share: {share:g} leaves QA pairs in x-y batches, but no "
+                            "cross-language row is a QA pair (set parallel_share to 1)"
+                        )
+                    self._cross = _Pool("cross", self._ids, np.flatnonzero(qa))
+                if high > 0:
+                    if not questions.any():
+                        raise DataError(
+                            f"parallel_share: {share:g} needs parallel-question pairs in x-y "
+                            "batches, but none is left in the selected languages"
+                        )
+                    self._questions = _Pool("cross:questions", self._ids,
+                                            np.flatnonzero(questions))
         if spec.mixed:
             if not same.any():
                 raise DataError(
@@ -385,7 +457,7 @@ class ParallelBatchSampler(DefaultBatchSampler):
             self._mono = {ENGLISH: _Pool("mono:en", self._ids, rows)}
 
         for pool in self._used_pools():
-            self._check_pool(pool)
+            self._check_pool(pool, self._pool_slots(pool))
         self._mono_langs = list(self._mono)
         sizes = np.array([len(self._mono[lang]) for lang in self._mono_langs], dtype=float)
         if self.language_temperature is None or not len(sizes):
@@ -399,13 +471,28 @@ class ParallelBatchSampler(DefaultBatchSampler):
 
     def _used_pools(self) -> list[_Pool]:
         pools: list[_Pool] = list(self._mono.values())
-        pools += [p for p in (self._cross, self._mixed) if p is not None]
+        pools += [p for p in (self._cross, self._questions, self._mixed) if p is not None]
         return pools
 
-    def _check_pool(self, pool: _Pool) -> None:
+    def _question_slots(self) -> tuple[int, int]:
+        """(fewest, most) parallel-question pairs of one x-y batch under parallel_share."""
+        exact = (self.parallel_share or 0.0) * self.batch_size
+        low = math.floor(exact)
+        return low, low + (exact > low)
+
+    def _pool_slots(self, pool: _Pool) -> int:
+        """The most pairs one batch takes from ``pool``."""
+        if self.parallel_share is None or pool not in (self._cross, self._questions):
+            return self.batch_size
+        low, high = self._question_slots()
+        return high if pool is self._questions else self.batch_size - low
+
+    def _check_pool(self, pool: _Pool, slots: int) -> None:
         """Fail at construction, not mid-training, when a pool cannot fill one global step."""
-        need = self.batch_size * self.num_replicas
-        what = f"batch_size {self.batch_size} x num_replicas {self.num_replicas} = {need}"
+        need = slots * self.num_replicas
+        what = f"{slots} pairs per batch x num_replicas {self.num_replicas} = {need}"
+        if slots == self.batch_size:
+            what = f"batch_size {self.batch_size} x num_replicas {self.num_replicas} = {need}"
         if len(pool) < need:
             hint = "; leave it out via languages" if pool.name.startswith("mono:") else ""
             raise DataError(
@@ -438,24 +525,43 @@ class ParallelBatchSampler(DefaultBatchSampler):
         state = _Epoch(self.seed, self.epoch, len(self._id_values))
         for step in range(self.num_batches // self.num_replicas):
             kind, pool = self._draw_kind(state.py_rng)
-            cursor = state.cursor(pool)
+            parts = [(state.cursor(pool), self.batch_size)]
+            if kind == "cross" and self.parallel_share is not None:
+                parts = self._cross_parts(state)
             group = _Group()
             for replica in range(self.num_replicas):
-                rows = self._fill(cursor, state, group)
+                rows = [r for cursor, size in parts for r in self._fill(cursor, state, group, size)]
                 if self.rank is None or replica == self.rank:
                     yield SampledBatch(step, kind, rows)
+
+    def _cross_parts(self, state: _Epoch) -> list[tuple[_Cursor, int]]:
+        """An x-y step under ``parallel_share``: (pool walk, pairs) for the parallel
+        questions and the QA pairs; the count is drawn once for the whole step."""
+        low, high = self._question_slots()
+        share = self.parallel_share or 0.0
+        k = low + (high > low and state.py_rng.random() < share * self.batch_size - low)
+        parts = []
+        if k:
+            parts.append((state.cursor(self._questions), k))  # type: ignore[arg-type]
+        if k < self.batch_size:
+            parts.append((state.cursor(self._cross), self.batch_size - k))  # type: ignore[arg-type]
+        return parts
 
     def _draw_kind(self, rng: random.Random) -> tuple[BatchType, _Pool]:
         """Pick the batch type (and mono language) shared by one group."""
         if self._mixed is not None:
             return "mono", self._mixed
         if not self.spec.draw_mono(rng, self.alpha):
-            return "cross", self._cross  # type: ignore[return-value]
+            pool = self._cross if self._cross is not None else self._questions
+            return "cross", pool  # type: ignore[return-value]
         lang = rng.choices(self._mono_langs, cum_weights=self._cum_weights)[0]
         return "mono", self._mono[lang]
 
-    def _fill(self, cur: _Cursor, state: _Epoch, group: _Group) -> list[int]:
-        """Take one full batch from the pool walk, deferring ids that conflict."""
+    def _fill(
+        self, cur: _Cursor, state: _Epoch, group: _Group, want: int | None = None
+    ) -> list[int]:
+        """Take one full batch (or ``want`` pairs of it) from the pool walk, deferring ids
+        that conflict."""
         pool, last_use, rng = cur.pool, state.last_use, state.py_rng
         ids, offsets, pool_rows = pool.ids_list, pool.offsets, pool.rows
         pos_of, neg_of = self._pos_list, self._neg_list
@@ -463,7 +569,8 @@ class ParallelBatchSampler(DefaultBatchSampler):
         deferred = cur.deferred
         batch: list[int] = []
         i = refills = 0
-        while len(batch) < self.batch_size:
+        want = self.batch_size if want is None else want
+        while len(batch) < want:
             if i < len(pending):
                 p = pending[i]
                 i += 1
@@ -512,19 +619,24 @@ class ParallelBatchSampler(DefaultBatchSampler):
     # ------------------------------------------------------------------ inspection
 
     def row_info(self, row: int) -> dict[str, Any]:
-        """The parallel id and languages of a table row (for logs and ``babelir batches``)."""
-        return {
+        """The parallel id and languages of a table row (for logs and ``babelir batches``),
+        and its ``origin`` (``qa`` or ``question``) when the table has that column."""
+        info = {
             "id": self._id_values[self._ids[row]],
             "query_lang": self._langs[self._qlang[row]],
             "passage_lang": self._langs[self._plang[row]],
         }
+        if self._origins is not None:
+            info["origin"] = self._origins[row]
+        return info
 
     def describe(self, num_batches: int | None = None, dataset: Any = None) -> list[dict[str, Any]]:
         """The first ``num_batches`` batches (at most one epoch) as JSON-ready dicts.
 
         Each is ``{"step", "type", "pairs": [{"id", "query_lang", "passage_lang"}]}``
-        (``babelir batches``). Columns are read from ``dataset`` when it has them, else
-        from the sampler's own metadata.
+        (``babelir batches``; pairs also carry ``origin`` when the table has that column).
+        Columns are read from ``dataset`` when it has them, else from the sampler's own
+        metadata.
         """
         return list(self.iter_describe(num_batches, dataset))
 
@@ -543,6 +655,9 @@ class ParallelBatchSampler(DefaultBatchSampler):
                     {"id": ids[r], "query_lang": qlangs[r], "passage_lang": plangs[r]}  # type: ignore[index]
                     for r in batch.rows
                 ]
+                if self._origins is not None:
+                    for pair, r in zip(pairs, batch.rows, strict=True):
+                        pair["origin"] = self._origins[r]
             yield {"step": batch.step, "type": batch.type, "pairs": pairs}
 
 

@@ -24,7 +24,7 @@ TRAIN_OPTIONS = [o.name for o in options(TrainConfig) if o.has_cli and o.name !=
 MAX_BATCH_PASSES = 100
 BATCH_OPTIONS = [
     "strategy", "alpha", "train_data", "data_dir", "languages", "articles", "batch_size",
-    "seed", "hard_negatives", "language_temperature", "on_missing_answer",
+    "seed", "hard_negatives", "language_temperature", "on_missing_answer", "parallel_share",
 ]  # fmt: skip
 
 
@@ -64,7 +64,8 @@ def batches(
     """Write the batches a training run would see, one JSON line per batch.
 
     Each line: {"step", "type": "mono"|"cross", "pairs": [{"id", "query_lang",
-    "passage_lang"}, ...]}.
+    "passage_lang"}, ...]}. With parallel-question sources each pair also has "origin"
+    ("qa" or "question"), and the x-y pairs written are counted per language pair.
     """
     import json
 
@@ -84,7 +85,7 @@ def batches(
     table = build_training_data(cfg).table
     args = dict(
         batch_size=cfg.batch_size, seed=cfg.seed, strategy=cfg.strategy, alpha=cfg.alpha,
-        language_temperature=cfg.language_temperature,
+        language_temperature=cfg.language_temperature, parallel_share=cfg.parallel_share,
     )  # fmt: skip
     per_pass = ParallelBatchSampler(table, **args).batches_per_pass  # type: ignore[arg-type]
     limit = max(per_pass, 1) * MAX_BATCH_PASSES
@@ -97,6 +98,7 @@ def batches(
     sampler = ParallelBatchSampler(table, **args, num_batches=num_batches)  # type: ignore[arg-type]
     sampler.set_epoch(epoch)
     mono = written = 0
+    xy: dict[str, dict[str, int]] = {}  # "X-Y" -> origin -> x-y pairs written
     # streamed: one line per batch as drawn, the file takes its name when complete
     with atomic_path(output, suffix=".jsonl") as tmp, open(tmp, "w", encoding="utf-8") as f:
         drawn = sampler.iter_describe(num_batches, table)
@@ -104,7 +106,26 @@ def batches(
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             mono += row["type"] == "mono"
             written += 1
+            for p in row["pairs"] if row["type"] == "cross" and "origin" in table else ():
+                by = xy.setdefault("-".join(sorted((p["query_lang"], p["passage_lang"]))), {})
+                by[p["origin"]] = by.get(p["origin"], 0) + 1
     console.print(
         f"wrote {written} batches ({mono} mono, {written - mono} cross) to {output}",
         markup=False,
     )
+    if "origin" in table:
+        share = sampler.parallel_share
+        console.print(
+            "x-y pairs written per language pair (both directions), from QA data / from "
+            "parallel questions"
+            + (f" (parallel_share {share:g})" if share is not None else "")
+            + ":" + ("" if xy else " none"),
+            markup=False,
+            soft_wrap=True,
+        )
+        for pair, by in sorted(xy.items()):
+            console.print(
+                f"  {pair}: {by.get('qa', 0)} QA / {by.get('question', 0)} parallel questions",
+                markup=False,
+                soft_wrap=True,
+            )

@@ -627,11 +627,26 @@ def describe(plan: Plan, facts: dict[str, Any]) -> list[str]:
             f"{k} {squad[k]}" for k in ("exact", "found_by_text", "paragraph", "dropped")
             if squad.get(k)
         )
+        questions = src.get("questions")
+        if questions:
+            skipped = ", ".join(
+                f"{k} {questions[k]}"
+                for k in ("blank", "same_text", "duplicates", "unpaired")
+                if questions.get(k)
+            )
+            lines.append(
+                f"  source {src['label']}: {src['items']} parallel questions "
+                f"({questions.get('format')}; x-y batches only"
+                + (f"; skipped: {skipped}" if skipped else "")
+                + ")"
+            )
+            continue
         lines.append(
             f"  source {src['label']}: {src['items']} items"
             + (f" ({src['linked']} linked to an earlier source)" if src.get("linked") else "")
             + (f"; answers: {cases}" if cases else "")
         )
+    lines += _xy_pair_lines(plan, facts.get("sources") or [])
     for job in plan.train_jobs:
         c = job.train_config
         s = facts["strategies"].get(job.label, {})
@@ -664,4 +679,29 @@ def describe(plan: Plan, facts: dict[str, Any]) -> list[str]:
             size = f"{nq} questions, passages {b.get('corpus_file')}"
             size += f" (first {limit})" if limit else ""
         lines.append(f"evaluate {ej.label:<25} on {ej.benchmark.title()} ({size})")
+    return lines
+
+
+def _xy_pair_lines(plan: Plan, sources: list[dict[str, Any]]) -> list[str]:
+    """Where a run holds parallel questions: per language pair (both directions), the x-y
+    pairs from QA data and from parallel questions, and how x-y batches mix them."""
+    if not any(src.get("questions") for src in sources):
+        return []
+    pairs: dict[tuple[str, str], list[int]] = {}
+    for src in sources:
+        slot = 1 if src.get("questions") else 0
+        for ql, by in (src.get("xy_pairs") or {}).items():
+            for pl, n in by.items():
+                key = (min(ql, pl), max(ql, pl))
+                pairs.setdefault(key, [0, 0])[slot] += n
+    share = plan.train_jobs[0].train_config.parallel_share if plan.train_jobs else None
+    mix = (
+        f"parallel_share {share:g}: that share of every x-y batch's pairs are parallel questions"
+        if share is not None
+        else "parallel_share unset: x-y batches draw both in proportion to their items"
+    )
+    lines = [f"x-y pairs per language pair, from QA data / from parallel questions ({mix}):"]
+    lines += [
+        f"  {a}-{b}: {qa} QA / {q} parallel questions" for (a, b), (qa, q) in sorted(pairs.items())
+    ]
     return lines

@@ -14,7 +14,9 @@ language, a query, a positive passage and optional hard negatives. Loaders:
   Lines with the same ``id`` are translations of one item; ``negatives`` is optional.
 
 :func:`pair_table` flattens items into the rows the batch samplers draw from: one row
-per (item, query language, passage language).
+per (item, query language, passage language). Parallel questions
+(:mod:`babelir.data.parallel_questions`) give cross-language rows only, the translation
+as the positive, marked in an ``origin`` column.
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ import numpy as np
 from babelir.data.jsonl import numbered_lines, parse_object
 from babelir.data.lareqa import available_languages, parse_language_file, resolve_benchmark_dir
 from babelir.data.mmarco import MMarco, load_mmarco
-from babelir.data.types import ArticleSelection, ParallelItem, ParallelQA, Side, parse_languages
+from babelir.data.types import (
+    QUESTION,
+    ArticleSelection,
+    ParallelItem,
+    ParallelQA,
+    Side,
+    parse_languages,
+)
 from babelir.errors import ConfigError, DataError
 
 #: The paper's nine training languages; el and vi stay unseen (zero-shot at evaluation).
@@ -155,33 +164,46 @@ def load_parallel(
     return from_lareqa(text, data_dir, languages=languages, articles=articles, passage=passage)
 
 
+class PairTable(dict):
+    """A pair table (``{column: list}``) that also carries the run's ``parallel_share``:
+    the share of each x-y batch's pairs drawn from parallel questions, None for "in
+    proportion to their items". The batch sampler reads it from the table it is given."""
+
+    parallel_share: float | None = None
+
+
 def pair_table(
     data: ParallelQA,
     *,
     cross: bool = True,
     hard_negatives: bool = False,
     seed: int = 0,
-) -> dict[str, list[str]]:
+    parallel_share: float | None = None,
+) -> PairTable:
     """Rows (item, query language, passage language) for the batch samplers.
 
     Same-language rows always; cross-language rows (X != Y) when ``cross``. With
     ``hard_negatives`` each row gets one negative drawn (seeded) from the passage
     language's hard negatives; rows whose passage side has none are dropped.
+
+    A parallel question (kind :data:`~babelir.data.types.QUESTION`) gives cross-language
+    rows only, its translation in Y as the positive (none without ``cross``, and none with
+    ``hard_negatives``: it has no passages). When there are any, an ``origin`` column
+    says ``qa`` or ``question`` per row.
     """
     rng = np.random.default_rng(seed)
-    cols: dict[str, list[str]] = {
-        "id": [],
-        "query_lang": [],
-        "passage_lang": [],
-        "query": [],
-        "positive": [],
-    }
+    cols = PairTable(id=[], query_lang=[], passage_lang=[], query=[], positive=[])
+    cols.parallel_share = parallel_share
     if hard_negatives:
         cols["negative"] = []
+    origins: list[str] = []
     for item in data.items:
+        question = item.kind == QUESTION
+        if question and (not cross or hard_negatives):
+            continue
         for ql, qs in item.sides.items():
             for pl, ps in item.sides.items():
-                if ql != pl and not cross:
+                if (ql != pl and not cross) or (ql == pl and question):
                     continue
                 if hard_negatives:
                     if not ps.negatives:
@@ -191,5 +213,9 @@ def pair_table(
                 cols["query_lang"].append(ql)
                 cols["passage_lang"].append(pl)
                 cols["query"].append(qs.query)
-                cols["positive"].append(ps.positive)
+                cols["positive"].append(ps.query if question else ps.positive)
+                origins.append(item.kind)
+    if QUESTION in origins:
+        cols["origin"] = origins
     return cols
+

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 from babelir.errors import ConfigError, DataError
 
+#: A language code: ISO 639-1/-3 in lowercase, optionally a subtag (``zh-Hans``, ``pt-BR``).
+LANG_CODE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})?")
+
 # --------------------------------------------------------------------------- selections
 
 
@@ -117,17 +120,27 @@ class Side:
     negatives: tuple[str, ...] = ()
 
 
+#: :attr:`ParallelItem.kind` of a QA item (a query and its passage per language).
+QA = "qa"
+#: :attr:`ParallelItem.kind` of a parallel question: translations of one question without
+#: passages (each side's ``positive`` is empty); it only gives x-y pairs (question in X,
+#: its translation in Y), never same-language ones.
+QUESTION = "question"
+
+
 @dataclass
 class ParallelItem:
     """The same (query, passage) item in several languages, keyed by a shared ``id``.
 
     ``group``: the item's article (SQuAD-format sources set it), so that a validation split
     can hold out whole articles instead of questions about a paragraph seen in training.
+    ``kind``: :data:`QA`, or :data:`QUESTION` for a parallel question without passages.
     """
 
     id: str
     sides: dict[str, Side] = field(default_factory=dict)
     group: str | None = None
+    kind: str = QA
 
 
 @dataclass
@@ -148,6 +161,11 @@ class ParallelQA:
     @property
     def ids(self) -> list[str]:
         return [x.id for x in self.items]
+
+    @property
+    def has_questions(self) -> bool:
+        """Whether any item is a parallel question (:data:`QUESTION`)."""
+        return any(item.kind == QUESTION for item in self.items)
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(self.languages, 0)
@@ -170,5 +188,5 @@ class ParallelQA:
         for item in self.items:
             sides = {k: v for k, v in item.sides.items() if k in keep}
             if sides:
-                items.append(ParallelItem(item.id, sides, item.group))
+                items.append(ParallelItem(item.id, sides, item.group, item.kind))
         return ParallelQA(items, self.source)

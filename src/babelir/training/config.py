@@ -24,9 +24,11 @@ from babelir.schema import option as opt
 from babelir.settings import data_dir as resolve_data_dir
 from babelir.strategies import DEFAULT_ALPHA, Alpha, get_strategy, strategy_help
 from babelir.training.sources import (
+    PARALLEL_PREFIX,
     SourceSpec,
     apply_stand_ins,
     is_multi_source,
+    is_question_path,
     parse_sources,
 )
 
@@ -35,7 +37,9 @@ Selection = Literal["last", "best-val-loss", "best-val-map"]
 #: below 0.001 (e5 trains at 0.01); beyond it the logits overflow to a non-finite loss.
 MAX_SCALE = 1000.0
 #: Options added after runs were cached, with the default under which those runs trained.
-_LATER_DEFAULTS: dict[str, Any] = {"on_missing_answer": "paragraph", "drop_overlap": False}
+_LATER_DEFAULTS: dict[str, Any] = {
+    "on_missing_answer": "paragraph", "drop_overlap": False, "parallel_share": None,
+}
 DEFAULT_MAX_STEPS = 100
 
 
@@ -82,9 +86,11 @@ class TrainConfig:
         "Parallel QA data: a LAReQA-format benchmark name (xquad-r) or folder, an "
         "mMARCO-layout folder (or 'mmarco' under the data dir), a JSONL file of "
         "{id, lang, query, positive[, negatives]} lines, or LANG:PATH of a SQuAD v1.1-format "
-        "file (.json, .json.gz, or a zip of JSONL). Repeat for several sources: items are "
-        "linked across sources by question id (translations of SQuAD keep its ids); relative "
-        "paths are also looked up under the data dir.",
+        "file (.json, .json.gz, or a zip of JSONL), or parallel questions without passages "
+        "(Mintaka JSON, {id, lang, text} JSONL, a folder of line-aligned LANG.txt files; "
+        "recognised by their bytes, or as parallel:PATH) for x-y batches only. Repeat for "
+        "several sources: items are linked across sources by question id (translations of "
+        "SQuAD keep its ids); relative paths are also looked up under the data dir.",
         yaml="data",
         repeat=True,
     )
@@ -126,6 +132,13 @@ class TrainConfig:
     )
     drop_overlap: bool = opt(
         False, "Drop overlapping training items (printed with their count) instead of refusing."
+    )
+    parallel_share: float | None = opt(
+        None,
+        "Share (0 to 1) of every x-y batch's pairs drawn from parallel-question sources, the "
+        "rest from QA pairs (default: in proportion to their items).",
+        ge=0,
+        le=1,
     )
     max_triples: int = opt(100_000, "mMARCO: how many training triples to read.", ge=1)
     # -- optimisation
@@ -213,6 +226,10 @@ class TrainConfig:
                 raise ConfigError("languages: empty list")
             if len(set(self.languages)) != len(self.languages):
                 raise ConfigError(f"languages: listed twice in {','.join(self.languages)}")
+        if is_question_path(self.train_data, resolve_data_dir(self.data_dir)):
+            # parallel questions recognised by their bytes: read as parallel:PATH, so that
+            # the run, its cache key and its fingerprints see the same source
+            self.train_data = [PARALLEL_PREFIX + str(self.train_data).strip()]
         if isinstance(self.train_data, list) or is_multi_source(self.train_data):
             specs = parse_sources(self.train_data)  # one-line errors for bad entries
             # a missing file read through its registered stand-in: the run (and its cache

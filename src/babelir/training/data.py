@@ -3,7 +3,8 @@ the loss's view of it (:func:`loss_columns`).
 
 The validation split is carved out of the training articles (LAReQA data) or items
 (JSONL, mMARCO) here, so training, ``compare`` validation and ``babelir batches`` see
-the same split.
+the same split. Parallel questions (no passages) never enter it: they train x-y
+batches only.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from babelir.data.types import ParallelQA
+from babelir.data.types import QUESTION, ParallelQA
 from babelir.errors import ConfigError, DataError
 from babelir.strategies import get_strategy
 from babelir.training.config import TrainConfig
-from babelir.training.sources import is_multi_source
+from babelir.training.sources import is_multi_source, is_question_path
 from babelir.training.validation import count_articles, split_articles, split_items
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,13 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
     from babelir.settings import data_dir as resolve_data_dir
 
     data_dir = resolve_data_dir(cfg.data_dir)
-    if is_multi_source(cfg.train_data):
+    if is_multi_source(cfg.train_data) or is_question_path(cfg.train_data, data_dir):
         return _multi_source_data(cfg, data_dir)
+    if cfg.parallel_share is not None:
+        raise ConfigError(
+            "parallel_share: the training data holds no parallel-question source "
+            "(Mintaka JSON, {id, lang, text} JSONL, line-aligned LANG.txt folders)"
+        )
     source = str(cfg.train_data)
     load = {
         "languages": cfg.languages,
@@ -178,7 +184,10 @@ def benchmark_texts(names: list[str], data_dir: Path) -> list[Any]:
 
 def _multi_source_data(cfg: TrainConfig, data_dir: Path) -> TrainingData:
     """Several ``LANG:PATH`` sources linked by id, leak-checked, validated on held-out
-    articles of the training sources themselves (never a benchmark's)."""
+    articles of the training sources themselves (never a benchmark's).
+
+    Parallel questions are leak-checked with the rest, kept out of the validation split,
+    and give x-y rows only (:func:`babelir.data.parallel.pair_table`)."""
     from babelir.data.parallel import pair_table
     from babelir.training.sources import check_leaks, load_sources, parse_sources
 
@@ -194,6 +203,10 @@ def _multi_source_data(cfg: TrainConfig, data_dir: Path) -> TrainingData:
     data = ms.data
     if cfg.languages is not None:
         data = data.select_languages(cfg.languages)
+    if data.has_questions:  # a question left in one language gives no pair
+        data = ParallelQA(
+            [it for it in data.items if it.kind != QUESTION or len(it.sides) > 1], data.source
+        )
     dropped: list[str] = []
     if cfg.disjoint_from:
         data, overlaps = check_leaks(
@@ -202,12 +215,57 @@ def _multi_source_data(cfg: TrainConfig, data_dir: Path) -> TrainingData:
         for o in overlaps:
             log.warning("dropped %s", o.describe())
             dropped.extend(sorted(o.items))
-    data, val, note = _split_items(data, cfg)
+    cross = get_strategy(cfg.strategy).needs_cross_pairs(cfg.alpha)
+    questions = [it for it in data.items if it.kind == QUESTION]
+    _check_questions(cfg, questions, cross)
+    qa = ParallelQA([it for it in data.items if it.kind != QUESTION], data.source)
+    if qa.items or not questions:
+        qa, val, note = _split_items(qa, cfg)
+    else:
+        val, note = None, "parallel questions only: no QA items to validate on"
+        if cfg.select != "last":
+            raise ConfigError(f"select: '{cfg.select}' needs QA items to validate on")
     if note:
         log.warning("no validation split: %s", note)
-    cross = get_strategy(cfg.strategy).needs_cross_pairs(cfg.alpha)
-    table = pair_table(data, cross=cross, hard_negatives=cfg.hard_negatives, seed=cfg.seed)
+    data = ParallelQA(qa.items + questions, data.source)
+    table = pair_table(
+        data, cross=cross, hard_negatives=cfg.hard_negatives, seed=cfg.seed,
+        parallel_share=cfg.parallel_share,
+    )  # fmt: skip
+    if questions:
+        _count_xy_pairs(ms, data)
     return TrainingData(
         data, table, val, None, None, note,
         sources=[r.to_dict() for r in ms.records], overlaps=dropped or None,
     )
+
+
+def _check_questions(cfg: TrainConfig, questions: list[Any], cross: bool) -> None:
+    """What parallel questions cannot do, refused before any batch is drawn."""
+    if cfg.parallel_share is not None and not questions:
+        raise ConfigError(
+            "parallel_share: the training data holds no parallel questions (Mintaka JSON, "
+            "{id, lang, text} JSONL, line-aligned LANG.txt folders; or all were dropped)"
+        )
+    if questions and cross and cfg.hard_negatives:
+        raise ConfigError(
+            "hard_negatives: parallel questions have no passages to draw hard negatives from; "
+            "leave the parallel-question source out or hard_negatives off"
+        )
+
+
+def _count_xy_pairs(ms: Any, data: ParallelQA) -> None:
+    """Each source record's x-y pairs (query language -> passage language -> count),
+    counted for the source that gives the query side: over all records they add up to the
+    run's x-y pairs, QA and parallel questions."""
+    counts: dict[str, dict[str, dict[str, int]]] = {r.label: {} for r in ms.records}
+    for item in data.items:
+        for ql in item.sides:
+            by = counts[ms.owner[(item.id, ql)]].setdefault(ql, {})
+            for pl in item.sides:
+                if pl != ql:
+                    by[pl] = by.get(pl, 0) + 1
+    for record in ms.records:
+        record.xy_pairs = {
+            ql: dict(sorted(by.items())) for ql, by in sorted(counts[record.label].items())
+        }

@@ -15,6 +15,11 @@ a run's training side is a list of :class:`SourceSpec`:
   records it (:func:`apply_stand_ins`).
 * ``xquad-r``, a LAReQA folder, a JSONL file or an mMARCO folder - today's forms; a
   ``LANG:`` prefix keeps only that language of them.
+* ``training/mintaka/mintaka_dev.json`` or ``parallel:PATH`` - parallel questions without
+  passages (:mod:`babelir.data.parallel_questions`: Mintaka JSON, ``{id, lang, text}``
+  JSONL, folders of line-aligned ``LANG.txt`` files), recognised by their bytes or named
+  by the prefix. They give x-y pairs only (a question in X, its translation in Y) and
+  never link to other sources: their ids are prefixed with the source's file name.
 
 Items are linked across sources by id: a question present in two or more languages
 gives x-y pairs, and every item feeds the same-language pools, so a native monolingual
@@ -22,7 +27,8 @@ set (ARCD, CMRC 2018, iapp) feeds monolingual batches only. Relative paths are t
 against the working directory, then the data dir.
 
 Before training, :func:`check_leaks` compares every item with every benchmark of the
-run by question id and by normalised question and passage text.
+run by question id and by normalised question and passage text (parallel questions: by
+the text of every translation; their ids are their dataset's own).
 """
 
 from __future__ import annotations
@@ -36,16 +42,16 @@ from pathlib import Path
 from typing import Any
 
 from babelir.data.squad import is_squad_file, load_squad
-from babelir.data.types import ArticleSelection, ParallelItem, ParallelQA
+from babelir.data.types import LANG_CODE, ArticleSelection, ParallelItem, ParallelQA
 from babelir.errors import ConfigError, DataError
 
-#: A language code: ISO 639-1/-3 in lowercase, optionally a subtag (``zh-Hans``, ``pt-BR``).
-LANG_CODE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})?")
 _LANG_PREFIX = re.compile(rf"^({LANG_CODE.pattern}):(?!//)(.+)$")
 #: What a user meant as a ``LANG:`` prefix (letters, maybe a subtag) even when it is no
 #: valid code (``EN:``, ``e:``): refused by name instead of read as a file called "EN:x".
 _LANG_LIKE_PREFIX = re.compile(r"^([A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*):(?!//)(.+)$")
 _ARTICLES_SUFFIX = re.compile(r"^(.+)#articles=([^#]*)$")
+#: The prefix that names a parallel-question source (``parallel:PATH``).
+PARALLEL_PREFIX = "parallel:"
 #: Passages shorter than this are not compared by text (a "Yes." sentence is no leak).
 MIN_LEAK_TEXT = 25
 
@@ -57,24 +63,28 @@ class SourceSpec:
     ``weight`` in (0, 1] is the share of the source's questions kept, chosen by a hash
     of the question id (so sources that share ids keep the same questions). ``articles``
     selects articles of a SQuAD-format file by position (``0-9``, ``%4!=0``); None: all.
+    ``parallel``: read as parallel questions (``parallel:PATH``); a source without it is
+    still read so when its bytes say so.
     """
 
     path: str
     lang: str | None = None
     weight: float = 1.0
     articles: str | None = None
+    parallel: bool = False
 
     @classmethod
     def parse(cls, value: str | dict[str, Any] | SourceSpec) -> SourceSpec:
-        """``"en:path"``, ``"xquad-r"``, or a mapping ``{path, lang?, weight?}``."""
+        """``"en:path"``, ``"xquad-r"``, ``"parallel:path"``, or a mapping ``{path, lang?,
+        weight?, articles?, parallel?}``."""
         if isinstance(value, SourceSpec):
             return value
         if isinstance(value, dict):
-            unknown = sorted(set(value) - {"path", "lang", "weight", "articles"})
+            unknown = sorted(set(value) - {"path", "lang", "weight", "articles", "parallel"})
             if unknown:
                 raise ConfigError(
                     f"train.data: unknown key '{unknown[0]}' in {value!r} (valid: path, lang, "
-                    "weight, articles)"
+                    "weight, articles, parallel)"
                 )
             if not isinstance(value.get("path"), str) or not value["path"].strip():
                 raise ConfigError(f"train.data: entry {value!r} needs a 'path' string")
@@ -87,7 +97,14 @@ class SourceSpec:
             articles = value.get("articles")
             if articles is not None and not isinstance(articles, str):
                 raise ConfigError(f"train.data: 'articles' must be a string in {value!r}")
-            spec = cls(value["path"].strip(), lang, float(weight), articles)
+            parallel = value.get("parallel", False)
+            if not isinstance(parallel, bool):
+                raise ConfigError(f"train.data: 'parallel' must be true or false in {value!r}")
+            spec = cls(value["path"].strip(), lang, float(weight), articles, parallel)
+        elif isinstance(value, str) and value.strip().startswith(PARALLEL_PREFIX):
+            spec = cls(value.strip()[len(PARALLEL_PREFIX) :].strip(), parallel=True)
+            if not spec.path:
+                raise ConfigError(f"train.data: {value.strip()!r} names no path")
         elif isinstance(value, str):
             text = value.strip()
             articles = None
@@ -103,6 +120,12 @@ class SourceSpec:
             raise ConfigError(f"train.data: cannot read a source from {value!r}")
         if not 0 < spec.weight <= 1:
             raise ConfigError(f"train.data: weight of {spec.label}: {spec.weight} not in (0, 1]")
+        if spec.parallel and (spec.lang is not None or spec.articles is not None):
+            raise ConfigError(
+                f"train.data: {spec.label}: parallel questions take no "
+                + ("language (they hold several; --languages keeps some)" if spec.lang
+                   else "article selection")
+            )
         if spec.articles is not None:
             try:
                 selection = ArticleSelection.parse(spec.articles)
@@ -121,6 +144,8 @@ class SourceSpec:
     @property
     def label(self) -> str:
         text = f"{self.lang}:{self.path}" if self.lang else self.path
+        if self.parallel:
+            text = PARALLEL_PREFIX + text
         if self.articles is not None:
             text += f"#articles={self.articles}"
         return text if self.weight == 1.0 else f"{text}@{self.weight:g}"
@@ -134,6 +159,8 @@ class SourceSpec:
             out["lang"] = self.lang
         if self.articles is not None:
             out["articles"] = self.articles
+        if self.parallel:
+            out["parallel"] = True
         return out
 
 
@@ -194,6 +221,20 @@ def apply_stand_ins(
                 spec = new
         out.append(spec)
     return out, notes
+
+
+def is_question_path(value: Any, data_dir: Path) -> bool:
+    """Whether a plain ``train_data`` string names a parallel-question source (judged by
+    its bytes): such a source is read through this module, as ``parallel:PATH``."""
+    from babelir.data.parallel_questions import question_format
+
+    if not isinstance(value, str) or is_multi_source(value):
+        return False
+    path = resolve_path(value.strip(), data_dir)
+    try:
+        return path is not None and question_format(path) is not None
+    except OSError:
+        return False
 
 
 def is_multi_source(value: Any) -> bool:
@@ -272,6 +313,10 @@ class SourceRecord:
     items: int
     linked: int = 0  # items whose id another source also has (translations)
     squad: dict[str, Any] | None = None  # the SQuAD loader's per-case counts
+    questions: dict[str, Any] | None = None  # a parallel-question source: format, skips
+    #: x-y pairs whose query side this source gives, {X: {Y: count}} (set once a run holds
+    #: parallel questions, after language selection, leak checks and the validation split)
+    xy_pairs: dict[str, dict[str, int]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -281,6 +326,8 @@ class SourceRecord:
 class MultiSource:
     data: ParallelQA
     records: list[SourceRecord] = field(default_factory=list)
+    #: (item id, language) -> label of the source that gave that side
+    owner: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def languages(self) -> list[str]:
@@ -296,10 +343,29 @@ def load_one(
     max_triples: int = 100_000,
     on_missing: str = "paragraph",
 ) -> tuple[ParallelQA, dict[str, Any] | None, Path | None]:
-    """One source's items (and SQuAD counts); ``LANG:`` keeps that language only."""
+    """One source's items (and SQuAD or parallel-question counts); ``LANG:`` keeps that
+    language only. Parallel questions come back with their own ids (not yet prefixed)."""
     from babelir.data.parallel import load_parallel
+    from babelir.data.parallel_questions import load_questions, question_format
 
     path = resolve_path(spec.file, data_dir)
+    if spec.parallel and path is None:
+        raise DataError(
+            f"--train-data {spec.label}: no such file or folder (tried {Path(spec.path)} and "
+            f"{data_dir / spec.path}){_fetch_hint(spec.file)}"
+        )
+    fmt = None
+    if path is not None and spec.articles is None and not (path.is_file() and is_squad_file(path)):
+        fmt = question_format(path)
+    if spec.parallel or fmt is not None:
+        if spec.lang is not None:
+            raise ConfigError(
+                f"--train-data {spec.label}: {path} holds parallel questions in several "
+                f"languages; give it without '{spec.lang}:' (--languages keeps some)"
+            )
+        assert path is not None
+        data, stats = load_questions(path, fmt)
+        return data, stats, path
     if path is not None and path.is_file() and is_squad_file(path):
         if spec.lang is None:
             raise ConfigError(
@@ -378,13 +444,39 @@ def load_sources(
     if not specs:
         raise ConfigError("train.data: no training source given")
     items: dict[str, ParallelItem] = {}
+    questions: dict[str, ParallelItem] = {}
     owner: dict[tuple[str, str], str] = {}
     records: list[SourceRecord] = []
     squad_files: dict[tuple[str, str], SourceSpec] = {}  # (sha256, zip member) -> source
+    tags: set[str] = set()
+    question_files: dict[str, SourceSpec] = {}  # content sha256 -> source
     for spec in specs:
         data, stats, path = load_one(
             spec, data_dir, passage=passage, max_triples=max_triples, on_missing=on_missing
         )
+        if data.has_questions:
+            assert path is not None
+            content = fingerprint(path) if path.is_dir() else content_sha256(path)
+            first = question_files.setdefault(content, spec)
+            if first is not spec:
+                raise DataError(
+                    f"--train-data: {first.label} and {spec.label} hold the same parallel "
+                    f"questions (same bytes, sha256 {content[:12]}); give them once"
+                )
+            tag = _question_tag(path, tags)
+            kept = [it for it in data.items if _keep(it.id, spec.weight)]
+            if not kept:
+                raise DataError(f"--train-data {spec.label}: no training items")
+            for it in kept:
+                it.id = f"{tag}:{it.id}"  # never linked to another source's item
+                questions[it.id] = it
+                owner.update(((it.id, lang), spec.label) for lang in it.sides)
+            sha = fingerprint(path) if fingerprints else None
+            records.append(
+                SourceRecord(spec.label, spec.path, None, spec.weight, sha, len(kept),
+                             questions=stats)
+            )
+            continue
         if stats is not None and path is not None:  # a SQuAD file: its LANG: is its language
             key = (content_sha256(path), spec.path[len(spec.file) :])
             first = squad_files.setdefault(key, spec)
@@ -420,8 +512,27 @@ def load_sources(
             SourceRecord(spec.label, spec.path, spec.lang, spec.weight, sha, len(kept), linked,
                          stats)
         )
+    clash = sorted(set(items) & set(questions))
+    if clash:
+        raise DataError(
+            f"--train-data: id {clash[0]} is both a QA item and a parallel question; rename "
+            "the file of the parallel questions"
+        )
     label = " + ".join(s.label for s in specs)
-    return MultiSource(ParallelQA(list(items.values()), source=label), records)
+    all_items = [*items.values(), *questions.values()]
+    return MultiSource(ParallelQA(all_items, source=label), records, owner)
+
+
+def _question_tag(path: Path, taken: set[str]) -> str:
+    """The prefix of a parallel-question source's ids: its file or folder name (a number
+    added when another source of the run has the same name)."""
+    name = path.name
+    tag, k = name, 1
+    while tag in taken:
+        k += 1
+        tag = f"{name}~{k}"
+    taken.add(tag)
+    return tag
 
 
 # --------------------------------------------------------------------------- leak checks
