@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from testkit.cli import call
+from testkit.network import offline
 
 from babelir.compare.config import DEFAULT_PROFILE, load_config
 from babelir.data import registry
@@ -76,17 +77,7 @@ def _pin_official(monkeypatch: pytest.MonkeyPatch, blob: str) -> None:
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every download must come from the mirror folder (file://)."""
-    import urllib.parse
-    import urllib.request
-
-    monkeypatch.delenv("BABELIR_DATA_MIRROR", raising=False)
-    real = urllib.request.urlopen
-
-    def guarded(request, *args, **kwargs):
-        assert urllib.parse.urlsplit(request.full_url).scheme == "file", request.full_url
-        return real(request, *args, **kwargs)
-
-    monkeypatch.setattr(urllib.request, "urlopen", guarded)
+    offline(monkeypatch)
 
 
 def test_without_the_shared_folder_the_default_path_is_fetched_verified_and_planned(

@@ -13,8 +13,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import urllib.parse
-import urllib.request
 import warnings
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit.network import offline
 
 from babelir.data import registry
 from babelir.data.fetch import (
@@ -79,19 +78,7 @@ def mirror() -> Iterator[tuple[str, list[str]]]:
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No env mirror, no proxies, and any non-local URL fails the test."""
-    monkeypatch.delenv("BABELIR_DATA_MIRROR", raising=False)
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    real = urllib.request.urlopen
-
-    def guarded(request: urllib.request.Request, *args: Any, **kwargs: Any) -> Any:
-        parts = urllib.parse.urlsplit(request.full_url)
-        assert parts.scheme == "file" or parts.hostname == "127.0.0.1", request.full_url
-        return real(request, *args, **kwargs)
-
-    monkeypatch.setattr(urllib.request, "urlopen", guarded)
+    offline(monkeypatch)
 
 
 def leftovers(root: Path) -> list[Path]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from testkit.cli import call
+from testkit.network import offline
 
 from babelir.data import fetch as fetch_module
 from babelir.data import registry
@@ -40,20 +41,7 @@ from babelir.errors import DataError, NetworkError
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No proxies, no env mirror; any URL but file:// and 127.0.0.1 fails the test."""
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.delenv("BABELIR_DATA_MIRROR", raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    real = urllib.request.urlopen
-
-    def guarded(request: Any, *args: Any, **kwargs: Any) -> Any:
-        url = request.full_url if isinstance(request, urllib.request.Request) else request
-        parts = urllib.parse.urlsplit(url)
-        assert parts.scheme == "file" or parts.hostname == "127.0.0.1", url
-        return real(request, *args, **kwargs)
-
-    monkeypatch.setattr(urllib.request, "urlopen", guarded)
+    offline(monkeypatch)
 
 
 def _shard(path: Path, n: int, tag: str = "") -> bytes:

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from testkit.cli import call
+from testkit.network import offline
 from testkit.tiny_model import make_tiny_model
 
 from babelir.data.fetch import LOCAL_SUMS, fetch_miracl_corpus, verify_miracl_corpus
@@ -39,19 +40,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No proxies; any URL but file:// and 127.0.0.1 fails the test."""
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    real = urllib.request.urlopen
-
-    def guarded(request: Any, *args: Any, **kwargs: Any) -> Any:
-        url = request.full_url if isinstance(request, urllib.request.Request) else request
-        parts = urllib.parse.urlsplit(url)
-        assert parts.scheme == "file" or parts.hostname == "127.0.0.1", url
-        return real(request, *args, **kwargs)
-
-    monkeypatch.setattr(urllib.request, "urlopen", guarded)
+    offline(monkeypatch)
 
 
 # --------------------------------------------------------------------------- mirror

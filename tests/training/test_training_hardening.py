@@ -18,6 +18,7 @@ import torch
 from testkit.cli import call
 from testkit.tiny_model import make_tiny_model
 
+import babelir.training.trainer as trainer_mod
 from babelir.data.parallel import from_lareqa
 from babelir.errors import BabelirError, ConfigError
 from babelir.io import DiskSpaceError, atomic_dir, atomic_path, write_bytes, write_text
@@ -394,3 +395,73 @@ def test_ctrl_c_writes_a_checkpoint_exits_130_and_resumes(tmp_path, tiny_dir, fi
     info = json.loads((out / MARKER).read_text())
     assert info["resumed_from"].endswith("checkpoint-4") and info["global_steps"] == 6
     assert [h["step"] for h in info["log_history"] if "loss" in h] == [1, 2, 3, 4, 5, 6]
+
+# --- hardening round 3 (issue 34): a fresh start never deletes an unfinished run's
+# checkpoints; a resume compares the resolved precision and records allowed changes
+
+
+def _disk_full_at(step: int, cfg: TrainConfig, monkeypatch) -> None:
+    """Train ``cfg`` with the disk full when checkpoint ``step`` is written."""
+    real_save = torch.save
+
+    def filling_save(obj, f, *args, **kwargs):
+        if f"checkpoint-{step}" in str(f):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", filling_save)
+    with pytest.raises(DiskSpaceError):
+        train(cfg, show_progress=False)
+    monkeypatch.setattr(torch, "save", real_save)
+
+
+def _interrupted(out: Path, tiny_dir: Path, fixture_dir: Path, monkeypatch, **kw) -> None:
+    """A run stopped at step 3 (disk full), its checkpoints 1 and 2 complete."""
+    _disk_full_at(3, _cfg(out, tiny_dir, fixture_dir, **kw), monkeypatch)
+    assert latest_checkpoint(out / "checkpoints").name == "checkpoint-2"
+
+
+def test_a_fresh_start_refuses_to_delete_an_unfinished_runs_checkpoints(
+    tmp_path, tiny_dir, fixture_dir, monkeypatch, capsys
+):
+    out = tmp_path / "out"
+    _interrupted(out, tiny_dir, fixture_dir, monkeypatch)
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    with pytest.raises(ConfigError, match=r"unfinished run's checkpoints are in .*checkpoints "
+                       r"\(latest checkpoint-2\): pass --resume .* or --overwrite"):
+        train(_cfg(out, tiny_dir, fixture_dir), show_progress=False)
+    code, _, err = call(capsys, *_cli_args(out, tiny_dir, fixture_dir))
+    _one_line_error(code, err, "unfinished run", "--overwrite")
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before  # untouched
+
+    # --overwrite: the old checkpoints survive a new run that fails before it finishes
+    _disk_full_at(2, _cfg(out, tiny_dir, fixture_dir, overwrite=True), monkeypatch)
+    assert latest_checkpoint(out / "checkpoints.replaced").name == "checkpoint-2"
+    # ... and are deleted once one finishes
+    train(_cfg(out, tiny_dir, fixture_dir, overwrite=True), show_progress=False)
+    assert (out / MARKER).is_file() and not (out / "checkpoints.replaced").exists()
+
+
+def test_resume_compares_the_resolved_precision_and_records_allowed_changes(
+    tmp_path, tiny_dir, fixture_dir, monkeypatch
+):
+    """auto meant fp32 when the run started and bf16 where it resumes: refused, not a
+    silent switch; with --allow-config-change the record says what changed at which step."""
+    out = tmp_path / "out"
+    monkeypatch.setattr(trainer_mod, "train_precision", lambda cfg: "fp32")
+    _interrupted(out, tiny_dir, fixture_dir, monkeypatch, precision="auto")
+    monkeypatch.setattr(trainer_mod, "train_precision", lambda cfg: "bf16")
+    with pytest.raises(ConfigError, match=r"precision \('fp32' -> 'bf16'\)"):
+        train(_cfg(out, tiny_dir, fixture_dir, precision="auto", resume=True),
+              show_progress=False)
+    monkeypatch.setattr(trainer_mod, "train_precision", lambda cfg: "fp32")  # cheap on CPU
+    train(
+        _cfg(out, tiny_dir, fixture_dir, precision="auto", resume=True, learning_rate=2e-3,
+             allow_config_change=True),
+        show_progress=False,
+    )
+    info = json.loads((out / MARKER).read_text())
+    assert info["resumed_from"].endswith("checkpoint-2")
+    assert info["config_changes"] == [
+        {"step": 2, "fields": {"learning_rate": [0.001, 0.002]}}
+    ]

@@ -1,0 +1,26 @@
+"""No network in tests: every URL but file:// and 127.0.0.1 fails the test."""
+
+from __future__ import annotations
+
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import pytest
+
+
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxies, no env mirror; ``urllib.request.urlopen`` refuses any other address."""
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("BABELIR_DATA_MIRROR", raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    real = urllib.request.urlopen
+
+    def guarded(request: Any, *args: Any, **kwargs: Any) -> Any:
+        url = request.full_url if isinstance(request, urllib.request.Request) else request
+        parts = urllib.parse.urlsplit(url)
+        assert parts.scheme == "file" or parts.hostname == "127.0.0.1", url
+        return real(request, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", guarded)
