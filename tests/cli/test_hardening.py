@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from testkit.cli import call
+from testkit.lareqa_docs import lang_doc
 
 from babelir.data.lareqa import load_benchmark
 from babelir.data.parallel import from_jsonl
@@ -44,29 +45,7 @@ LANGS = ("en", "de")
 
 
 def _lang_doc(lang: str, articles: int = 3) -> dict:
-    data = []
-    for a in range(articles):
-        paragraphs = []
-        for p in range(2):
-            sents = [f"{lang} sentence {a}.{p}.{k} about topic {a * 10 + p}." for k in range(3)]
-            context = " ".join(sents)
-            breaks, pos = [], 0
-            for s in sents:
-                breaks.append([pos, pos + len(s)])
-                pos += len(s) + 1
-            qas = [
-                {
-                    "id": f"q{a}-{p}-{k}",
-                    "question": f"{lang} question {a}.{p}.{k}?",
-                    "answers": [{"text": sents[k], "answer_start": breaks[k][0]}],
-                }
-                for k in range(2)
-            ]
-            paragraphs.append(
-                {"context": context, "sentences": sents, "sentence_breaks": breaks, "qas": qas}
-            )
-        data.append({"title": f"article {a}", "paragraphs": paragraphs})
-    return {"version": "1.1", "data": data}
+    return lang_doc(lang, articles, topic=lambda a, p: a * 10 + p)
 
 
 def make_bench(folder: Path, langs=LANGS) -> Path:

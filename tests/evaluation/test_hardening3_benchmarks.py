@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from testkit.cli import call
+from testkit.lareqa_docs import lang_doc
 from testkit.tiny_model import make_tiny_model
 
 from babelir.cli.miracl import evaluate_miracl_cli
@@ -44,31 +45,7 @@ XQUAD_R = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 
 
 def _lang_doc(lang: str, articles: int = 2, paragraphs: int = 2, sentences: int = 3) -> dict:
-    """A LAReQA file whose breaks, sentences and contexts agree; question ids are shared
-    across languages (translations)."""
-    data = []
-    for a in range(articles):
-        paras = []
-        for p in range(paragraphs):
-            sents = [f"{lang} sentence {a}.{p}.{k} about topic {a}{p}." for k in range(sentences)]
-            breaks, pos = [], 0
-            for s in sents:
-                breaks.append([pos, pos + len(s)])
-                pos += len(s) + 1
-            qas = [
-                {
-                    "id": f"q{a}-{p}-{k}",
-                    "question": f"{lang} question {a}.{p}.{k}?",
-                    "answers": [{"text": sents[k], "answer_start": breaks[k][0]}],
-                }
-                for k in range(2)
-            ]
-            paras.append(
-                {"context": " ".join(sents), "sentences": sents, "sentence_breaks": breaks,
-                 "qas": qas}
-            )  # fmt: skip
-        data.append({"title": f"article {a}", "paragraphs": paras})
-    return {"version": "1.1", "data": data}
+    return lang_doc(lang, articles, paragraphs, sentences)
 
 
 def _write_bench(folder: Path, docs: dict[str, dict]) -> Path:

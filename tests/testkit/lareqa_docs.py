@@ -34,3 +34,35 @@ def append_to_sentences(para: dict[str, Any], suffix: str) -> None:
     for qa in para.get("qas", []):
         for answer in qa.get("answers", []):
             answer["answer_start"] = moved(answer["answer_start"])
+
+
+def lang_doc(
+    lang: str, articles: int = 2, paragraphs: int = 2, sentences: int = 3, topic: Any = None
+) -> dict[str, Any]:
+    """A LAReQA file whose breaks, sentences and contexts agree; two questions a paragraph,
+    their ids shared across languages (translations). ``topic(a, p)`` names a paragraph's
+    topic (default ``f"{a}{p}"``)."""
+    data = []
+    for a in range(articles):
+        paras = []
+        for p in range(paragraphs):
+            name = topic(a, p) if topic is not None else f"{a}{p}"
+            sents = [f"{lang} sentence {a}.{p}.{k} about topic {name}." for k in range(sentences)]
+            breaks, pos = [], 0
+            for text in sents:
+                breaks.append([pos, pos + len(text)])
+                pos += len(text) + 1
+            qas = [
+                {
+                    "id": f"q{a}-{p}-{k}",
+                    "question": f"{lang} question {a}.{p}.{k}?",
+                    "answers": [{"text": sents[k], "answer_start": breaks[k][0]}],
+                }
+                for k in range(2)
+            ]
+            paras.append(
+                {"context": " ".join(sents), "sentences": sents, "sentence_breaks": breaks,
+                 "qas": qas}
+            )  # fmt: skip
+        data.append({"title": f"article {a}", "paragraphs": paras})
+    return {"version": "1.1", "data": data}
