@@ -12,15 +12,14 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import warnings
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit.network import offline
+from testkit.network import local_server, offline
 
 from babelir.data import registry
 from babelir.data.fetch import (
@@ -56,18 +55,8 @@ def serve(root: Path) -> Iterator[tuple[str, list[str]]]:
             hits.append(self.path)
             super().do_GET()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with local_server(Handler) as url:
+        yield url, hits
 
 
 @pytest.fixture(scope="module")

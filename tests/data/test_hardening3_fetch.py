@@ -11,19 +11,18 @@ import contextlib
 import dataclasses
 import gzip
 import json
-import threading
 import time
 import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 from testkit.cli import call
-from testkit.network import offline
+from testkit.network import local_server, offline
 
 from babelir.data import fetch as fetch_module
 from babelir.data import registry
@@ -134,18 +133,8 @@ def _serve(root: Path, drip: dict[str, Any]) -> Iterator[tuple[str, list]]:
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up: what a slow download should do
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with local_server(Handler) as url:
+        yield url, seen
 
 
 def test_dripping_mirror_is_abandoned_and_the_part_continued(

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from testkit.cli import call
-from testkit.network import offline
+from testkit.network import local_server, offline
 from testkit.tiny_model import make_tiny_model
 
 from babelir.data.fetch import LOCAL_SUMS, fetch_miracl_corpus, verify_miracl_corpus
@@ -120,18 +120,8 @@ def serve(root: Path, cut_after: dict[str, int] | None = None) -> Iterator[tuple
                 return
             self.wfile.write(body)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with local_server(Handler) as url:
+        yield url, seen
 
 
 def _sums(folder: Path) -> dict[str, str]:
