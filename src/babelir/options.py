@@ -67,8 +67,8 @@ class EncodeOptions:
     precision: Precision = opt(
         "auto",
         "auto: bf16 where the CPU/GPU computes it natively, fp16 on older GPUs, else fp32; "
-        "fp16 is CUDA only; int8 runs on CPU with ONNX Runtime (opt-in: measured mAP drift "
-        "up to 0.02 on a language pair, see the README).",
+        "fp16 is CUDA only; int8 runs on CPU with ONNX Runtime (opt-in: its measured mAP "
+        "drift is in docs/speed.md).",
     )
     cache: bool | EmbeddingCache | None = opt(
         None,

@@ -246,7 +246,7 @@ def unique_benchmarks(cfg: CompareConfig, root: Path) -> tuple[list[BenchmarkSpe
 def check_device_support(cfg: CompareConfig) -> list[str]:
     """Refuse precisions this machine cannot run (fp16 on a CPU...) before any job, for
     the evaluation and every variant's training; returns a note for each variant that
-    trains in bf16 on a CPU without native bf16 (allowed, but slower, see README)."""
+    trains in bf16 on a CPU without native bf16 (allowed, but slower: docs/precision.md)."""
     from babelir.emulated_bf16 import kernels_for
     from babelir.models.loading import default_device
     from babelir.precision import emulated_bf16_cost, resolve
