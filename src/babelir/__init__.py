@@ -3,15 +3,56 @@
 Pipeline, one module per concern: ``babelir.data`` (benchmarks, parallel training data,
 fetching) -> ``babelir.sampling`` (batch samplers) -> ``babelir.training`` ->
 ``babelir.evaluation`` (LAReQA metrics, language bias) -> ``babelir.reporting``.
+
+The public API is importable from here and loaded on first use, so ``import babelir``
+stays light (no torch until a name that needs it is touched)::
+
+    import babelir
+    cfg = babelir.TrainConfig(output="runs/hybrid", strategy="hybrid",
+                              train_data=["en:qa-en.json", "de:qa-de.json"])
+    babelir.train(cfg)
+    model, opts = babelir.load_encoder("runs/hybrid", babelir.EncodeOptions())  # + prefixes
+    result = babelir.evaluate_model(model, babelir.load_benchmark("xquad-r"), options=opts)
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("babelir")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-from babelir.errors import BabelirError
+from babelir.errors import BabelirError, ConfigError, DataError, ModelError
 
-__all__ = ["BabelirError", "__version__"]
+#: Public name -> the module that defines it (imported when the name is first used).
+_LAZY = {
+    "TrainConfig": "babelir.training.config",
+    "train": "babelir.training.trainer",
+    "ParallelBatchSampler": "babelir.sampling",
+    "EncodeOptions": "babelir.options",
+    "load_model": "babelir.models.loading",
+    "load_encoder": "babelir.encoding",
+    "merge_models": "babelir.models.merge",
+    "load_benchmark": "babelir.data.lareqa",
+    "evaluate_model": "babelir.evaluation.lareqa",
+    "score_benchmark": "babelir.evaluation.lareqa",
+    "load_config": "babelir.compare.config",
+    "run_compare": "babelir.compare.runner",
+}
+
+__all__ = ["BabelirError", "ConfigError", "DataError", "ModelError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'babelir' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later look-ups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

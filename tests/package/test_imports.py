@@ -37,3 +37,29 @@ def test_the_probe_sees_a_torch_import():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
     )
     assert out.stdout.strip() == "True"
+
+
+def test_the_public_api_is_lazy_and_complete():
+    """``import babelir`` loads no torch; every public name resolves to its definition."""
+    code = (
+        "import json, sys, babelir\n"
+        "light = [m for m in ('torch', 'sentence_transformers') if m in sys.modules]\n"
+        "babelir.train; babelir.evaluate_model\n"
+        "print(json.dumps([light, 'torch' in sys.modules]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [[], True]
+    import babelir
+    from babelir.training.trainer import train
+
+    assert babelir.train is train
+    for name in babelir.__all__:
+        assert getattr(babelir, name) is not None, name
+    try:
+        babelir.no_such_name  # noqa: B018
+    except AttributeError as e:
+        assert "no_such_name" in str(e)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")
