@@ -30,15 +30,20 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode_stack
 
-#: Environment variable: ``onednn`` keeps oneDNN's emulated bf16 kernels.
-KERNELS_ENV = "BABELIR_BF16_KERNELS"
+from babelir import precision as _precision
+
+# the environment switch lives with the precision policy (no torch there); kept importable
+# from here, where the kernels it chooses between are
+from babelir.precision import KERNELS_ENV, emulation
+
+__all__ = ["KERNELS_ENV", "Bf16OnFp32Kernels", "bf16_kernels", "emulation", "kernels_for"]
+
 Kernels = Literal["native", "fp32-kernels", "onednn-emulated"]
 
 _aten = torch.ops.aten
@@ -90,28 +95,11 @@ def kernels_for(resolved: str, device: Any = "cpu") -> Kernels | None:
     ``onednn-emulated`` (``$BABELIR_BF16_KERNELS=onednn``); None when not bf16."""
     if resolved != "bf16":
         return None
-    from babelir.precision import cpu_bf16_supported
-
     kind = device if isinstance(device, str) else getattr(device, "type", str(device))
-    if kind.split(":", 1)[0] != "cpu" or cpu_bf16_supported():
+    # looked up on the module at call time: tests fake the CPU by patching it there
+    if kind.split(":", 1)[0] != "cpu" or _precision.cpu_bf16_supported():
         return "native"
     return emulation()
-
-
-def emulation() -> Literal["fp32-kernels", "onednn-emulated"]:
-    """How a CPU without native bf16 computes bf16 matmuls: this module's fp32 kernels,
-    unless ``$BABELIR_BF16_KERNELS=onednn`` asks for oneDNN's emulation."""
-    value = os.environ.get(KERNELS_ENV, "").strip().lower()
-    if value == "onednn":
-        return "onednn-emulated"
-    if value not in ("", "fp32", "fp32-kernels"):
-        from babelir.errors import ConfigError
-
-        raise ConfigError(
-            f"${KERNELS_ENV}={os.environ[KERNELS_ENV]!r}: expected 'onednn' (oneDNN's "
-            "emulation) or 'fp32' (fp32 kernels, the default), or leave it unset"
-        )
-    return "fp32-kernels"
 
 
 @contextlib.contextmanager

@@ -53,6 +53,9 @@ from babelir.options import PRECISIONS
 Purpose = Literal["encode", "train"]
 #: Environment variable that replaces the CPU flags (space- or comma-separated).
 CPU_FLAGS_ENV = "BABELIR_CPU_FLAGS"
+#: Environment variable: ``onednn`` keeps oneDNN's emulated bf16 kernels on CPUs without
+#: native bf16 (default: :mod:`babelir.emulated_bf16`'s fp32 kernels).
+KERNELS_ENV = "BABELIR_BF16_KERNELS"
 #: What ``auto`` trains in on a CPU with native bf16: bf16, because the seed-paired study
 #: ``babelir compare --profile precision-study`` found bf16 equivalent to fp32 on every
 #: measure (measured: see docs/precision.md). CPUs without native bf16 still train fp32
@@ -214,8 +217,6 @@ def resolve(
             return "fp32"
         return CPU_TRAIN_AUTO if purpose == "train" else "bf16"
     if precision == "bf16" and not native:
-        from babelir.emulated_bf16 import emulation
-
         _warn_once(
             (purpose, emulation()),
             f"precision bf16: this CPU has no native bf16 (AVX512_BF16/AMX), so "
@@ -224,11 +225,23 @@ def resolve(
     return precision
 
 
+def emulation() -> Literal["fp32-kernels", "onednn-emulated"]:
+    """How a CPU without native bf16 computes bf16 matmuls: babelir.emulated_bf16's fp32 kernels,
+    unless ``$BABELIR_BF16_KERNELS=onednn`` asks for oneDNN's emulation."""
+    value = os.environ.get(KERNELS_ENV, "").strip().lower()
+    if value == "onednn":
+        return "onednn-emulated"
+    if value not in ("", "fp32", "fp32-kernels"):
+        raise ConfigError(
+            f"${KERNELS_ENV}={os.environ[KERNELS_ENV]!r}: expected 'onednn' (oneDNN's "
+            "emulation) or 'fp32' (fp32 kernels, the default), or leave it unset"
+        )
+    return "fp32-kernels"
+
+
 def emulated_bf16_cost(purpose: Purpose) -> str:
     """How bf16 runs on a CPU without native bf16 and what it costs for ``purpose``
     (:data:`EMULATED_BF16_SLOWDOWN`); quoted by the warning above and compare's plan."""
-    from babelir.emulated_bf16 import emulation
-
     how = emulation()
     kernels = (
         "its matmuls run on fp32 kernels with bf16 rounding (babelir.emulated_bf16)"

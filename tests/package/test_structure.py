@@ -6,8 +6,7 @@ Edges: ``import a.b`` -> ``a.b``; ``from a import b`` -> ``a.b`` when that is a 
 else ``a``; relative imports resolved. Imports under ``if TYPE_CHECKING:`` are kept apart
 (they never run), and so are imports inside a function (lazy imports, usually of heavy
 libraries: they run once every module is initialised, so they cannot break the import
-order). Only module-level cycles fail the whole package; the packages whose circles were
-removed on purpose (reporting, debias) are held to no cycle through any kind.
+order). No cycle through any kind of import is allowed anywhere in the package.
 """
 
 from __future__ import annotations
@@ -213,11 +212,13 @@ def test_no_import_cycle_among_module_level_imports():
     assert not cycles, "module-level import cycles:\n" + _show(cycles)
 
 
-@pytest.mark.parametrize("package", ["babelir.reporting", "babelir.debias"])
+@pytest.mark.parametrize("package", ["babelir", "babelir.reporting", "babelir.debias"])
 def test_no_cycle_even_through_lazy_imports(package):
     # the circles removed from these packages closed through a TYPE_CHECKING import
     # (reporting.markdown -> reporting.report) and a function-local one (debias.methods
-    # -> debias.store); neither kind may bring them back
+    # -> debias.store); neither kind may bring them back. The whole package is held to it
+    # too since compare.plan <-> compare.retrieval and precision <-> emulated_bf16 closed
+    # through function-local imports (issue 33)
     inside = f"{package}."
     edges = {
         m: {t for t in ts if t.startswith(inside)}

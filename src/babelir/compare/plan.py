@@ -19,6 +19,7 @@ from babelir.compare.config import BenchmarkSpec, CompareConfig
 from babelir.errors import BabelirError, ConfigError, DataError
 from babelir.strategies import StrategySpec
 from babelir.training.config import TrainConfig
+from babelir.training.sources import content_fingerprint
 
 # bump when cached training/evaluation outputs or their keys change meaning
 # (3: keys hash the training and benchmark files' content instead of their paths;
@@ -101,28 +102,6 @@ def local_model(model: str | None) -> Path | None:
         return _resolve_local(str(model))
     except BabelirError as e:
         raise ConfigError(f"model: {e}") from None
-
-
-def content_fingerprint(path: Path) -> str:
-    """SHA-256 of a file, or of a folder's data files with their relative names.
-
-    Each file's hash is memoised per (path, size, mtime_ns) for the process
-    (:func:`babelir.training.sources.fingerprint`). Bookkeeping that never changes what
-    is read is left out: hidden files and ``SHA256SUMS*`` (``babelir data verify`` writes
-    ``SHA256SUMS.local`` into a dataset folder), so verifying data keeps the keys.
-    """
-    from babelir.training.sources import fingerprint
-
-    if not path.is_dir():
-        return fingerprint(path)
-    h = hashlib.sha256(b"babelir-content-v1\0")
-    for p in sorted(path.rglob("*")):
-        rel = p.relative_to(path)
-        if any(part.startswith(".") for part in rel.parts) or p.name.startswith("SHA256SUMS"):
-            continue
-        if p.is_file():
-            h.update(f"{rel.as_posix()}\0{fingerprint(p)}\0".encode())
-    return h.hexdigest()
 
 
 def training_inputs(tcfg: TrainConfig, root: Path) -> list[tuple[str, Path | None]]:

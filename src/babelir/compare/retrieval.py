@@ -86,7 +86,7 @@ def identity(spec: BenchmarkSpec, data_dir: Path) -> tuple[Any, ...]:
     :func:`babelir.training.sources.fingerprint`), so a re-fetched or edited corpus is never
     a cache hit.
     """
-    from babelir.compare.plan import content_fingerprint
+    from babelir.training.sources import content_fingerprint
 
     loaded = load(spec, data_dir)
     judged, corpus = _files(spec, loaded)

@@ -283,6 +283,26 @@ def content_sha256(path: Path) -> str:
     return _FINGERPRINTS[key]
 
 
+def content_fingerprint(path: Path) -> str:
+    """SHA-256 of a file, or of a folder's data files with their relative names.
+
+    Each file's hash is memoised per (path, size, mtime_ns) for the process
+    (:func:`babelir.training.sources.fingerprint`). Bookkeeping that never changes what
+    is read is left out: hidden files and ``SHA256SUMS*`` (``babelir data verify`` writes
+    ``SHA256SUMS.local`` into a dataset folder), so verifying data keeps the keys.
+    """
+    if not path.is_dir():
+        return fingerprint(path)
+    h = hashlib.sha256(b"babelir-content-v1\0")
+    for p in sorted(path.rglob("*")):
+        rel = p.relative_to(path)
+        if any(part.startswith(".") for part in rel.parts) or p.name.startswith("SHA256SUMS"):
+            continue
+        if p.is_file():
+            h.update(f"{rel.as_posix()}\0{fingerprint(p)}\0".encode())
+    return h.hexdigest()
+
+
 def _hash_files(path: Path, files: list[Path], *, names: bool = True) -> str:
     h = hashlib.sha256()
     for p in files:
