@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from testkit.cli import call
-from testkit.network import local_server, offline
+from testkit.network import local_server, offline, send_range
 
 from babelir.data import fetch as fetch_module
 from babelir.data import registry
@@ -114,13 +114,8 @@ def _serve(root: Path, drip: dict[str, Any]) -> Iterator[tuple[str, list]]:
             rng = self.headers.get("Range")
             seen.append((self.path, rng))
             data = (root / urllib.parse.unquote(self.path.lstrip("/"))).read_bytes()
-            start = int(rng.removeprefix("bytes=").rstrip("-")) if rng else 0
-            self.send_response(206 if rng else 200)
-            if rng:
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            self.send_header("Content-Length", str(len(data) - start))
-            self.end_headers()
-            body = data[start:]
+            body = send_range(self, data)
+            start = len(data) - len(body)
             try:
                 if drip["on"] and start == 0:
                     self.wfile.write(body[:65536])

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from testkit.cli import call
-from testkit.network import local_server, offline
+from testkit.network import local_server, offline, send_range
 from testkit.tiny_model import make_tiny_model
 
 from babelir.data.fetch import LOCAL_SUMS, fetch_miracl_corpus, verify_miracl_corpus
@@ -102,16 +102,10 @@ def serve(root: Path, cut_after: dict[str, int] | None = None) -> Iterator[tuple
                 self.send_error(404)
                 return
             data = f.read_bytes()
-            start = int(rng.removeprefix("bytes=").rstrip("-")) if rng else 0
-            if start >= len(data) and rng:
-                self.send_error(416)
+            body = send_range(self, data)
+            start = len(data) - len(body)
+            if not body:
                 return
-            self.send_response(206 if rng else 200)
-            if rng:
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            self.send_header("Content-Length", str(len(data) - start))
-            self.end_headers()
-            body = data[start:]
             if self.path in cuts:
                 body = body[: cuts.pop(self.path) - start]
                 self.wfile.write(body)

@@ -120,8 +120,9 @@ def test_clear_seed_level_differences_decide_every_claim():
     assert mono["ci"][0] > 0.0  # hybrid - x-x-mono interval over seeds
 
 
-def test_identical_distributions_over_seeds_are_not_resolved():
-    """Equal means, large seed noise: every interval straddles 0 and the margin."""
+def _equal_means_large_seed_noise() -> list[EvalRecord]:
+    """3 seeds of every strategy: equal means, a large spread over seeds (each strategy
+    takes the values 0.70-0.78 in a different seed order)."""
     evals = []
     for s, (a, b, c) in enumerate([(0.70, 0.74, 0.72), (0.74, 0.70, 0.76), (0.78, 0.78, 0.74)]):
         evals += [
@@ -129,6 +130,12 @@ def test_identical_distributions_over_seeds_are_not_resolved():
             _record("x-y", s, mono=b, cross=c, multi=a, rd=100 + 1000 * (b - 0.74)),
             _record("hybrid", s, mono=c, cross=a, multi=b, rd=100 + 1000 * (c - 0.74)),
         ]
+    return evals
+
+
+def test_identical_distributions_over_seeds_are_not_resolved():
+    """Equal means, large seed noise: every interval straddles 0 and the margin."""
+    evals = _equal_means_large_seed_noise()
     verdicts = evaluate_claims(evals, _runs(STRATS, [0, 1, 2]), bootstrap=200)
     assert set(_by_claim(verdicts).values()) == {NOT_RESOLVED}
 
@@ -496,13 +503,7 @@ def test_unresolved_claims_carry_a_seed_estimate():
     """Hybrid - x-x-mono mono mAP per seed: +0.02, +0.02, -0.04 (mean 0, sd 0.034641).
     Non-inferiority needs the lower bound above -0.01: t(n-1) * 0.034641 / sqrt(n) < 0.01,
     first true at n = 49 (t(0.975, 48) = 2.0106: 0.00995; n = 48: t = 2.0117, 0.01006)."""
-    evals = []
-    for s, (a, b, c) in enumerate([(0.70, 0.74, 0.72), (0.74, 0.70, 0.76), (0.78, 0.78, 0.74)]):
-        evals += [
-            _record("x-x-mono", s, mono=a, cross=b, multi=c, rd=100 + 1000 * (a - 0.74)),
-            _record("x-y", s, mono=b, cross=c, multi=a, rd=100 + 1000 * (b - 0.74)),
-            _record("hybrid", s, mono=c, cross=a, multi=b, rd=100 + 1000 * (c - 0.74)),
-        ]
+    evals = _equal_means_large_seed_noise()
     verdicts = {v["claim"]: v for v in evaluate_claims(evals, _runs(STRATS, [0, 1, 2]),
                                                         bootstrap=200)}
     one = verdicts["1"]

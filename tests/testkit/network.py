@@ -48,3 +48,19 @@ def local_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+
+
+def send_range(handler: BaseHTTPRequestHandler, data: bytes) -> bytes:
+    """Answer ``handler``'s GET for ``data`` honouring ``Range: bytes=N-`` (206 with its
+    Content-Range, else 200); returns the body to write (416 sent: empty)."""
+    rng = handler.headers.get("Range")
+    start = int(rng.removeprefix("bytes=").rstrip("-")) if rng else 0
+    if rng and start >= len(data):
+        handler.send_error(416)
+        return b""
+    handler.send_response(206 if rng else 200)
+    if rng:
+        handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+    handler.send_header("Content-Length", str(len(data) - start))
+    handler.end_headers()
+    return data[start:]

@@ -36,22 +36,16 @@ def _dataset_of_file(path: str) -> str | None:
 
 def needed_datasets(cfg: CompareConfig, root: Path) -> list[Need]:
     """The registered datasets ``cfg`` reads under data dir ``root``, in config order."""
-    from babelir.data.registry import STAND_INS, datasets
-    from babelir.training.sources import is_multi_source, parse_sources, resolve_path
+    from babelir.data.registry import datasets
+    from babelir.training.sources import apply_stand_ins, is_multi_source, parse_sources
 
     known = datasets()
     needs: dict[str, Need] = {}
     data = cfg.train.get("data", "xquad-r")
     if is_multi_source(data):
-        for spec in parse_sources(data):
-            stand_in = STAND_INS.get((spec.file, spec.articles))
+        # the files the run will read: a stand-in where it replaces a missing file
+        for spec in apply_stand_ins(parse_sources(data), root)[0]:
             name = _dataset_of_file(spec.file)
-            if (
-                stand_in is not None
-                and resolve_path(spec.file, root) is None
-                and (root / stand_in[0]).is_file()
-            ):
-                name = stand_in[1]
             if name is not None:
                 needs.setdefault(name, Need(name, f"training source {spec.label}"))
     elif isinstance(data, str) and data in known:
