@@ -9,6 +9,7 @@ instead of switching on its name.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -122,13 +123,17 @@ class StrategySpec:
     always named it; folder names, hence cached runs, depend on it). ``precision`` is a
     training precision this variant asks for instead of the ``train:`` section's (a
     precision study trains the same recipe in fp32 and in bf16); None, the usual case,
-    leaves label and slug as they always were.
+    leaves label and slug as they always were. ``custom_label`` names a variant of the
+    recipe (a compare entry with its own ``label:``, e.g. ``hybrid + parallel questions``):
+    it replaces the derived label, its slug names the folder, and it is no plain row of
+    its strategy (:func:`babelir.reporting.claims.plain_rows`).
     """
 
     name: str
     alpha: float | None = None
     alpha_in_label: bool = True
     precision: str | None = None
+    custom_label: str | None = None
 
     def __post_init__(self) -> None:
         strategy = get_strategy(self.name)
@@ -157,6 +162,8 @@ class StrategySpec:
     def label(self) -> str:
         """Display name, e.g. ``hybrid (alpha=0.3)`` or ``hybrid (alpha=0.3, bf16)``;
         alpha only where it is shown, the precision only where the variant sets one."""
+        if self.custom_label is not None:
+            return self.custom_label
         parts = []
         if self.alpha is not None and self.alpha_in_label:
             parts.append(f"alpha={self.alpha:g}")
@@ -168,6 +175,8 @@ class StrategySpec:
     def slug(self) -> str:
         """The label as a folder-name part, e.g. ``hybrid-alpha0.3`` or ``hybrid-bf16``
         (compare's run folders)."""
+        if self.custom_label is not None:
+            return re.sub(r"[^A-Za-z0-9.]+", "-", self.custom_label).strip("-") or self.name
         slug = self.name
         if self.alpha is not None and self.alpha_in_label:
             slug += f"-alpha{self.alpha:g}"

@@ -36,6 +36,7 @@ PROFILES = (
     "zero-shot-quick",
     "zero-shot",
     "zero-shot-study",
+    "zero-shot-beyond",
     "smoke",
     "in-domain-quick",
     "in-domain-study",
@@ -159,11 +160,53 @@ class StrategyEntry(_Strict):
     ``alpha`` an alpha-mixing strategy is trained once per ``alphas`` value.
     ``precision`` trains this entry in that precision instead of ``train.precision``
     (``{strategy: hybrid, precision: bf16}`` beside ``{strategy: hybrid, precision:
-    fp32}`` is a precision study); the label shows it: ``hybrid (bf16)``."""
+    fp32}`` is a precision study); the label shows it: ``hybrid (bf16)``.
+
+    A variant of the recipe has its own ``label`` (its row and folder name) and may add
+    training sources (``add_data``: appended to ``train.data``, e.g. parallel questions),
+    override ``train:`` keys (``train: {parallel_share: 0.25}``) and run on a subset of
+    ``seeds`` (an ablation at one seed). Such rows are compared with the reference, never
+    counted as the plain strategy in the paper's claims.
+    """
 
     strategy: str
     alpha: Alpha | None = None
     precision: TrainingPrecision | None = None
+    label: str | None = Field(None, min_length=1, max_length=80)
+    add_data: list[str] = Field(default_factory=list)
+    train: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[Seed] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _variant_keys(self) -> StrategyEntry:
+        custom = [k for k in ("add_data", "train", "seeds") if k in self.model_fields_set]
+        if custom and self.label is None:
+            raise ValueError(f"'{custom[0]}' changes the recipe: give the entry a 'label:'")
+        return self
+
+
+class MergeSpec(_Strict):
+    """Weight-space merges of trained rows with the base model (WiSE-FT), as extra rows.
+
+    ``of``: the rows to merge (labels; default: the reference). ``weights``: lambda
+    values in [0, 1] (0: the base model, 1: the trained model), or ``auto``: per run, the
+    lambda of ``grid`` with the best mean validation mAP (mono, cross, multi) on the
+    run's own validation items (training-side held-out articles, never a benchmark);
+    ties go to the smaller lambda.
+    """
+
+    of: list[str] | None = Field(None, min_length=1)
+    weights: Literal["auto"] | list[Alpha] = "auto"
+    grid: list[Alpha] = Field(
+        default_factory=lambda: [round(0.1 * i, 1) for i in range(11)], min_length=2
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: Any) -> Any:
+        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+            raise ValueError("weights: give distinct values in [0, 1], or auto")
+        return v
 
 
 class CompareConfig(_Strict):
@@ -185,6 +228,7 @@ class CompareConfig(_Strict):
         default_factory=lambda: [BenchmarkSpec(name="xquad-r", articles="%4==0")], min_length=1
     )
     debias: list[Literal["lsar", "center", "lir"]] = Field(default_factory=list)
+    merge: MergeSpec | None = None
     debias_fit_per_language: int = Field(300, ge=10)
     # each paired test draws n_queries x permutations signs and bootstrap resamples
     permutations: int = Field(10000, ge=100, le=MAX_RESAMPLES)
@@ -230,7 +274,55 @@ class CompareConfig(_Strict):
             raise ValueError(f"unknown key '{unknown[0]}' (valid: {', '.join(EVAL_KEYS)})")
         return v
 
+    @model_validator(mode="after")
+    def _labels(self) -> CompareConfig:
+        entries = [s for s in self.strategies if isinstance(s, StrategyEntry) and s.label]
+        labels = [s.label for s in entries]
+        if len(set(labels)) != len(labels):
+            raise ValueError("strategies: two entries have the same label")
+        for s in entries:
+            if s.alpha is None and len(self.alphas) > 1 and get_strategy(s.strategy).mixes_by_alpha:
+                raise ValueError(
+                    f"strategies ({s.label}): several alphas; give the entry its alpha"
+                )
+            for seed in s.seeds or []:
+                if seed not in self.seeds:
+                    raise ValueError(f"strategies ({s.label}): seed {seed} is not in seeds")
+        variant_labels = [v.label for v in self.variants()]
+        if len(set(variant_labels)) != len(variant_labels):
+            raise ValueError(
+                f"strategies: two rows are labelled alike ({', '.join(variant_labels)})"
+            )
+        if self.merge is not None:
+            names = set(variant_labels)
+            for label in self.merge.of or [self.reference]:
+                if label not in names:
+                    raise ValueError(
+                        f"merge.of: '{label}' is no trained row (rows: {', '.join(sorted(names))})"
+                    )
+        return self
+
     # ------------------------------------------------------------------ views
+
+    def entry(self, spec: StrategySpec) -> StrategyEntry | None:
+        """The labelled entry a variant comes from (None: a plain strategy)."""
+        if spec.custom_label is None:
+            return None
+        return next(
+            s for s in self.strategies
+            if isinstance(s, StrategyEntry) and s.label == spec.custom_label
+        )  # fmt: skip
+
+    def seeds_of(self, spec: StrategySpec) -> list[int]:
+        """The seeds a variant trains with (an entry's ``seeds``, else all)."""
+        entry = self.entry(spec)
+        return [s for s in self.seeds if entry is None or not entry.seeds or s in entry.seeds]
+
+    def merge_rows(self) -> list[str]:
+        """Labels of the trained rows merged with the base model."""
+        if self.merge is None:
+            return []
+        return list(self.merge.of or [self.reference])
 
     def variants(self) -> list[StrategySpec]:
         """The strategy of every trained model, alpha-mixing strategies once per alpha.
@@ -240,11 +332,15 @@ class CompareConfig(_Strict):
         plain ``hybrid``, whatever its alpha.
         """
         out: list[tuple[str, float | None, str | None]] = []
+        custom: list[StrategySpec] = []
         for s in self.strategies:
             name = s if isinstance(s, str) else s.strategy
             precision = None if isinstance(s, str) else s.precision
             strategy = get_strategy(name)
-            if not strategy.mixes_by_alpha:
+            if isinstance(s, StrategyEntry) and s.label is not None:
+                alpha = s.alpha if s.alpha is not None else self.alphas[0]
+                custom.append(StrategySpec(name, alpha, precision=precision, custom_label=s.label))
+            elif not strategy.mixes_by_alpha:
                 out.append((strategy.name, None, precision))
             elif isinstance(s, StrategyEntry) and s.alpha is not None:
                 out.append((strategy.name, s.alpha, precision))
@@ -255,15 +351,23 @@ class CompareConfig(_Strict):
         return [
             StrategySpec(name, alpha, alpha_in_label=len(mixers) > 1, precision=precision)
             for name, alpha, precision in unique
-        ]
+        ] + custom
 
     def train_config(self, spec: StrategySpec, seed: int, **run: Any) -> TrainConfig:
         """The TrainConfig of one run (the ``train:`` section plus the run's fields; a
         variant's own precision replaces ``train.precision``)."""
         if spec.precision is not None:
             run.setdefault("precision", spec.precision)
+        section = self.train
+        entry = self.entry(spec)
+        if entry is not None:
+            section = {**self.train, **entry.train}
+            if entry.add_data:
+                data = section.get("data")
+                base = [] if data is None else data if isinstance(data, list) else [data]
+                section["data"] = [*base, *entry.add_data]
         return from_yaml_section(
-            self.train,
+            section,
             model=self.model,
             strategy=spec.name,
             alpha=spec.train_alpha,
@@ -344,6 +448,7 @@ __all__ = [
     "RETRIEVAL_KINDS",
     "BenchmarkSpec",
     "CompareConfig",
+    "MergeSpec",
     "StrategyEntry",
     "StrategySpec",
     "TrainConfig",

@@ -45,6 +45,31 @@ class TrainJob:
 
 
 @dataclass
+class MergeJob:
+    """A weight-space merge of one trained run with the base model (WiSE-FT): a fixed
+    ``weight``, or None for the lambda picked on the run's validation items from ``grid``."""
+
+    source: TrainJob
+    weight: float | None
+    grid: list[float]
+    key: str
+    folder: Path
+
+    @property
+    def label(self) -> str:
+        return merge_label(self.source.label, self.weight)
+
+    @property
+    def seed(self) -> int:
+        return self.source.seed
+
+
+def merge_label(row: str, weight: float | None) -> str:
+    """The row of a merged model: ``hybrid+merge(auto)`` or ``hybrid+merge(0.7)``."""
+    return f"{row}+merge({'auto' if weight is None else f'{weight:g}'})"
+
+
+@dataclass
 class EvalJob:
     """One evaluation; a ``debias`` job re-scores its ``source`` job's saved embeddings."""
 
@@ -66,11 +91,12 @@ class Plan:
     config: CompareConfig
     output: Path
     train_jobs: list[TrainJob] = field(default_factory=list)
+    merge_jobs: list[MergeJob] = field(default_factory=list)
     eval_jobs: list[EvalJob] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return len(self.train_jobs) + len(self.eval_jobs)
+        return len(self.train_jobs) + len(self.merge_jobs) + len(self.eval_jobs)
 
 
 def _hash(obj: Any) -> str:
@@ -281,14 +307,16 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
     notes += slow
     notes += stand_in_notes(cfg, root)
     facts: dict[str, Any] = {"benchmarks": {}, "strategies": {}, "notes": notes}
-    tables: dict[bool, Any] = {}
+    tables: dict[tuple[bool, str], Any] = {}
     first = None
     for variant in cfg.variants():
-        tcfg = train_config(cfg, variant, cfg.seeds[0])
+        tcfg = train_config(cfg, variant, cfg.seeds_of(variant)[0])
         cross = variant.strategy.needs_cross_pairs(tcfg.alpha)
-        if cross not in tables:
-            tables[cross] = build_training_data(tcfg)
-        td = tables[cross]
+        data_key = (cross, _hash({k: v for k, v in tcfg.identity().items()
+                                  if k not in ("strategy", "alpha", "seed")}))  # fmt: skip
+        if data_key not in tables:
+            tables[data_key] = build_training_data(tcfg)
+        td = tables[data_key]
         first = first or td
         try:
             sampler = ParallelBatchSampler(
@@ -306,6 +334,11 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
             "batches_per_epoch": len(sampler),
             "epochs": (tcfg.max_steps / len(sampler)) if tcfg.max_steps else tcfg.epochs,
         }
+        if td.sources != first.sources:  # a labelled variant with sources of its own
+            facts.setdefault("variant_sources", {})[variant.label] = {
+                "sources": td.sources,
+                "parallel_share": tcfg.parallel_share,
+            }
     assert first is not None
     facts["train_items"] = len(first.data.items)
     facts["train_languages"] = first.data.languages
@@ -453,6 +486,8 @@ def make_plan(cfg: CompareConfig, output: Path) -> Plan:
     benchmarks, _ = unique_benchmarks(cfg, root)
     for seed in cfg.seeds:
         for variant in cfg.variants():
+            if seed not in cfg.seeds_of(variant):
+                continue
             tcfg = train_config(cfg, variant, seed)
             train_ident = tcfg.identity()
             precision = train_ident["precision"] = resolved_precisions(cfg, tcfg)[0]
@@ -483,6 +518,20 @@ def make_plan(cfg: CompareConfig, output: Path) -> Plan:
     ev = cfg.encode_options().describe()
     ev.pop("show_progress", None)
     ev["precision"] = resolved_precisions(cfg, plan.train_jobs[0].train_config)[1]
+    if cfg.merge is not None:
+        weights = [None] if cfg.merge.weights == "auto" else list(cfg.merge.weights)
+        for job in plan.train_jobs:
+            if job.label not in cfg.merge_rows():
+                continue
+            for w in weights:
+                # auto scores the grid with the evaluation's encoding precision
+                ident = {"format": CACHE_FORMAT, "merge": job.key, "weight": w,
+                         "grid": sorted(cfg.merge.grid) if w is None else None,
+                         "eval_precision": ev["precision"] if w is None else None}  # fmt: skip
+                key = _hash(ident)[:16]
+                tag = "auto" if w is None else f"{w:g}"
+                folder = output / "merges" / f"{job.folder.name}-merge{tag}-{key[:8]}"
+                plan.merge_jobs.append(MergeJob(job, w, list(cfg.merge.grid), key, folder))
     # the base model's debias fit reads the training side of the config: its files count
     fit_data = source_fingerprints(cfg.train_config(StrategySpec("x-x-mono"), cfg.seeds[0]), root)
     for spec in benchmarks:
@@ -519,6 +568,15 @@ def make_plan(cfg: CompareConfig, output: Path) -> Plan:
             )
             plan.eval_jobs.append(ej)
             sources.append((ej, job.key))
+        for mj in plan.merge_jobs:  # post-hoc rows: no debias fit of their own
+            key = _hash({"format": CACHE_FORMAT, "model": mj.key, "bench": bspec, "eval": ev})
+            plan.eval_jobs.append(
+                EvalJob(
+                    mj.label, mj.seed, spec, key[:16],
+                    output / "evals" / f"{mj.folder.name}-{key[:8]}",
+                    str(mj.folder), mj.source.key,
+                )
+            )  # fmt: skip
         for method in cfg.debias if not spec.is_retrieval else ():
             for src, model_key in sources:
                 fit = {
@@ -600,7 +658,58 @@ def describe(plan: Plan, facts: dict[str, Any]) -> list[str]:
         lines.append(
             "training items per language: " + ", ".join(f"{k} {v}" for k, v in counts.items())
         )
-    for src in facts.get("sources") or []:
+    share = plan.train_jobs[0].train_config.parallel_share if plan.train_jobs else None
+    lines += _source_lines(facts.get("sources") or [], share)
+    for label, own in (facts.get("variant_sources") or {}).items():
+        lines.append(f"training data of {label}:")
+        lines += _source_lines(own["sources"] or [], own["parallel_share"])
+    for job in plan.train_jobs:
+        c = job.train_config
+        s = facts["strategies"].get(job.label, {})
+        epochs = s.get("epochs")
+        if epochs is not None and epochs > MAX_EPOCHS_WITHOUT_WARNING:
+            lines.append(
+                f"WARNING: {job.label} makes {epochs:.0f} passes over its {s['pair_rows']} pair "
+                f"rows: past {MAX_EPOCHS_WITHOUT_WARNING} epochs a model over-fits its training "
+                "items (fetch more data, e.g. the full SQuAD-train translations, or train fewer "
+                "steps)"
+            )
+        budget = f"{c.max_steps} steps" if c.max_steps else f"{c.epochs} epochs"
+        lines.append(
+            f"train {job.label:<22} seed {job.seed}  {budget} x batch {c.batch_size}, "
+            f"lr {c.learning_rate:g}, {s.get('pair_rows', '?')} pair rows "
+            f"({s.get('batches_per_epoch', '?')} batches/epoch"
+            + (f", {epochs:.2f} epochs" if epochs is not None else "")
+            + f"), select {c.select}, {job.precision}"
+            f"  -> {job.folder}"
+        )
+    for mj in plan.merge_jobs:
+        how = (
+            f"lambda picked on its validation items from {', '.join(f'{w:g}' for w in mj.grid)}"
+            if mj.weight is None
+            else f"lambda {mj.weight:g}"
+        )
+        lines.append(f"merge {mj.label:<22} seed {mj.seed}  base + {mj.source.label}, {how}"
+                     f"  -> {mj.folder}")  # fmt: skip
+    for ej in plan.eval_jobs:
+        b = facts["benchmarks"].get(ej.benchmark.title(), {})
+        nq, nc = b.get("num_questions", "?"), b.get("num_candidates", "?")
+        size = f"{nq} questions x {nc} candidates"
+        if ej.benchmark.kind == "miracl":
+            size = f"{nq} queries in {', '.join(b.get('languages', []))}, {b.get('corpus_files')} "
+            size += "corpus files"
+        elif ej.benchmark.kind == "xor-retrieve":
+            limit = b.get("corpus_limit")
+            size = f"{nq} questions, passages {b.get('corpus_file')}"
+            size += f" (first {limit})" if limit else ""
+        lines.append(f"evaluate {ej.label:<25} on {ej.benchmark.title()} ({size})")
+    return lines
+
+
+def _source_lines(sources: list[dict[str, Any]], share: float | None) -> list[str]:
+    """Each training source with its counts, then the x-y pairs per language pair."""
+    lines: list[str] = []
+    for src in sources:
         squad = src.get("squad") or {}
         cases = ", ".join(
             f"{k} {squad[k]}" for k in ("exact", "found_by_text", "paragraph", "dropped")
@@ -625,43 +734,10 @@ def describe(plan: Plan, facts: dict[str, Any]) -> list[str]:
             + (f" ({src['linked']} linked to an earlier source)" if src.get("linked") else "")
             + (f"; answers: {cases}" if cases else "")
         )
-    lines += _xy_pair_lines(plan, facts.get("sources") or [])
-    for job in plan.train_jobs:
-        c = job.train_config
-        s = facts["strategies"].get(job.label, {})
-        epochs = s.get("epochs")
-        if epochs is not None and epochs > MAX_EPOCHS_WITHOUT_WARNING:
-            lines.append(
-                f"WARNING: {job.label} makes {epochs:.0f} passes over its {s['pair_rows']} pair "
-                f"rows: past {MAX_EPOCHS_WITHOUT_WARNING} epochs a model over-fits its training "
-                "items (fetch more data, e.g. the full SQuAD-train translations, or train fewer "
-                "steps)"
-            )
-        budget = f"{c.max_steps} steps" if c.max_steps else f"{c.epochs} epochs"
-        lines.append(
-            f"train {job.label:<22} seed {job.seed}  {budget} x batch {c.batch_size}, "
-            f"lr {c.learning_rate:g}, {s.get('pair_rows', '?')} pair rows "
-            f"({s.get('batches_per_epoch', '?')} batches/epoch"
-            + (f", {epochs:.2f} epochs" if epochs is not None else "")
-            + f"), select {c.select}, {job.precision}"
-            f"  -> {job.folder}"
-        )
-    for ej in plan.eval_jobs:
-        b = facts["benchmarks"].get(ej.benchmark.title(), {})
-        nq, nc = b.get("num_questions", "?"), b.get("num_candidates", "?")
-        size = f"{nq} questions x {nc} candidates"
-        if ej.benchmark.kind == "miracl":
-            size = f"{nq} queries in {', '.join(b.get('languages', []))}, {b.get('corpus_files')} "
-            size += "corpus files"
-        elif ej.benchmark.kind == "xor-retrieve":
-            limit = b.get("corpus_limit")
-            size = f"{nq} questions, passages {b.get('corpus_file')}"
-            size += f" (first {limit})" if limit else ""
-        lines.append(f"evaluate {ej.label:<25} on {ej.benchmark.title()} ({size})")
-    return lines
+    return lines + _xy_pair_lines(sources, share)
 
 
-def _xy_pair_lines(plan: Plan, sources: list[dict[str, Any]]) -> list[str]:
+def _xy_pair_lines(sources: list[dict[str, Any]], share: float | None) -> list[str]:
     """Where a run holds parallel questions: per language pair (both directions), the x-y
     pairs from QA data and from parallel questions, and how x-y batches mix them."""
     if not any(src.get("questions") for src in sources):
@@ -673,7 +749,6 @@ def _xy_pair_lines(plan: Plan, sources: list[dict[str, Any]]) -> list[str]:
             for pl, n in by.items():
                 key = (min(ql, pl), max(ql, pl))
                 pairs.setdefault(key, [0, 0])[slot] += n
-    share = plan.train_jobs[0].train_config.parallel_share if plan.train_jobs else None
     mix = (
         f"parallel_share {share:g}: that share of every x-y batch's pairs are parallel questions"
         if share is not None

@@ -15,7 +15,16 @@ import numpy as np
 
 from babelir import __version__
 from babelir.compare.config import CompareConfig
-from babelir.compare.plan import EvalJob, Plan, TrainJob, data_dir, load_spec, make_plan, validate
+from babelir.compare.plan import (
+    EvalJob,
+    MergeJob,
+    Plan,
+    TrainJob,
+    data_dir,
+    load_spec,
+    make_plan,
+    validate,
+)
 from babelir.evaluation.records import is_evaluated, load_evaluation, save_evaluation
 from babelir.strategies import StrategySpec
 
@@ -110,6 +119,81 @@ def cached_run(job: TrainJob) -> bool:
         _discard(job.folder, "the trained model", _first_line(e), keep=("checkpoints",))
         return False
     return True
+
+
+def cached_merge(job: MergeJob) -> bool:
+    """Whether ``job``'s folder holds a whole merged model (a broken one is redone)."""
+    from babelir.models.merge import MERGE_RECORD
+
+    if not (job.folder / MERGE_RECORD).is_file():
+        return False
+    try:
+        _check_model_folder(job.folder)
+    except Exception as e:  # an unreadable merge is redone, not fatal
+        _discard(job.folder, "the merged model", _first_line(e))
+        return False
+    return True
+
+
+def _merge(job: MergeJob, cfg: CompareConfig, validation: dict[str, Any]) -> None:
+    """Write one merged model: a fixed lambda, or the grid's best on the run's validation
+    items (its training-side held-out articles; ``validation`` caches the sets by data)."""
+    from babelir.models.loading import default_device, resolve_prefixes
+    from babelir.models.merge import merge_models, merge_selected
+
+    device = default_device()
+    if job.weight is not None:
+        merge_models(cfg.model, job.source.folder, job.weight, job.folder, device=device)
+        return
+    from babelir.compare.plan import resolved_precisions
+    from babelir.errors import ConfigError
+    from babelir.training.data import build_training_data
+    from babelir.training.validation import ValidationSet
+
+    tcfg = job.source.train_config
+    ident = json.dumps(
+        {k: v for k, v in tcfg.identity().items() if k not in ("strategy", "alpha", "seed")},
+        sort_keys=True, default=str,
+    )  # fmt: skip
+    if ident not in validation:
+        td = build_training_data(tcfg)
+        if td.val is None:
+            raise ConfigError(
+                f"merge: weights auto picks lambda on validation items, but {job.source.label} "
+                "has none (set train.val_articles)"
+            )
+        validation[ident] = ValidationSet.from_data(
+            td.val, tcfg.batch_size, max_items=tcfg.val_items
+        )
+    vset = validation[ident]
+    precision = resolved_precisions(cfg, tcfg)[1]
+    prefixes: dict[str, str] = {}
+
+    def score(model: Any) -> dict[str, Any]:
+        if not prefixes:
+            prefixes["q"], prefixes["p"] = resolve_prefixes(cfg.model, model)
+        return vset.measure(
+            model, query_prefix=prefixes["q"], passage_prefix=prefixes["p"], scale=tcfg.scale,
+            batch_size=cfg.encode_options().batch_size, precision=precision,
+        )  # fmt: skip
+
+    merge_selected(cfg.model, job.source.folder, job.grid, score, job.folder, device=device)
+
+
+def merge_records(plan: Plan) -> list[dict[str, Any]]:
+    """What the report shows of each merged row: its seed, lambda and how it was chosen."""
+    from babelir.models.merge import MERGE_RECORD
+
+    out = []
+    for job in plan.merge_jobs:
+        doc = json.loads((job.folder / MERGE_RECORD).read_text("utf-8"))
+        sel = doc.get("selection") or {}
+        out.append(
+            {"label": job.label, "row": job.source.label, "seed": job.seed,
+             "weight": doc.get("weight"), "criterion": sel.get("criterion"),
+             "curve": sel.get("curve") or []}
+        )  # fmt: skip
+    return out
 
 
 def _check_model_folder(folder: Path) -> None:
@@ -395,6 +479,24 @@ def run_compare(
     timings["train"] = round(time.perf_counter() - t, 2)
 
     t = time.perf_counter()
+    validation_sets: dict[str, Any] = {}
+    for mj in plan.merge_jobs:
+        t_job = time.perf_counter()
+        if cached_merge(mj):
+            reused["merge"] = reused.get("merge", 0) + 1
+            status = "reused"
+        else:
+            _merge(mj, cfg, validation_sets)
+            status = "merged"
+        step_log.append(
+            {"phase": "merge", "label": mj.label, "seed": mj.seed, "status": status,
+             "seconds": round(time.perf_counter() - t_job, 2)}
+        )  # fmt: skip
+        tick(f"merge {mj.label} (seed {mj.seed}): {status}")
+    if plan.merge_jobs:
+        timings["merge"] = round(time.perf_counter() - t, 2)
+
+    t = time.perf_counter()
     rescored = {id(ej.source) for ej in plan.eval_jobs if ej.source is not None}
     for ej in _execution_order(plan.eval_jobs):
         t_job = time.perf_counter()
@@ -430,6 +532,7 @@ def run_compare(
     ]
     runs = [_run_info(j, doc) for j, doc in zip(plan.train_jobs, train_docs, strict=True)]
     labels = list(dict.fromkeys(["base", *[j.label for j in plan.train_jobs]]))
+    labels += list(dict.fromkeys(j.label for j in plan.merge_jobs))
     labels += [f"{lab}+{m}" for m in cfg.debias for lab in labels]
     if any(ej.baseline == "bm25" for ej in plan.eval_jobs):
         labels.insert(0, "bm25")
@@ -456,6 +559,7 @@ def run_compare(
         labels=labels,
         seeds=cfg.seeds,
         curves=[_curve(j, doc) for j, doc in zip(plan.train_jobs, train_docs, strict=True)],
+        merges=merge_records(plan),
         permutations=cfg.permutations,
         bootstrap=cfg.bootstrap,
         margin=cfg.margin,

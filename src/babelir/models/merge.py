@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +105,95 @@ def merge_models(
     Example:
         >>> merge_models(None, "runs/hybrid", 0.5, "runs/hybrid-merged")
     """
-    from babelir import __version__
-    from babelir.io import atomic_dir, write_json, write_text
-    from babelir.models.loading import load_model, model_fingerprint
-    from babelir.training.save import _keep_pooler_off, model_bytes
+    check_weight(weight)
+    base_model, ft_model, record = _load_pair(base, finetuned, output, device)
+    record["weight"] = float(weight)
+    ft_model.load_state_dict(interpolate(base_model, ft_model, float(weight)))
+    return _write(ft_model, record, Path(output))
 
+
+def merge_selected(
+    base: str | os.PathLike[str] | None,
+    finetuned: str | os.PathLike[str],
+    grid: list[float],
+    score: Callable[[Any], dict[str, Any]],
+    output: str | os.PathLike[str],
+    *,
+    criterion: str = "val_map",
+    device: str = "cpu",
+) -> Path:
+    """Merge at the lambda of ``grid`` whose merged model ``score`` rates best.
+
+    Args:
+        base: the base model, as in :func:`merge_models`.
+        finetuned: a model fine-tuned from ``base``.
+        grid: the candidate lambdas in [0, 1].
+        score: called with each merged model, returns its measures (e.g.
+            :meth:`babelir.training.validation.ValidationSet.measure` on training-side
+            validation items: never a benchmark's); ``criterion`` is the one maximised,
+            ties going to the smaller lambda (closer to the base model).
+        output: the folder to write, as in :func:`merge_models`; its
+            ``babelir-merge.json`` holds every candidate's measures under ``selection``.
+        criterion: the key of ``score``'s result to maximise.
+        device: where the models are loaded.
+
+    Returns:
+        The output folder.
+
+    Example:
+        >>> merge_selected(None, "runs/hybrid", [0.5, 0.7, 1.0], my_validation, "runs/m")
+    """
+    if len(grid) < 1:
+        raise ConfigError("merge: the grid of weights is empty")
+    for w in grid:
+        check_weight(w)
+    base_model, ft_model, record = _load_pair(base, finetuned, output, device)
+    finetuned_state = {k: v.clone() for k, v in ft_model.state_dict().items()}
+    curve = []
+    for w in sorted(set(float(x) for x in grid)):
+        ft_model.load_state_dict(interpolate(base_model, _State(finetuned_state), w))
+        point = score(ft_model)
+        value = point.get(criterion)
+        if value is None:
+            raise ConfigError(f"merge: the score has no '{criterion}'")
+        curve.append({"weight": w, **point})
+    best = max(curve, key=lambda p: (p[criterion], -p["weight"]))
+    record.update(
+        weight=best["weight"],
+        selection={"criterion": criterion, "maximised": True, "ties": "smaller weight",
+                   "curve": curve},
+    )  # fmt: skip
+    ft_model.load_state_dict(interpolate(base_model, _State(finetuned_state), best["weight"]))
+    return _write(ft_model, record, Path(output))
+
+
+class _State:
+    """A saved state dict in the one place :func:`interpolate` reads a model: its
+    ``state_dict()`` (the fine-tuned weights, kept while the model is overwritten)."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self._state = state
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._state
+
+
+def check_weight(weight: Any) -> None:
     if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1:
         raise ConfigError(f"--weight must be a number in [0, 1], got {weight!r}")
+
+
+def _load_pair(
+    base: str | os.PathLike[str] | None,
+    finetuned: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    device: str,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Both models, checked mergeable, and the record of their fingerprints (taken before
+    any weight changes)."""
+    from babelir import __version__
+    from babelir.models.loading import load_model, model_fingerprint
+
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output: {out} exists and is not a folder")
@@ -118,18 +201,24 @@ def merge_models(
     base_model = load_model(base, device=device)
     ft_model = load_model(finetuned, device=device)
     check_mergeable(base_model, ft_model, names)
-    record = {  # the inputs' fingerprints, taken before the weights change
+    record = {
         "babelir_version": __version__,
         "method": "WiSE-FT weight interpolation: (1 - weight) * base + weight * finetuned",
-        "weight": float(weight),
+        "weight": None,
         "base_model": names[0],
         "base_fingerprint": model_fingerprint(base_model),
         "finetuned_model": names[1],
         "finetuned_fingerprint": model_fingerprint(ft_model),
     }
-    ft_model.load_state_dict(interpolate(base_model, ft_model, float(weight)))
-    with atomic_dir(out, need=model_bytes(ft_model), what="the merged model") as tmp:
-        ft_model.save(str(tmp))
+    return base_model, ft_model, record
+
+
+def _write(model: Any, record: dict[str, Any], out: Path) -> Path:
+    from babelir.io import atomic_dir, write_json, write_text
+    from babelir.training.save import _keep_pooler_off, model_bytes
+
+    with atomic_dir(out, need=model_bytes(model), what="the merged model") as tmp:
+        model.save(str(tmp))
         _keep_pooler_off(tmp)
         write_text(tmp / "README.md", merge_card(record))
         write_json(tmp / MERGE_RECORD, record)
@@ -144,7 +233,9 @@ def merge_card(record: dict[str, Any]) -> str:
         "- multilingual\n- model-merging\n---\n\n"
         f"# Weight-space merge (WiSE-FT, weight {w:g})\n\n"
         f"`{1 - w:g} * base + {w:g} * fine-tuned`, parameter by parameter "
-        "(Wortsman et al., CVPR 2022), written by `babelir merge`.\n\n"
+        "(Wortsman et al., CVPR 2022), written by babelir"
+        + (" (weight picked on validation items)" if record.get("selection") else "")
+        + ".\n\n"
         "| input | model | fingerprint |\n|---|---|---|\n"
         f"| base | {record['base_model']} | {record['base_fingerprint'][:16]} |\n"
         f"| fine-tuned | {record['finetuned_model']} | "

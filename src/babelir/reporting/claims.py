@@ -73,13 +73,15 @@ def plain_rows(strategy: str, runs: Sequence[RunInfo]) -> list[str]:
     """Labels of the rows trained with ``strategy`` (one per alpha or precision compared),
     in run order; a run's exact label (``hybrid (fp32)``) names that row alone.
 
-    Decided by each run's spec: post-hoc rows like ``hybrid+lsar`` are no runs, so they
-    are never among them.
+    Decided by each run's spec: post-hoc rows like ``hybrid+lsar`` are no runs, and
+    labelled recipe variants (``hybrid + parallel questions``) are no plain rows, so
+    neither is among them unless named exactly.
     """
     exact = [r.label for r in runs if r.label == strategy]
-    if exact and not any(r.spec.name == strategy for r in runs):
+    plain = [r for r in runs if r.spec.name == strategy and r.spec.custom_label is None]
+    if exact and not plain:
         return list(dict.fromkeys(exact))
-    return list(dict.fromkeys(r.label for r in runs if r.spec.name == strategy))
+    return list(dict.fromkeys(r.label for r in plain))
 
 
 def difference(

@@ -14,6 +14,7 @@ from typing import Any
 
 from babelir.evaluation.measures import LANG_PREF, LAREQA_ALL, Measure, measure
 from babelir.reporting.analysis import TESTED
+from babelir.reporting.beyond_verdict import beyond_markdown
 from babelir.reporting.claims import claim_interval_text, seeds_needed_text
 from babelir.reporting.debias_verdict import debias_markdown
 from babelir.reporting.precision_verdict import precision_markdown
@@ -359,6 +360,7 @@ def _lareqa_lines(inp: ReportInput, analysis: Analysis) -> list[str]:
         *_claims(analysis, inp.margin, inp.level),
         *debias_markdown(analysis.debias, inp.level),
         *precision_markdown(analysis.precision, inp.level),
+        *beyond_markdown(analysis.beyond, inp.merges, inp.level),
         "### Reference vs each model (per-query tests)",
         "",
         *analysis.pairwise,

@@ -171,6 +171,8 @@ def write_report(inp: ReportInput, output: Path) -> Path:
         "claims": analysis.claims,
         "debias": analysis.debias,
         "precision": analysis.precision,
+        "merges": inp.merges,
+        "beyond": analysis.beyond,
         "retrieval": analysis.retrieval,
         "verdict": analysis.verdict_lines(),
         "evaluations": [

@@ -164,6 +164,8 @@ class ReportInput:
     bootstrap: int = 2000
     margin: float = 0.01
     level: float = 0.95
+    #: merged rows (label, row, seed, weight, criterion, validation curve)
+    merges: list[dict[str, Any]] = field(default_factory=list)
 
     def display_labels(self) -> list[str]:
         """Model labels in display order: ``labels`` first, then any others seen."""

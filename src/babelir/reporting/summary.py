@@ -13,6 +13,7 @@ from typing import Any
 from babelir.evaluation.measures import measure
 from babelir.reporting import retrieval
 from babelir.reporting.analysis import aggregate, paired_tests, pairwise_verdict, seed_tests
+from babelir.reporting.beyond_verdict import beyond_effects, beyond_sentences
 from babelir.reporting.claims import claim_sentence, evaluate_claims, plain_rows
 from babelir.reporting.debias_verdict import debias_effects, debias_sentences
 from babelir.reporting.precision_verdict import precision_effects, precision_sentences
@@ -34,6 +35,8 @@ class Analysis:
     retrieval: dict[str, Any] = field(default_factory=dict)
     #: rows that differ only in training precision (:mod:`.precision_verdict`)
     precision: list[dict[str, Any]] = field(default_factory=list)
+    #: merged rows and recipe variants vs base and reference (:mod:`.beyond_verdict`)
+    beyond: list[dict[str, Any]] = field(default_factory=list)
 
     def verdict_lines(self) -> list[str]:
         """Claim sentences (LAReQA, then retrieval), post-hoc debiasing lines, training
@@ -46,6 +49,7 @@ class Analysis:
             claims
             + debias_sentences(self.debias)
             + precision_sentences(self.precision)
+            + beyond_sentences(self.beyond)
             + self.pairwise
         )
 
@@ -83,4 +87,18 @@ def analyse(inp: ReportInput) -> Analysis:
         precision=precision_effects(
             inp.evaluations, inp.runs, margin=inp.margin, level=inp.level
         ),
+        beyond=beyond_effects(
+            inp.evaluations,
+            beyond_rows(inp),
+            reference[0] if reference else inp.reference,
+            margin=inp.margin,
+            level=inp.level,
+        ),
     )
+
+
+def beyond_rows(inp: ReportInput) -> list[str]:
+    """Merged rows and labelled recipe variants: what goes beyond the plain strategies."""
+    variants = [r.label for r in inp.runs if r.spec.custom_label is not None]
+    merged = [m["label"] for m in inp.merges]
+    return list(dict.fromkeys([*variants, *merged]))
