@@ -80,3 +80,23 @@ def test_mismatched_models_and_bad_weights_are_refused(pair, tmp_path, capsys):
                         "--output", str(tmp_path / "z"))
     assert code == 2 and "--weight must be a number in [0, 1]" in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_merge_selected_keeps_the_best_scored_lambda_smallest_on_ties(pair, tmp_path):
+    from babelir.models.merge import merge_selected
+
+    base, ft = pair
+    scores = iter([0.1, 0.3, 0.3, 0.2])  # lambdas 0, 0.25, 0.5, 1 in order: tie at .25/.5
+    seen: list[int] = []
+
+    def score(model):
+        seen.append(id(model))
+        return {"val_map": next(scores)}
+
+    out = merge_selected(base, ft, [1.0, 0.5, 0.25, 0.0], score, tmp_path / "auto")
+    record = json.loads((out / MERGE_RECORD).read_text())
+    assert record["weight"] == 0.25
+    assert [p["weight"] for p in record["selection"]["curve"]] == [0.0, 0.25, 0.5, 1.0]
+    # the written model is the fixed-lambda merge at the chosen weight
+    fixed = merge_models(base, ft, 0.25, tmp_path / "fixed")
+    np.testing.assert_allclose(_embed(out), _embed(fixed), atol=1e-6)

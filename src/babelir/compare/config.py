@@ -201,10 +201,18 @@ class MergeSpec(_Strict):
         default_factory=lambda: [round(0.1 * i, 1) for i in range(11)], min_length=2
     )
 
-    @field_validator("weights")
+    @field_validator("weights", mode="before")
     @classmethod
     def _weights(cls, v: Any) -> Any:
-        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+        """One message per bad value (the auto-or-list union would report both branches)."""
+        if v == "auto":
+            return v
+        if not isinstance(v, list) or not v:
+            raise ValueError("weights: give auto or a list of lambdas in [0, 1]")
+        for i, w in enumerate(v):
+            if isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w <= 1:
+                raise ValueError(f"weights[{i}]: {w!r} is no lambda in [0, 1]")
+        if len(set(v)) != len(v):
             raise ValueError("weights: give distinct values in [0, 1], or auto")
         return v
 

@@ -615,8 +615,9 @@ def describe(plan: Plan, facts: dict[str, Any]) -> list[str]:
     """The plan as lines for ``--dry-run``: each job with what defines it."""
     cfg = plan.config
     lines = [
-        f"profile {cfg.name}: {len(plan.train_jobs)} training + {len(plan.eval_jobs)} "
-        f"evaluation jobs, seeds {cfg.seeds}",
+        f"profile {cfg.name}: {len(plan.train_jobs)} training + "
+        + (f"{len(plan.merge_jobs)} merge + " if plan.merge_jobs else "")
+        + f"{len(plan.eval_jobs)} evaluation jobs, seeds {cfg.seeds}",
         f"training data: {facts['train_items']} items in {', '.join(facts['train_languages'])}"
         + (f", articles {facts['train_articles']}" if facts.get("train_articles") else ""),
     ]

@@ -455,8 +455,9 @@ def run_compare(
             on_phase(what, done, plan.total)
 
     if on_phase:  # the overall bar knows its length before the first (long) job
+        merges = f" + {len(plan.merge_jobs)} merge" if plan.merge_jobs else ""
         on_phase(
-            f"planned {len(plan.train_jobs)} training + {len(plan.eval_jobs)} eval jobs",
+            f"planned {len(plan.train_jobs)} training{merges} + {len(plan.eval_jobs)} eval jobs",
             0,
             plan.total,
         )
