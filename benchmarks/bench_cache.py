@@ -26,10 +26,10 @@ from common import (
     set_threads,
 )
 
-from babelir.embedding_cache import EmbeddingCache
-from babelir.encoding import encode_texts
+from babelir.encoding.cache import EmbeddingCache
+from babelir.encoding.encoder import encode_texts
+from babelir.encoding.options import EncodeOptions
 from babelir.models.loading import model_fingerprint
-from babelir.options import EncodeOptions
 
 PASSAGE = "passage: "
 QUIET = EncodeOptions(show_progress=False)

@@ -47,8 +47,8 @@ def main() -> None:
     args = p.parse_args()
     set_threads(args.threads)
     print(machine_line())
-    from babelir.encoding import encode_texts
-    from babelir.options import EncodeOptions
+    from babelir.encoding.encoder import encode_texts
+    from babelir.encoding.options import EncodeOptions
 
     model = load_real_model()
     fit = collect_fit_texts(

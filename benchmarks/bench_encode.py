@@ -3,7 +3,7 @@
 Prints, all measured in this one run:
 
 1. matmul throughput (fp32, bf16) of an e5-small-shaped product;
-2. tokens/s of ``babelir.encoding.encode_texts`` in fp32, bf16 (where the CPU computes it
+2. tokens/s of ``babelir.encoding.encoder.encode_texts`` in fp32, bf16 (where the CPU computes it
    natively, or with ``--bf16``) and int8 (ONNX Runtime, :mod:`babelir.models.int8`)
    vs plain ``SentenceTransformer.encode`` in fp32 on XQuAD-R candidate sentences
    (interleaved rounds, medians), the ratios, and the achieved FLOP rate as a fraction of
@@ -50,15 +50,15 @@ from common import (
     set_threads,
 )
 
-from babelir.emulated_bf16 import kernels_for
-from babelir.encoding import (
+from babelir.encoding.encoder import (
     DEFAULT_MAX_TOKENS,
     cpu_bf16_supported,
     encode_texts,
     resolve_precision,
     token_budget_batches,
 )
-from babelir.options import EncodeOptions
+from babelir.encoding.options import EncodeOptions
+from babelir.precision.emulated_bf16 import kernels_for
 
 PASSAGE, QUERY = "passage: ", "query: "
 QUIET = EncodeOptions(show_progress=False)
@@ -113,7 +113,7 @@ def throughput(args: argparse.Namespace, model: Any, int8: dict[str, Any]) -> No
         "babelir fp32": ours(model, "fp32"),
     }
     # without native bf16 the encoder runs bf16 matmuls on fp32 kernels, unless
-    # BABELIR_BF16_KERNELS=onednn (babelir.emulated_bf16)
+    # BABELIR_BF16_KERNELS=onednn (babelir.precision.emulated_bf16)
     how = kernels_for("bf16", "cpu")
     if native or args.bf16:
         variants[f"babelir bf16 ({how})"] = ours(model, "bf16")
@@ -172,7 +172,7 @@ def throughput(args: argparse.Namespace, model: Any, int8: dict[str, Any]) -> No
 
 def load_int8(args: argparse.Namespace, model: Any) -> dict[str, Any]:
     """The int8 copies of ``model`` to measure (built on first use, then from the cache)."""
-    from babelir.errors import BabelirError
+    from babelir.core.errors import BabelirError
     from babelir.models.int8 import cpu_int8_dot_supported, int8_model
 
     kinds = {"int8 (onnxruntime)": True}
@@ -277,8 +277,8 @@ def map_check(args: argparse.Namespace, model: Any, int8: dict[str, Any]) -> Non
 
 
 def _rss_child(mode: str, model_dir: str, corpus: str, out: str, chunk: str) -> None:
+    from babelir.encoding.streaming import encode_to_disk
     from babelir.models.loading import load_model
-    from babelir.streaming import encode_to_disk
 
     model = load_model(model_dir, device="cpu", max_seq_length=64)
     with torch.no_grad():  # page in every weight (safetensors may map them lazily)

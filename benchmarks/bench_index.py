@@ -7,7 +7,7 @@ Run by hand (not part of the test suite)::
 
 Each corpus size runs in a fresh process, so its peak RSS is its own: the corpus is a
 generator (never a list), encoded with a tiny random BERT (tests/tiny_model.py, 32-d)
-through :func:`babelir.shards.encode_shards`, then searched exactly shard by shard. Peak
+through :func:`babelir.index.shards.encode_shards`, then searched exactly shard by shard. Peak
 RSS after encoding + exact search should stay flat as the corpus grows; the IVF index
 (which holds every vector, as any IndexIVFFlat does) is built afterwards and reported on
 its own line, with its recall@100 against exact search on real (non-corpus) queries.
@@ -62,16 +62,16 @@ def child(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
 
-    from babelir.encoding import encode_texts
+    from babelir.encoding.encoder import encode_texts
+    from babelir.encoding.options import EncodeOptions
     from babelir.index.faiss_backend import (
         IndexSpec,
         build_faiss_index,
         exact_search,
         overlap_at_k,
     )
+    from babelir.index.shards import ShardSet, encode_shards
     from babelir.models.loading import load_model
-    from babelir.options import EncodeOptions
-    from babelir.shards import ShardSet, encode_shards
 
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)

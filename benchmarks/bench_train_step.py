@@ -23,7 +23,7 @@ alternating, and prints each job's wall time, its validation share and the ratio
 
 On a CPU without native bf16 (AVX512_BF16 / AMX) the bf16 rows run their matmuls on fp32
 kernels with bf16 rounding, as ``babelir train --precision bf16`` does there
-(:mod:`babelir.emulated_bf16`): bf16 numerics, ~1.3x fp32's step time on a 2-core Zen 3.
+(:mod:`babelir.precision.emulated_bf16`): bf16 numerics, ~1.3x fp32's step time on a 2-core Zen 3.
 ``--onednn-bf16`` adds a frozen bf16 row on torch's own (oneDNN-emulated) bf16 kernels,
 ~22x fp32's step time there (73 s against 3.3 s, ``--rounds 2``, 2026-12-03): keep
 ``--rounds`` small with it.
@@ -55,8 +55,8 @@ from common import (
     set_threads,
 )
 
-from babelir.emulated_bf16 import bf16_kernels
-from babelir.precision import cpu_bf16_supported
+from babelir.precision.emulated_bf16 import bf16_kernels
+from babelir.precision.resolver import cpu_bf16_supported
 from babelir.training.fast import (
     DEFAULT_TRAIN_MAX_TOKENS,
     LengthSortedLoss,
@@ -106,7 +106,7 @@ class Variant:
 
         self.model = model
         # as the trainer runs bf16: matmuls on fp32 kernels where bf16 is not native
-        # (babelir.emulated_bf16), unless this row measures oneDNN's emulation
+        # (babelir.precision.emulated_bf16), unless this row measures oneDNN's emulation
         self.kernels = "bf16" if bf16 and not onednn else "fp32"
         if bf16:
             autocast_forward(model)
@@ -252,7 +252,7 @@ def main() -> None:
     if not args.no_bf16 and not cpu_bf16_supported():
         print(
             "NOTE: this CPU has no native bf16 (AVX512_BF16/AMX): the bf16 rows run their "
-            "matmuls on fp32 kernels with bf16 rounding (babelir.emulated_bf16), the "
+            "matmuls on fp32 kernels with bf16 rounding (babelir.precision.emulated_bf16), the "
             "numerics of a bf16 CPU but not its speed"
         )
     if args.model:

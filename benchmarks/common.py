@@ -38,13 +38,13 @@ def set_threads(n: int | None) -> None:
 
 
 def cpu_name() -> str:
-    from babelir.precision import cpu_model
+    from babelir.precision.resolver import cpu_model
 
     return cpu_model()
 
 
 def machine_line() -> str:
-    from babelir.encoding import cpu_bf16_supported
+    from babelir.encoding.encoder import cpu_bf16_supported
 
     capability = torch.backends.cpu.get_cpu_capability()
     return (
@@ -65,10 +65,10 @@ def matmul_gflops(
 ) -> float:
     """Best-of throughput of one e5-small-shaped matmul (tokens x hidden x FFN);
     ``fp32_kernels``: a bf16 product as babelir computes it without native bf16
-    (:mod:`babelir.emulated_bf16`) instead of torch's own bf16 kernel."""
+    (:mod:`babelir.precision.emulated_bf16`) instead of torch's own bf16 kernel."""
     import contextlib
 
-    from babelir.emulated_bf16 import Bf16OnFp32Kernels
+    from babelir.precision.emulated_bf16 import Bf16OnFp32Kernels
 
     a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
     with Bf16OnFp32Kernels() if fp32_kernels else contextlib.nullcontext():

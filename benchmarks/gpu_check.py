@@ -280,9 +280,9 @@ def end_to_end_train(args: argparse.Namespace, budget: Budget) -> None:
 def encoding(args: argparse.Namespace, device: torch.device, budget: Budget) -> None:
     """Tokens/s of fp32 vs bf16 encoding and the bf16 mAP drift on held-out articles."""
     from babelir.data.lareqa import load_benchmark
-    from babelir.encoding import encode_texts
+    from babelir.encoding.encoder import encode_texts
+    from babelir.encoding.options import EncodeOptions
     from babelir.evaluation.lareqa import score_benchmark
-    from babelir.options import EncodeOptions
 
     model = load_encoder_model(args, str(device))
     from babelir.models.loading import resolve_prefixes

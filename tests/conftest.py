@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from babelir.errors import ModelError
+from babelir.core.errors import ModelError
 from babelir.models.offline_e5 import MODEL_DIRNAME, build_offline_e5
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

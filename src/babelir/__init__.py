@@ -1,7 +1,7 @@
 """babelir: train and evaluate multilingual dense retrievers.
 
 Pipeline, one module per concern: ``babelir.data`` (benchmarks, parallel training data,
-fetching) -> ``babelir.sampling`` (batch samplers) -> ``babelir.training`` ->
+fetching) -> ``babelir.batches.sampler`` (batch samplers) -> ``babelir.training`` ->
 ``babelir.evaluation`` (LAReQA metrics, language bias) -> ``babelir.reporting``.
 
 The public API is importable from here and loaded on first use, so ``import babelir``
@@ -24,16 +24,16 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-from babelir.errors import BabelirError, ConfigError, DataError, ModelError
+from babelir.core.errors import BabelirError, ConfigError, DataError, ModelError
 
 #: Public name -> the module that defines it (imported when the name is first used).
 _LAZY = {
     "TrainConfig": "babelir.training.config",
     "train": "babelir.training.trainer",
-    "ParallelBatchSampler": "babelir.sampling",
-    "EncodeOptions": "babelir.options",
+    "ParallelBatchSampler": "babelir.batches.sampler",
+    "EncodeOptions": "babelir.encoding.options",
     "load_model": "babelir.models.loading",
-    "load_encoder": "babelir.encoding",
+    "load_encoder": "babelir.encoding.encoder",
     "merge_models": "babelir.models.merge",
     "load_benchmark": "babelir.data.lareqa",
     "evaluate_model": "babelir.evaluation.lareqa",

@@ -206,8 +206,8 @@ def _commands() -> dict[str, object]:
 def test_encoding_options_have_one_definition_in_every_command():
     """Same default and help (EncodeOptions' schema) in evaluate, debias, index, search."""
     from babelir.cli.app import ENCODE_OPTIONS
-    from babelir.options import EncodeOptions
-    from babelir.schema import option_map
+    from babelir.core.schema import option_map
+    from babelir.encoding.options import EncodeOptions
 
     fields = option_map(EncodeOptions)
     seen = {}

@@ -23,19 +23,19 @@ import pytest
 from testkit.cli import call
 from testkit.lareqa_docs import lang_doc
 
+from babelir.core.errors import ConfigError, DataError, ModelError
+from babelir.core.io import atomic_dir, write_text
 from babelir.data.lareqa import load_benchmark
 from babelir.data.parallel import from_jsonl
 from babelir.data.types import ArticleSelection, parse_languages
-from babelir.embedding_cache import EmbeddingCache
-from babelir.errors import ConfigError, DataError, ModelError
+from babelir.encoding.cache import EmbeddingCache
+from babelir.encoding.options import EncodeOptions
 from babelir.evaluation.lareqa import (
     EvaluationResult,
     evaluate_model,
     score_benchmark,
     write_result,
 )
-from babelir.io import atomic_dir, write_text
-from babelir.options import EncodeOptions
 
 REPO = Path(__file__).resolve().parents[2]
 LANGS = ("en", "de")

@@ -19,9 +19,9 @@ from testkit.cli import call
 from testkit.tiny_model import make_tiny_model
 
 import babelir
-from babelir.errors import ConfigError, ModelError
+from babelir.core.errors import ConfigError, ModelError
+from babelir.encoding.options import EncodeOptions
 from babelir.models.loading import load_model
-from babelir.options import EncodeOptions
 
 PACKAGE = Path(babelir.__file__).resolve().parent
 
@@ -137,7 +137,7 @@ def test_module_folder_of_pickles_only_is_refused_by_name(tmp_path: Path) -> Non
 def test_unusable_cache_dir_evaluates_uncached_with_a_warning(
     capsys, tmp_path: Path, tiny: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import babelir.embedding_cache as ec
+    import babelir.encoding.cache as ec
 
     def read_only(*args, **kwargs):  # what SQLite says in a folder it cannot write
         raise sqlite3.OperationalError("unable to open database file")
@@ -161,7 +161,7 @@ def test_read_only_cache_file_serves_hits_and_skips_writes(
 ) -> None:
     import numpy as np
 
-    from babelir.embedding_cache import CacheWarning, EmbeddingCache
+    from babelir.encoding.cache import CacheWarning, EmbeddingCache
 
     path = tmp_path / "emb.sqlite"
     old, new = EmbeddingCache.key("m", "", None, "fp32", "a"), b"k" * 32

@@ -15,8 +15,8 @@ import babelir
 from babelir.cli.main import app
 from babelir.cli.train import BATCH_OPTIONS, TRAIN_OPTIONS
 from babelir.compare.config import EVAL_KEYS, PROFILES, load_config
-from babelir.options import EncodeOptions
-from babelir.schema import build, option_map
+from babelir.core.schema import build, option_map
+from babelir.encoding.options import EncodeOptions
 from babelir.training.config import YAML_KEYS, TrainConfig
 
 
@@ -85,8 +85,8 @@ def test_training_example_import_path():
 def test_encode_options_are_a_schema_with_one_precision_vocabulary():
     """EncodeOptions' fields are schema options; training takes the same precision words."""
     from babelir.cli.schema import schema_parameters
-    from babelir.errors import ConfigError
-    from babelir.options import PRECISIONS
+    from babelir.core.errors import ConfigError
+    from babelir.precision.vocabulary import PRECISIONS
 
     fields = option_map(EncodeOptions)
     train_precision = option_map(TrainConfig)["precision"]

@@ -17,8 +17,8 @@ from testkit.cli import call
 import babelir.models.loading as loading
 from babelir.compare import load_config, validate
 from babelir.compare.plan import local_model
-from babelir.errors import ConfigError
-from babelir.schema import SEED_MAX
+from babelir.core.errors import ConfigError
+from babelir.core.schema import SEED_MAX
 from babelir.training.config import TrainConfig
 
 
@@ -118,8 +118,8 @@ def test_batches_seed_is_bounded(tmp_path, capsys, shared_data_dir):
 
 
 def test_batches_refuses_more_than_the_data_gives_and_streams(tmp_path, capsys, shared_data_dir):
+    from babelir.batches.sampler import ParallelBatchSampler
     from babelir.cli.train import MAX_BATCH_PASSES
-    from babelir.sampling import ParallelBatchSampler
     from babelir.training.data import build_training_data
 
     fixture = shared_data_dir / "fixtures" / "xquad-r"

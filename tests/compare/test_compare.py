@@ -14,13 +14,13 @@ from sklearn.metrics import average_precision_score
 from testkit.cli import call
 from testkit.compare import LANGS, tiny_compare_config
 
+from babelir.batches.strategies import StrategySpec
 from babelir.compare import PROFILES, describe, load_config, prepare, run_compare, validate
 from babelir.compare.config import CompareConfig
+from babelir.core.errors import BabelirError, ConfigError
 from babelir.data.lareqa import load_benchmark
-from babelir.errors import BabelirError, ConfigError
 from babelir.reporting.analysis import outcome
 from babelir.reporting.stats import holm, mean_ci, paired_permutation_test
-from babelir.strategies import StrategySpec
 
 
 def _write(tmp_path: Path, cfg: dict) -> Path:
@@ -259,7 +259,7 @@ def test_strategy_spec_label_and_slug_are_the_legacy_strings(alpha):
 
 
 def test_one_alpha_range_check_everywhere():
-    from babelir.sampling import ParallelBatchSampler
+    from babelir.batches.sampler import ParallelBatchSampler
     from babelir.training.config import TrainConfig
 
     for bad in (-0.1, 1.5):

@@ -21,8 +21,8 @@ import babelir.compare.plan as plan_mod
 from babelir.compare import load_config, run_compare, validate
 from babelir.compare.config import CompareConfig
 from babelir.compare.plan import make_plan, unique_benchmarks
+from babelir.core.errors import ConfigError
 from babelir.data.parallel import from_lareqa
-from babelir.errors import ConfigError
 from babelir.reporting.stats import MAX_RESAMPLES, paired_bootstrap_ci, paired_permutation_test
 
 

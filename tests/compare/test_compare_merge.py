@@ -11,8 +11,9 @@ import pytest
 import yaml
 from testkit.compare import tiny_compare_config
 
+from babelir.batches.strategies import StrategySpec
 from babelir.compare import load_config, run_compare
-from babelir.errors import ConfigError
+from babelir.core.errors import ConfigError
 from babelir.models.merge import MERGE_RECORD
 from babelir.reporting.beyond_verdict import (
     BETTER,
@@ -28,7 +29,6 @@ from babelir.reporting.beyond_verdict import (
 )
 from babelir.reporting.claims import plain_rows
 from babelir.reporting.schema import EvalRecord, RunInfo
-from babelir.strategies import StrategySpec
 
 
 def _load(tmp_path: Path, cfg: dict):

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from testkit.compare import tiny_compare_config
 
+from babelir.batches.strategies import StrategySpec
 from babelir.compare import load_config, prepare, run_compare
 from babelir.compare.config import CompareConfig
-from babelir.errors import ConfigError
-from babelir.strategies import StrategySpec
+from babelir.core.errors import ConfigError
 
 STUDY = [{"strategy": "hybrid", "precision": "fp32"}, {"strategy": "hybrid", "precision": "bf16"}]
 

@@ -16,15 +16,15 @@ import pytest
 import yaml
 from testkit.tiny_model import make_tiny_model
 
+from babelir.batches.strategies import StrategySpec
 from babelir.compare import describe, load_config, prepare, run_compare
 from babelir.compare.config import BenchmarkSpec
+from babelir.core.errors import ConfigError
 from babelir.data.miracl import read_qrels, read_topics
 from babelir.data.parallel import from_lareqa
-from babelir.errors import ConfigError
 from babelir.evaluation.miracl import ndcg_at_k
 from babelir.reporting import retrieval
 from babelir.reporting.schema import EvalRecord, RunInfo
-from babelir.strategies import StrategySpec
 
 LANGS = ["en", "de", "zh"]
 pytestmark = pytest.mark.usefixtures("one_thread")

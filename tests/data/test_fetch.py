@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from testkit.network import local_server, offline
 
+from babelir.core.errors import DataError, NetworkError
 from babelir.data import registry
 from babelir.data.fetch import (
     LOCAL_SUMS,
@@ -31,7 +32,6 @@ from babelir.data.fetch import (
     verify,
 )
 from babelir.data.registry import DataFile, Dataset
-from babelir.errors import DataError, NetworkError
 
 SHARED = Path(
     os.environ.get("BABELIR_DATA_DIR")

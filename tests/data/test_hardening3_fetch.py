@@ -24,6 +24,7 @@ import pytest
 from testkit.cli import call
 from testkit.network import local_server, offline, send_range
 
+from babelir.core.errors import DataError, NetworkError
 from babelir.data import fetch as fetch_module
 from babelir.data import registry
 from babelir.data.fetch import (
@@ -35,7 +36,6 @@ from babelir.data.fetch import (
     verify,
     verify_miracl_corpus,
 )
-from babelir.errors import DataError, NetworkError
 
 
 @pytest.fixture(autouse=True)

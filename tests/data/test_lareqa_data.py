@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from babelir.core.errors import BabelirError, ConfigError, DataError
 from babelir.data.lareqa import check_disjoint, find_sentence, load_benchmark
 from babelir.data.types import ArticleSelection
-from babelir.errors import BabelirError, ConfigError, DataError
 
 
 def test_fixture_relevance(shared_data_dir: Path):

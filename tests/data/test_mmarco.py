@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 import babelir.data.mmarco as mmarco_mod
+from babelir.batches.sampler import ParallelBatchSampler
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.corpus import open_corpus
 from babelir.data.mmarco import MMARCO_LANGUAGES, MMarco, TsvLookup, iter_triples, load_mmarco
 from babelir.data.parallel import pair_table
-from babelir.errors import ConfigError, DataError
-from babelir.sampling import ParallelBatchSampler
 
 LANGS = ("en", "de", "zh")
 N_TRIPLES = 200

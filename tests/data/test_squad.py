@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from babelir.core.errors import DataError
+from babelir.core.settings import data_dir
 from babelir.data.squad import load_squad, split_agreement, split_sentences
 from babelir.data.types import ParallelItem
-from babelir.errors import DataError
-from babelir.settings import data_dir
 
 S1 = "The university was founded in 1842 by Father Edward Sorin."
 S2 = "Its main building has a golden dome."

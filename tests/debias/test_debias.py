@@ -12,6 +12,7 @@ from testkit.cli import call
 from testkit.lareqa_docs import append_to_sentences
 from testkit.tiny_model import make_tiny_model
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.debias import (
     METHODS,
     collect_fit_texts,
@@ -21,7 +22,6 @@ from babelir.debias import (
     load_transform,
     save_transform,
 )
-from babelir.errors import ConfigError, DataError
 from babelir.evaluation.metrics import evaluate_embeddings
 
 # ----------------------------------------------------------------------------- synthetic
@@ -257,9 +257,9 @@ def test_exported_lsar_folder_loads_with_plain_sentence_transformers(
     from sentence_transformers import SentenceTransformer
 
     from babelir.debias import fit_model
-    from babelir.encoding import encode_texts
+    from babelir.encoding.encoder import encode_texts
+    from babelir.encoding.options import EncodeOptions
     from babelir.models.loading import load_model
-    from babelir.options import EncodeOptions
 
     st = load_model(str(tiny_model_dir), device="cpu")
     fit = collect_fit_texts(two_article_bench, articles="1")

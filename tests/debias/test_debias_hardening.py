@@ -15,6 +15,7 @@ from testkit.cli import call
 from testkit.lareqa_docs import append_to_sentences
 from testkit.tiny_model import make_tiny_model
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.debias import (
     check_fit_model,
     collect_fit_texts,
@@ -22,7 +23,6 @@ from babelir.debias import (
     load_transform,
     save_transform,
 )
-from babelir.errors import ConfigError, DataError
 
 
 def _synthetic_fit(method: str, **info):

@@ -17,8 +17,8 @@ from testkit.cli import call
 from testkit.tiny_model import make_tiny_model
 
 from babelir import encoding
-from babelir.errors import ConfigError
-from babelir.options import EncodeOptions, option_help
+from babelir.core.errors import ConfigError
+from babelir.encoding.options import EncodeOptions, option_help
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

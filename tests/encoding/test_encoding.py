@@ -20,16 +20,16 @@ import pytest
 import torch
 
 from babelir import encoding
-from babelir.embedding_cache import EmbeddingCache
-from babelir.encoding import (
+from babelir.core.errors import BabelirError, ConfigError
+from babelir.encoding.cache import EmbeddingCache
+from babelir.encoding.encoder import (
     encode_texts,
     encoder_settings,
     resolve_precision,
     token_budget_batches,
 )
-from babelir.errors import BabelirError, ConfigError
-from babelir.options import EncodeOptions
-from babelir.streaming import encode_to_disk
+from babelir.encoding.options import EncodeOptions
+from babelir.encoding.streaming import encode_to_disk
 from babelir.training.fast import (
     LengthSortedLoss,
     PretokenizedPreprocess,
@@ -173,7 +173,7 @@ def test_cache_corrupt_file_is_a_user_error(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent(
     """
     import sys, numpy as np
-    from babelir.embedding_cache import EmbeddingCache
+    from babelir.encoding.cache import EmbeddingCache
     cache = EmbeddingCache(sys.argv[1], timeout=60)
     keys = [EmbeddingCache.key("m", "", 8, "fp32", f"text {i}") for i in range(300)]
     rows = np.arange(300 * 4, dtype=np.float32).reshape(300, 4)
@@ -201,7 +201,7 @@ def test_cache_two_processes_writing_the_same_keys(tmp_path: Path) -> None:
 _CRASHER = textwrap.dedent(
     """
     import os, signal, sys, numpy as np
-    from babelir.embedding_cache import EmbeddingCache
+    from babelir.encoding.cache import EmbeddingCache
     cache = EmbeddingCache(sys.argv[1])
     keys = [EmbeddingCache.key("m", "", 8, "fp32", f"t{i}") for i in range(10)]
     rows = np.ones((10, 4), dtype=np.float32)

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from testkit.tiny_model import make_tiny_model
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.corpus import open_corpus
 from babelir.data.jsonl import UniqueIds, parse_object
 from babelir.data.miracl import iter_jsonl_passages, load_miracl
-from babelir.errors import ConfigError, DataError
+from babelir.encoding.options import EncodeOptions
 from babelir.index.faiss_backend import (
     IndexSpec,
     cached_faiss_index,
@@ -24,8 +25,7 @@ from babelir.index.faiss_backend import (
     check_file,
     file_record,
 )
-from babelir.options import EncodeOptions
-from babelir.shards import ShardSet, encode_shards
+from babelir.index.shards import ShardSet, encode_shards
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,7 +14,7 @@ from sentence_transformers.sentence_transformer.modules import Normalize
 from testkit.cli import call
 from testkit.tiny_model import make_tiny_model
 
-from babelir.errors import ModelError
+from babelir.core.errors import ModelError
 from babelir.models.merge import MERGE_RECORD, merge_models
 
 TEXTS = [

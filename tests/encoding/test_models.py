@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from babelir.errors import ConfigError, ModelError
-from babelir.io import DiskSpaceError
+from babelir.core.errors import ConfigError, ModelError
+from babelir.core.io import DiskSpaceError
 from babelir.models import loading, offline_e5
 from babelir.models.loading import load_model, model_fingerprint, resolve_prefixes
 from babelir.models.offline_e5 import INSTALL_HINT, build_offline_e5, read_e5s1

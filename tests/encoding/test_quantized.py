@@ -18,15 +18,15 @@ import pytest
 pytest.importorskip("onnxruntime", reason="int8 extra not installed (pip install 'babelir[int8]')")
 pytest.importorskip("onnxscript", reason="int8 extra not installed (pip install 'babelir[int8]')")
 
-from babelir.embedding_cache import EmbeddingCache
-from babelir.encoding import encode_texts
-from babelir.errors import ConfigError, ModelError
+from babelir.core.errors import ConfigError, ModelError
+from babelir.encoding.cache import EmbeddingCache
+from babelir.encoding.encoder import encode_texts
+from babelir.encoding.options import EncodeOptions
 from babelir.models import int8
 from babelir.models.int8 import MANIFEST, ONNX_FILE, int8_model
 from babelir.models.int8 import export as int8_export
 from babelir.models.int8 import store as int8_store
 from babelir.models.loading import memo_fingerprint, model_fingerprint
-from babelir.options import EncodeOptions
 
 TEXTS = [
     "the cat sat on the mat",
@@ -205,7 +205,7 @@ def test_precision_int8_loads_the_cached_build_through_load_encoder(
     tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread
 ) -> None:
     """``--precision int8`` (EncodeOptions) gives an ONNX Runtime model, recorded as such."""
-    from babelir.encoding import encoder_settings, load_encoder, resolve_precision
+    from babelir.encoding.encoder import encoder_settings, load_encoder, resolve_precision
 
     folder = tmp_path / "tiny"
     tiny.save(str(folder))

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from testkit.tiny_model import make_tiny_model
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.miracl import Passage
-from babelir.errors import ConfigError, DataError
+from babelir.encoding.options import EncodeOptions
 from babelir.index import (
     Docstore,
     IndexSpec,
@@ -29,9 +30,8 @@ from babelir.index import (
     recall_vs_exact,
     save_faiss,
 )
+from babelir.index.shards import ShardSet, encode_shards
 from babelir.models.loading import load_model
-from babelir.options import EncodeOptions
-from babelir.shards import ShardSet, encode_shards
 
 N_PASSAGES = 50_000
 SHARD = 5_000

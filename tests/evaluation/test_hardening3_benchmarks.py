@@ -20,12 +20,13 @@ from testkit.lareqa_docs import lang_doc
 from testkit.tiny_model import make_tiny_model
 
 from babelir.cli.miracl import evaluate_miracl_cli
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.corpus import open_corpus
 from babelir.data.jsonl import parse_object
 from babelir.data.lareqa import load_benchmark
 from babelir.data.miracl import check_passage_format, load_miracl, read_qrels, read_topics
 from babelir.data.xor_retrieve import iter_passages, read_questions
-from babelir.errors import ConfigError, DataError
+from babelir.encoding.options import EncodeOptions
 from babelir.evaluation.lareqa import (
     Embeddings,
     EvaluationResult,
@@ -33,7 +34,6 @@ from babelir.evaluation.lareqa import (
     score_benchmark,
     write_result,
 )
-from babelir.options import EncodeOptions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

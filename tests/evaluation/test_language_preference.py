@@ -284,10 +284,10 @@ def test_paired_and_seed_tests_cover_the_excess_like_the_other_measures():
 
 
 def test_old_cached_evaluations_show_the_measures_as_missing(tmp_path):
+    from babelir.batches.strategies import StrategySpec
     from babelir.reporting.markdown import render_csv
     from babelir.reporting.report import write_report
     from babelir.reporting.schema import Provenance, ReportInput, RunInfo
-    from babelir.strategies import StrategySpec
 
     recs = [
         _record("base", None, 1.0, old=True),  # stored before the measures

@@ -15,6 +15,7 @@ import pytrec_eval
 from testkit.tiny_model import make_tiny_model
 
 from babelir.cli.miracl import evaluate_miracl_cli
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.miracl import (
     DEFAULT_PASSAGE_FORMAT,
     Passage,
@@ -27,10 +28,9 @@ from babelir.data.miracl import (
     read_topics,
 )
 from babelir.data.registry import MIRACL_LANGUAGES
-from babelir.errors import ConfigError, DataError
+from babelir.encoding.options import EncodeOptions
 from babelir.evaluation.miracl import NDCG, RECALL, ndcg_at_k, score_run, trec_recall_at_k
 from babelir.index.faiss_backend import IndexSpec
-from babelir.options import EncodeOptions
 
 DEV_TOPICS = {
     "ar": 2896, "bn": 411, "de": 305, "en": 799, "es": 648, "fa": 632, "fi": 1271, "fr": 343,

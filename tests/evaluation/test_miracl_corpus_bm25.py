@@ -28,10 +28,10 @@ from testkit.cli import call
 from testkit.network import local_server, offline, send_range
 from testkit.tiny_model import make_tiny_model
 
+from babelir.core.errors import ConfigError, DataError, NetworkError
 from babelir.data.fetch import LOCAL_SUMS, fetch_miracl_corpus, verify_miracl_corpus
 from babelir.data.miracl import corpus_files, iter_jsonl_passages, load_miracl, read_topics
 from babelir.data.registry import MIRACL_CORPUS_SHARDS, MIRACL_CORPUS_URL, MIRACL_LANGUAGES
-from babelir.errors import ConfigError, DataError, NetworkError
 from babelir.evaluation.bm25 import BM25Index, tokenize
 from babelir.evaluation.miracl import NDCG, RECALL, ndcg_at_k, trec_recall_at_k
 

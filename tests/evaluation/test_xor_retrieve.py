@@ -17,6 +17,7 @@ import pytest
 from testkit.cli import call
 from testkit.tiny_model import make_tiny_model
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.data import registry
 from babelir.data.xor_retrieve import (
     QUESTION_FILES,
@@ -26,7 +27,7 @@ from babelir.data.xor_retrieve import (
     load_xor_retrieve,
     read_questions,
 )
-from babelir.errors import ConfigError, DataError
+from babelir.encoding.options import EncodeOptions
 from babelir.evaluation.xor_retrieve import (
     BUDGETS,
     R2KT,
@@ -40,7 +41,6 @@ from babelir.evaluation.xor_retrieve import (
     span_answers,
     whitespace_tokenize,
 )
-from babelir.options import EncodeOptions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,9 +10,9 @@ import sys
 CONFIG_MODULES = (
     "babelir.compare.config",
     "babelir.training.config",
-    "babelir.strategies",
-    "babelir.schema",
-    "babelir.options",
+    "babelir.batches.strategies",
+    "babelir.core.schema",
+    "babelir.encoding.options",
 )
 HEAVY = ("torch", "sentence_transformers")
 
@@ -32,7 +32,7 @@ def test_config_modules_import_without_torch():
 
 def test_the_probe_sees_a_torch_import():
     """The check above can fail: importing the sampler does pull torch in."""
-    code = "import sys, babelir.sampling; print('torch' in sys.modules)"
+    code = "import sys, babelir.batches.sampler; print('torch' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
     )

@@ -9,7 +9,7 @@ from typing import Any
 import matplotlib.image
 import pytest
 
-from babelir.errors import DataError
+from babelir.core.errors import DataError
 from babelir.reporting import plots
 
 XQUAD_LANGS = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy import stats
 
+from babelir.batches.strategies import StrategySpec
 from babelir.reporting.precision_verdict import (
     DIFFERENT,
     EQUIVALENT,
@@ -17,7 +18,6 @@ from babelir.reporting.precision_verdict import (
     precision_sentences,
 )
 from babelir.reporting.schema import EvalRecord, RunInfo
-from babelir.strategies import StrategySpec
 
 
 @pytest.mark.parametrize(

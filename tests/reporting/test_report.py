@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from babelir.batches.strategies import StrategySpec
 from babelir.evaluation.measures import LAREQA, MONO_MAP, RANK_DISTANCE, measure
 from babelir.reporting.analysis import aggregate, seed_difference
 from babelir.reporting.claims import (
@@ -28,7 +29,6 @@ from babelir.reporting.claims import (
 from babelir.reporting.report import write_report
 from babelir.reporting.schema import EvalRecord, Provenance, ReportInput, RunCurve, RunInfo
 from babelir.reporting.stats import MAX_PLANNED_SEEDS, seeds_to_resolve
-from babelir.strategies import StrategySpec
 
 LANGS = ["de", "en", "zh"]
 BENCH = "xquad-r"

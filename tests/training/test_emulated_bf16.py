@@ -1,4 +1,4 @@
-"""bf16 matmuls on fp32 kernels (:mod:`babelir.emulated_bf16`): same numerics as torch's
+"""bf16 matmuls on fp32 kernels (:mod:`babelir.precision.emulated_bf16`): same numerics as torch's
 own bf16 kernels, used exactly where bf16 is not native, recorded in the run records.
 
 The reference is torch's bf16 CPU kernel (oneDNN: emulated on an AVX2 CPU, native on an
@@ -18,9 +18,14 @@ from testkit.tiny_model import make_tiny_model
 
 from babelir import encoding, precision
 from babelir.data.parallel import from_lareqa
-from babelir.emulated_bf16 import KERNELS_ENV, Bf16OnFp32Kernels, bf16_kernels, kernels_for
-from babelir.options import EncodeOptions
-from babelir.precision import CPU_FLAGS_ENV
+from babelir.encoding.options import EncodeOptions
+from babelir.precision.emulated_bf16 import (
+    KERNELS_ENV,
+    Bf16OnFp32Kernels,
+    bf16_kernels,
+    kernels_for,
+)
+from babelir.precision.resolver import CPU_FLAGS_ENV
 from babelir.training.save import MARKER
 
 NATIVE, AVX2 = "avx512f avx512_bf16", "fma avx2"

@@ -8,9 +8,9 @@ import logging
 
 import pytest
 
-from babelir import precision
-from babelir.emulated_bf16 import KERNELS_ENV, emulation
-from babelir.errors import ConfigError
+from babelir.core.errors import ConfigError
+from babelir.precision import resolver as precision
+from babelir.precision.emulated_bf16 import KERNELS_ENV, emulation
 
 
 def test_unknown_bf16_kernels_value_is_refused(monkeypatch):
@@ -26,7 +26,7 @@ def test_unknown_bf16_kernels_value_is_refused(monkeypatch):
 def test_faked_cpu_flags_are_warned_once(monkeypatch, caplog):
     monkeypatch.setattr(precision, "_warned", set())
     monkeypatch.setenv(precision.CPU_FLAGS_ENV, "avx2 avx512_bf16")
-    with caplog.at_level(logging.WARNING, logger="babelir.precision"):
+    with caplog.at_level(logging.WARNING, logger="babelir.precision.resolver"):
         assert precision.cpu_bf16_supported()
         assert precision.cpu_bf16_supported()
     said = [r.getMessage() for r in caplog.records if "BABELIR_CPU_FLAGS" in r.getMessage()]

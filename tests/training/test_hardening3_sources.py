@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from babelir.batches.sampler import ParallelBatchSampler
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.squad import is_squad_file, load_squad
-from babelir.errors import ConfigError, DataError
-from babelir.sampling import ParallelBatchSampler
 from babelir.training.config import TrainConfig
 from babelir.training.sources import SourceSpec, load_sources, parse_sources
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from testkit.cli import call
 
+from babelir.batches.sampler import ParallelBatchSampler
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.parallel import pair_table
 from babelir.data.parallel_questions import load_questions, question_format
 from babelir.data.types import QUESTION, ParallelQA
-from babelir.errors import ConfigError, DataError
-from babelir.sampling import ParallelBatchSampler
 from babelir.training.config import TrainConfig
 from babelir.training.data import build_training_data
 from babelir.training.sources import BenchmarkTexts, SourceSpec, check_leaks, normalise

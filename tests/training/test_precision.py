@@ -19,10 +19,10 @@ from testkit.cli import call
 from testkit.tiny_model import make_tiny_model
 
 from babelir import encoding, precision
+from babelir.core.errors import ConfigError
 from babelir.data.parallel import from_lareqa
-from babelir.errors import ConfigError
-from babelir.options import PRECISIONS
-from babelir.precision import CPU_FLAGS_ENV, cpu_bf16_supported, resolve, trainer_flags
+from babelir.precision.resolver import CPU_FLAGS_ENV, cpu_bf16_supported, resolve, trainer_flags
+from babelir.precision.vocabulary import PRECISIONS
 from babelir.training import fast
 from babelir.training.save import MARKER
 from babelir.training.validation import VALIDATION, ValidationRecord
@@ -123,7 +123,7 @@ def test_fake_cpu_flags_and_the_encoder_follow_one_function(monkeypatch):
 
 def test_explicit_bf16_on_an_emulating_cpu_warns_once(monkeypatch, caplog):
     monkeypatch.setenv(CPU_FLAGS_ENV, AVX2)
-    with caplog.at_level(logging.WARNING, logger="babelir.precision"):
+    with caplog.at_level(logging.WARNING, logger="babelir.precision.resolver"):
         for _ in range(3):
             resolve("bf16", "cpu", "train")
     # (the faked flags are said once too: not this warning)
@@ -132,14 +132,14 @@ def test_explicit_bf16_on_an_emulating_cpu_warns_once(monkeypatch, caplog):
     assert precision.EMULATED_BF16_SLOWDOWN["fp32-kernels"]["train"] in warned[0]
     caplog.clear()
     monkeypatch.setenv("BABELIR_BF16_KERNELS", "onednn")  # torch's emulation: its own figure
-    with caplog.at_level(logging.WARNING, logger="babelir.precision"):
+    with caplog.at_level(logging.WARNING, logger="babelir.precision.resolver"):
         resolve("bf16", "cpu", "train")
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 1 and "oneDNN emulates" in warned[0]
     assert precision.EMULATED_BF16_SLOWDOWN["onednn-emulated"]["train"] in warned[0]
     caplog.clear()
     monkeypatch.setenv(CPU_FLAGS_ENV, NATIVE)
-    with caplog.at_level(logging.WARNING, logger="babelir.precision"):
+    with caplog.at_level(logging.WARNING, logger="babelir.precision.resolver"):
         resolve("bf16", "cpu", "encode")
     assert not [r for r in caplog.records if CPU_FLAGS_ENV not in r.getMessage()]
 

@@ -1,4 +1,4 @@
-"""Tests for babelir.sampling: batch composition per strategy, distribution, seeding, errors."""
+"""babelir.batches.sampler: batch composition per strategy, distribution, seeding, errors."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from babelir.errors import ConfigError, DataError
-from babelir.sampling import ParallelBatchSampler, SampledBatch
-from babelir.strategies import STRATEGIES
+from babelir.batches.sampler import ParallelBatchSampler, SampledBatch
+from babelir.batches.strategies import STRATEGIES
+from babelir.core.errors import ConfigError, DataError
 from babelir.training.data import loss_columns
 
 LANGS = ("de", "en", "es", "zh")

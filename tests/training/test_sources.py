@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.types import ParallelItem, ParallelQA, Side
-from babelir.errors import ConfigError, DataError
 from babelir.training.sources import (
     BenchmarkTexts,
     SourceSpec,
@@ -195,7 +195,7 @@ def test_validation_comes_from_held_out_training_articles_never_a_benchmark(
 
 def test_batches_pair_across_linked_sources_only_and_never_repeat_an_id(zero_shot_data):
     """The issue's acceptance check: x-y pairs in en/pt only, mono batches in ar too."""
-    from babelir.sampling import ParallelBatchSampler
+    from babelir.batches.sampler import ParallelBatchSampler
 
     td, _ = zero_shot_data
     sampler = ParallelBatchSampler(

@@ -14,8 +14,8 @@ from sentence_transformers import SentenceTransformer
 from testkit.cli import call
 from testkit.tiny_model import make_tiny_model
 
+from babelir.core.errors import BabelirError, ConfigError, DataError
 from babelir.data.parallel import from_jsonl, from_lareqa, pair_table
-from babelir.errors import BabelirError, ConfigError, DataError
 from babelir.training.trainer import MARKER, TrainConfig, latest_checkpoint, train
 
 LANGS = ["en", "de", "zh"]

@@ -19,9 +19,9 @@ from testkit.cli import call
 from testkit.tiny_model import make_tiny_model
 
 import babelir.training.trainer as trainer_mod
+from babelir.core.errors import BabelirError, ConfigError
+from babelir.core.io import DiskSpaceError, atomic_dir, atomic_path, write_bytes, write_text
 from babelir.data.parallel import from_lareqa
-from babelir.errors import BabelirError, ConfigError
-from babelir.io import DiskSpaceError, atomic_dir, atomic_path, write_bytes, write_text
 from babelir.training.checkpoints import (
     COMPLETE,
     FiniteGuard,
@@ -82,7 +82,7 @@ def _fake_free(monkeypatch, free: int) -> None:
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**12, 10**12 - free, free))
 
 
-# --- the guarded write path (babelir.io) ------------------------------------------------
+# --- the guarded write path (babelir.core.io) ------------------------------------------------
 
 
 def test_a_write_that_cannot_fit_is_refused_before_it_starts(tmp_path, monkeypatch):

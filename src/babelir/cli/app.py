@@ -64,14 +64,14 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.
 NoCacheOpt = Annotated[
     bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")
 ]
-#: The :class:`babelir.options.EncodeOptions` fields that commands which encode take as
+#: The :class:`babelir.encoding.options.EncodeOptions` fields that commands which encode take as
 #: options (derived by :mod:`babelir.cli.schema`); progress and cache are --quiet/--no-cache.
 ENCODE_OPTIONS = ["query_prefix", "passage_prefix", "max_seq_length", "batch_size", "precision"]
 
 
 def encode_options(values: dict[str, Any], *, quiet: bool, cache: bool | None = None) -> Any:
-    """The :class:`~babelir.options.EncodeOptions` of a command's encoding options."""
-    from babelir.options import EncodeOptions
+    """The :class:`~babelir.encoding.options.EncodeOptions` of a command's encoding options."""
+    from babelir.encoding.options import EncodeOptions
 
     return EncodeOptions(**values, show_progress=not quiet, cache=cache)
 

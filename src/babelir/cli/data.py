@@ -57,9 +57,9 @@ def data_fetch(
     <data-dir>/miracl/corpus/<lang>/, resumably; its shards have no pinned hashes, so their
     SHA256 is recorded in <lang>/SHA256SUMS.local.
     """
+    from babelir.core.errors import ConfigError
+    from babelir.core.settings import data_dir as resolve_data_dir
     from babelir.data.fetch import fetch, fetch_miracl_corpus
-    from babelir.errors import ConfigError
-    from babelir.settings import data_dir as resolve_data_dir
 
     target = resolve_data_dir(data_dir)
     if (name is None) == (profile is None and config is None) or (profile and config):
@@ -97,7 +97,7 @@ def _fetch_for_compare(
     """``data fetch --profile``: the datasets a comparison reads, verified or fetched."""
     from babelir.compare.config import DEFAULT_PROFILE, load_config
     from babelir.compare.data_needs import fetch_needed
-    from babelir.errors import ConfigError
+    from babelir.core.errors import ConfigError
 
     if languages is not None:
         raise ConfigError("--languages is for miracl-corpus only, not --profile")
@@ -121,8 +121,8 @@ def data_verify(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Check the SHA256 of local dataset files against the pinned values."""
+    from babelir.core.settings import data_dir as resolve_data_dir
     from babelir.data.fetch import verify
-    from babelir.settings import data_dir as resolve_data_dir
 
     report = verify(name, resolve_data_dir(data_dir))
     for f in report.missing + report.mismatched:

@@ -24,7 +24,7 @@ from babelir.cli.app import (
     model_name,
 )
 from babelir.cli.schema import schema_command
-from babelir.options import EncodeOptions
+from babelir.encoding.options import EncodeOptions
 
 FIT_DATA_HELP = (
     "Unlabeled fit text: a LAReQA benchmark name or folder (questions and candidate "
@@ -85,6 +85,7 @@ def debias(
     saved fit remembers its split so `babelir evaluate --debias-fit` refuses overlapping
     evaluation articles too.
     """
+    from babelir.core.errors import ConfigError
     from babelir.debias import (
         METHODS,
         collect_fit_texts,
@@ -93,8 +94,7 @@ def debias(
         save_transform,
         source_fingerprint,
     )
-    from babelir.encoding import load_encoder
-    from babelir.errors import ConfigError
+    from babelir.encoding.encoder import load_encoder
 
     if method not in METHODS:
         raise ConfigError(f"--method: unknown '{method}' (valid: {', '.join(METHODS)})")
@@ -154,9 +154,9 @@ def debias(
 
 def _check_held_out(fit, eval_articles: str, data_dir: Path | None) -> None:
     """Refuse fit texts that overlap the held-out articles of the same benchmark."""
+    from babelir.core.errors import ConfigError
+    from babelir.core.settings import data_dir as resolve_data_dir
     from babelir.data.lareqa import check_disjoint, load_benchmark
-    from babelir.errors import ConfigError
-    from babelir.settings import data_dir as resolve_data_dir
 
     folder = fit.info.get("benchmark_path")
     if not folder:

@@ -19,7 +19,7 @@ from babelir.cli import (  # noqa: F401  (register commands)
     train,
 )
 from babelir.cli.app import app, console, one_line_messages, print_error
-from babelir.errors import BabelirError
+from babelir.core.errors import BabelirError
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT
+from babelir.encoding.options import EncodeOptions
 from babelir.index.faiss_backend import IndexSpec
-from babelir.options import EncodeOptions
 
 
 def evaluate_miracl_cli(
@@ -45,14 +45,14 @@ def evaluate_miracl_cli(
     from rich.console import Console
 
     from babelir.cli.app import model_name
+    from babelir.core.distributed import init_distributed, rank_device
+    from babelir.core.settings import cache_dir
+    from babelir.core.settings import data_dir as resolve_data_dir
     from babelir.data.miracl import check_passage_format, load_miracl
-    from babelir.distributed import init_distributed, rank_device
-    from babelir.encoding import load_encoder
+    from babelir.encoding.encoder import load_encoder
     from babelir.evaluation.miracl import evaluate_miracl, write_miracl_result
     from babelir.models.loading import model_fingerprint
     from babelir.reporting.miracl_table import miracl_table
-    from babelir.settings import cache_dir
-    from babelir.settings import data_dir as resolve_data_dir
 
     check_passage_format(passage_format)
     langs = load_miracl(resolve_data_dir(data_dir), languages, split=split, corpus=corpus)
@@ -115,7 +115,7 @@ def evaluate_miracl_cli(
     if output is not None:
         write_miracl_result(result, output, save_run=save_run)
         if save_run:
-            from babelir.io import write_text
+            from babelir.core.io import write_text
 
             for r in bm25_results:
                 lines = (

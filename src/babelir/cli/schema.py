@@ -1,4 +1,4 @@
-"""Typer options derived from a schema class (:mod:`babelir.schema`).
+"""Typer options derived from a schema class (:mod:`babelir.core.schema`).
 
 ``schema_command`` turns a function ``body(cfg_values: dict, **own_options)`` into a
 Typer command whose options are the schema's fields (name, default, help, range and
@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from babelir.schema import OptionInfo, _strip_optional, option_map
+from babelir.core.schema import OptionInfo, _strip_optional, option_map
 
 
 def _cli_type(o: OptionInfo) -> Any:

@@ -32,7 +32,7 @@ from babelir.cli.app import (
     print_warning,
 )
 from babelir.cli.schema import schema_command
-from babelir.options import EncodeOptions
+from babelir.encoding.options import EncodeOptions
 
 IndexKindOpt = Annotated[
     str,
@@ -89,15 +89,15 @@ def index_command(
     """Encode a corpus in resumable shards and build a FAISS index of it."""
     import os
 
+    from babelir.core.distributed import init_distributed, rank_device
+    from babelir.core.settings import data_dir as resolve_data_dir
     from babelir.data.corpus import open_corpus
     from babelir.data.lareqa import parse_languages
     from babelir.data.miracl import check_passage_format
-    from babelir.distributed import init_distributed, rank_device
-    from babelir.encoding import load_encoder
+    from babelir.encoding.encoder import load_encoder
     from babelir.index.build import build_search_index
     from babelir.index.faiss_backend import IndexSpec
     from babelir.models.loading import model_fingerprint
-    from babelir.settings import data_dir as resolve_data_dir
 
     if output.exists() and not output.is_dir():
         fail(f"{output} exists and is not a folder")
@@ -201,7 +201,7 @@ def search_command(
             f"{meta['model']} changed since the index was built "
             f"(fingerprint {meta['model_fingerprint']}); scores may be meaningless"
         )
-    from babelir.encoding import for_precision
+    from babelir.encoding.encoder import for_precision
 
     # int8: the ONNX Runtime build
     st = for_precision(st, model or meta["model"], options.precision)

@@ -13,8 +13,8 @@ import typer
 
 from babelir.cli.app import app, console
 from babelir.cli.schema import cli_name_of, schema_command
-from babelir.errors import ConfigError
-from babelir.schema import build, options
+from babelir.core.errors import ConfigError
+from babelir.core.schema import build, options
 from babelir.training.config import TrainConfig
 
 #: Every training option but the output folder, which ``train`` declares itself.
@@ -71,8 +71,8 @@ def batches(
 
     from tqdm.auto import tqdm
 
-    from babelir.io import atomic_path
-    from babelir.sampling import ParallelBatchSampler
+    from babelir.batches.sampler import ParallelBatchSampler
+    from babelir.core.io import atomic_path
     from babelir.training.data import build_training_data
 
     if output.is_dir():

@@ -2,7 +2,7 @@
 
 The ``train:`` section accepts exactly the YAML keys of
 :class:`babelir.training.config.TrainConfig` (its defaults, ranges and help apply), and
-``evaluation:`` the encoding fields of :class:`babelir.options.EncodeOptions`; the rest
+``evaluation:`` the encoding fields of :class:`babelir.encoding.options.EncodeOptions`; the rest
 (strategies, seeds, benchmarks, statistics) is defined here. Unknown keys are errors,
 types are strict (``seeds: [true]`` is no seed 1) and floats finite; YAML floats written
 ``3e-5`` are floats (PyYAML alone reads them as strings).
@@ -25,11 +25,12 @@ from pydantic import (
     model_validator,
 )
 
-from babelir.errors import ConfigError
-from babelir.options import EncodeOptions, TrainingPrecision
+from babelir.batches.strategies import DEFAULT_ALPHA, Alpha, StrategySpec, get_strategy
+from babelir.core.errors import ConfigError
+from babelir.core.schema import Seed, format_validation
+from babelir.encoding.options import EncodeOptions
+from babelir.precision.vocabulary import TrainingPrecision
 from babelir.reporting.stats import MAX_RESAMPLES
-from babelir.schema import Seed, format_validation
-from babelir.strategies import DEFAULT_ALPHA, Alpha, StrategySpec, get_strategy
 from babelir.training.config import TrainConfig, from_yaml_section
 
 PROFILES = (

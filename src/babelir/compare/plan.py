@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from babelir.batches.strategies import StrategySpec
 from babelir.compare.config import BenchmarkSpec, CompareConfig
-from babelir.errors import BabelirError, ConfigError, DataError
-from babelir.strategies import StrategySpec
+from babelir.core.errors import BabelirError, ConfigError, DataError
 from babelir.training.config import TrainConfig
 from babelir.training.sources import content_fingerprint
 
@@ -153,7 +153,7 @@ def training_inputs(tcfg: TrainConfig, root: Path) -> list[tuple[str, Path | Non
 
 
 def data_dir(cfg: CompareConfig) -> Path:
-    from babelir.settings import data_dir as resolve
+    from babelir.core.settings import data_dir as resolve
 
     return resolve(cfg.data_dir)
 
@@ -252,9 +252,9 @@ def check_device_support(cfg: CompareConfig) -> list[str]:
     """Refuse precisions this machine cannot run (fp16 on a CPU...) before any job, for
     the evaluation and every variant's training; returns a note for each variant that
     trains in bf16 on a CPU without native bf16 (allowed, but slower: docs/precision.md)."""
-    from babelir.emulated_bf16 import kernels_for
     from babelir.models.loading import default_device
-    from babelir.precision import emulated_bf16_cost, resolve
+    from babelir.precision.emulated_bf16 import kernels_for
+    from babelir.precision.resolver import emulated_bf16_cost, resolve
 
     device = default_device()
     opts = cfg.encode_options()
@@ -296,8 +296,8 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
     evaluation questions of every benchmark built from the training folder. Returns the
     facts the plan and the report show.
     """
+    from babelir.batches.sampler import ParallelBatchSampler
     from babelir.data.lareqa import check_disjoint, resolve_benchmark_dir
-    from babelir.sampling import ParallelBatchSampler
     from babelir.training.data import build_training_data
 
     root = data_dir(cfg)
@@ -461,7 +461,7 @@ def resolved_precisions(cfg: CompareConfig, tcfg: TrainConfig) -> tuple[str, str
     """(training, encoding) precision as this machine resolves them: ``auto`` trains in
     bf16 on a CPU with native bf16 and in fp32 elsewhere, so it must not share a key."""
     from babelir.models.loading import default_device
-    from babelir.precision import resolve
+    from babelir.precision.resolver import resolve
 
     device = default_device()
     enc = cfg.encode_options().precision
@@ -478,7 +478,7 @@ def make_plan(cfg: CompareConfig, output: Path) -> Plan:
     weights and the fit data, so every comparison on the same base and data reuses them;
     a trained model's fits stay with its output folder.
     """
-    from babelir.settings import cache_dir
+    from babelir.core.settings import cache_dir
 
     plan = Plan(cfg, output)
     base_id = base_identity(cfg.model)

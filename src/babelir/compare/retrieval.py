@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from babelir.compare.config import BenchmarkSpec
-from babelir.errors import ConfigError, DataError
+from babelir.core.errors import ConfigError, DataError
+from babelir.core.io import atomic_dir, write_json
 from babelir.evaluation.measures import MIRACL, XOR_RETRIEVE, Measure
-from babelir.io import atomic_dir, write_json
 
 DONE = "metrics.json"
 PER_QUERY = "per_query.npz"
@@ -217,10 +217,10 @@ def evaluate(
     """
     from dataclasses import replace
 
-    from babelir.encoding import load_encoder
+    from babelir.core.settings import cache_dir
+    from babelir.encoding.encoder import load_encoder
     from babelir.index.faiss_backend import IndexSpec
     from babelir.models.loading import model_fingerprint, resolve_prefixes
-    from babelir.settings import cache_dir
 
     loaded = load(spec, data_dir)
     model, opts = load_encoder(model_name, options)

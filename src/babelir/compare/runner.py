@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from babelir import __version__
+from babelir.batches.strategies import StrategySpec
 from babelir.compare.config import CompareConfig
 from babelir.compare.plan import (
     EvalJob,
@@ -26,7 +27,6 @@ from babelir.compare.plan import (
     validate,
 )
 from babelir.evaluation.records import is_evaluated, load_evaluation, save_evaluation
-from babelir.strategies import StrategySpec
 
 if TYPE_CHECKING:
     from babelir.reporting.schema import RunCurve, RunInfo
@@ -146,7 +146,7 @@ def _merge(job: MergeJob, cfg: CompareConfig, validation: dict[str, Any]) -> Non
         merge_models(cfg.model, job.source.folder, job.weight, job.folder, device=device)
         return
     from babelir.compare.plan import resolved_precisions
-    from babelir.errors import ConfigError
+    from babelir.core.errors import ConfigError
     from babelir.training.data import build_training_data
     from babelir.training.validation import ValidationSet
 
@@ -268,8 +268,8 @@ def _evaluate(job: EvalJob, cfg: CompareConfig, show_progress: bool) -> None:
     """Evaluate one model on one benchmark; saves metrics, per-query arrays, embeddings."""
     from dataclasses import replace
 
-    from babelir.embedding_cache import EmbeddingCache
-    from babelir.encoding import load_encoder
+    from babelir.encoding.cache import EmbeddingCache
+    from babelir.encoding.encoder import load_encoder
     from babelir.evaluation.lareqa import evaluate_model
     from babelir.models.loading import resolve_prefixes
 
@@ -304,8 +304,8 @@ def _fit_debias(job: EvalJob, cfg: CompareConfig, show_progress: bool):
     from dataclasses import replace
 
     from babelir.debias import collect_fit_texts, fit_model, load_transform, save_transform
-    from babelir.embedding_cache import EmbeddingCache
-    from babelir.encoding import for_precision
+    from babelir.encoding.cache import EmbeddingCache
+    from babelir.encoding.encoder import for_precision
     from babelir.models.loading import load_model, resolve_prefixes
 
     assert job.fit_folder is not None and job.debias is not None

@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from babelir.core.errors import DataError
 from babelir.data.jsonl import UniqueIds
 from babelir.data.miracl import Passage
-from babelir.errors import DataError
 
 
 def files_fingerprint(paths: Sequence[Path]) -> str:

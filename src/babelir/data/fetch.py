@@ -26,11 +26,11 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from babelir import __version__
+from babelir.core.errors import ConfigError, DataError, NetworkError
+from babelir.core.io import atomic_path, disk_guard, write_text
+from babelir.core.settings import data_dir as resolve_data_dir
 from babelir.data import registry
 from babelir.data.registry import DataFile, Dataset
-from babelir.errors import ConfigError, DataError, NetworkError
-from babelir.io import atomic_path, disk_guard, write_text
-from babelir.settings import data_dir as resolve_data_dir
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60.0
@@ -707,7 +707,7 @@ def fetch_miracl_corpus(
     Returns the shard paths, language by language. ``$HF_TOKEN``, if set, is sent to
     huggingface.co only (for a gated copy, or the hub's higher rate limits).
     """
-    from babelir.io import build_lock
+    from babelir.core.io import build_lock
 
     langs = miracl_corpus_languages(languages)
     root = resolve_data_dir(data_dir) / MIRACL_CORPUS_DIR

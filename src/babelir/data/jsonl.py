@@ -3,7 +3,7 @@
 ``json.loads`` raises three kinds of error on hostile input: ``JSONDecodeError`` (with a
 position), ``RecursionError`` on deeply nested arrays and ``ValueError`` on integers
 longer than Python's digit limit (neither with a position). :func:`loads` turns all three
-into :class:`~babelir.errors.DataError` naming line and column.
+into :class:`~babelir.core.errors.DataError` naming line and column.
 
 :func:`parse_object` also refuses identifier fields (``id``, ``docid``, ...) that are not a
 string or an integer: ``"id": true`` would otherwise become the id ``'True'`` (Python's
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from babelir.errors import DataError
+from babelir.core.errors import DataError
 
 _MAX_DEPTH = 200  # reported as the place where the nesting became too deep
 

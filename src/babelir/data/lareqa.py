@@ -30,9 +30,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.jsonl import check_text, loads
 from babelir.data.types import ArticleSelection, parse_languages
-from babelir.errors import ConfigError, DataError
 
 CandidateMode = Literal["sentence", "sentence+context"]
 #: Sentences of one file whose span text may differ from the sentence (a warning names
@@ -364,7 +364,7 @@ def load_benchmark(
     candidate_mode: str = "sentence",
 ) -> Benchmark:
     """Load a LAReQA-format benchmark by name (under ``data_dir``) or by folder path."""
-    from babelir.settings import data_dir as default_data_dir
+    from babelir.core.settings import data_dir as default_data_dir
 
     if candidate_mode not in CANDIDATE_MODES:
         raise ConfigError(

@@ -29,10 +29,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.jsonl import UniqueIds, numbered_lines, parse_object
 from babelir.data.registry import MIRACL_LANGUAGES
 from babelir.data.types import Passage, parse_languages
-from babelir.errors import ConfigError, DataError
 
 DEFAULT_PASSAGE_FORMAT = "{title} {text}"
 _VERSION = "miracl-v1.0"

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from babelir.core.errors import ConfigError, DataError
+from babelir.core.io import write_npy
 from babelir.data.types import ParallelItem, ParallelQA, Passage, Side
-from babelir.errors import ConfigError, DataError
-from babelir.io import write_npy
 
 #: ISO code -> the language's name in mMARCO file names.
 MMARCO_LANGUAGES: dict[str, str] = {
@@ -73,7 +73,7 @@ class TsvLookup:
     """
 
     def __init__(self, path: Path, cache: Path | None = None) -> None:
-        from babelir.settings import cache_dir
+        from babelir.core.settings import cache_dir
 
         self.path = Path(path)
         if not self.path.is_file():

@@ -29,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.jsonl import numbered_lines, parse_object
 from babelir.data.lareqa import available_languages, parse_language_file, resolve_benchmark_dir
 from babelir.data.mmarco import MMarco, load_mmarco
@@ -40,7 +41,6 @@ from babelir.data.types import (
     Side,
     parse_languages,
 )
-from babelir.errors import ConfigError, DataError
 
 #: The paper's nine training languages; el and vi stay unseen (zero-shot at evaluation).
 PAPER_TRAIN_LANGUAGES = ("ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh")
@@ -57,7 +57,7 @@ def from_lareqa(
     passage: PairMode = "sentence",
 ) -> ParallelQA:
     """Training pairs from a LAReQA-format folder (see module docstring)."""
-    from babelir.settings import data_dir as default_data_dir
+    from babelir.core.settings import data_dir as default_data_dir
 
     if passage not in ("sentence", "paragraph"):
         raise ConfigError(f"passage mode '{passage}' is not 'sentence' or 'paragraph'")
@@ -151,7 +151,7 @@ def load_parallel(
     LAReQA-format benchmark by name or folder. ``max_triples`` bounds the mMARCO window."""
     text = str(source)
     if text == "mmarco" or (Path(text).is_dir() and MMarco.detect(Path(text))):
-        from babelir.settings import data_dir as default_data_dir
+        from babelir.core.settings import data_dir as default_data_dir
 
         root = (data_dir or default_data_dir()) / "mmarco" if text == "mmarco" else Path(text)
         if articles not in (None, "all"):

@@ -26,9 +26,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from babelir.core.errors import DataError
 from babelir.data.jsonl import check_text, loads, numbered_lines, parse_object
 from babelir.data.types import LANG_CODE, QUESTION, ParallelItem, ParallelQA, Side
-from babelir.errors import DataError
 
 FORMATS = ("mintaka", "jsonl", "aligned")
 #: How the formats are described in errors.

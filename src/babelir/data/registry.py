@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from babelir.errors import DataError
+from babelir.core.errors import DataError
 
 _RAW = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"
 

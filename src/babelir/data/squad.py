@@ -58,10 +58,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.jsonl import loads, parse_object
 from babelir.data.lareqa import find_sentence
 from babelir.data.types import ArticleSelection, ParallelItem, ParallelQA, Side
-from babelir.errors import ConfigError, DataError
 
 PassageMode = Literal["sentence", "paragraph"]
 OnMissing = Literal["paragraph", "drop"]

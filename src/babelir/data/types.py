@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from babelir.errors import ConfigError, DataError
+from babelir.core.errors import ConfigError, DataError
 
 #: A language code: ISO 639-1/-3 in lowercase, optionally a subtag (``zh-Hans``, ``pt-BR``).
 LANG_CODE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})?")

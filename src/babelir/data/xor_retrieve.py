@@ -29,10 +29,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.jsonl import UniqueIds, numbered_lines, parse_object
 from babelir.data.registry import XOR_RETRIEVE_LANGUAGES
 from babelir.data.types import Passage, parse_languages
-from babelir.errors import ConfigError, DataError
 
 ROOT = "xor-retrieve"
 #: ``--questions`` names -> file under ``<data_dir>/xor-retrieve/``.

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from babelir.core.errors import ConfigError
 from babelir.debias.methods import DebiasTransform
 from babelir.debias.store import MODEL_SUBDIR, write_transform
-from babelir.errors import ConfigError
 
 
 def export_lsar_model(
@@ -31,7 +31,7 @@ def export_lsar_model(
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize
 
-    from babelir.io import atomic_dir, write_text
+    from babelir.core.io import atomic_dir, write_text
 
     if transform.method != "lsar":
         raise ConfigError(

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.types import ArticleSelection, parse_languages
-from babelir.errors import ConfigError, DataError
 
 
 @dataclass
@@ -71,7 +71,7 @@ def collect_fit_texts(
     ``max_per_language`` caps each language's texts by a seeded sample (split
     proportionally between queries and passages).
     """
-    from babelir.settings import data_dir as resolve_data_dir
+    from babelir.core.settings import data_dir as resolve_data_dir
 
     root = resolve_data_dir(data_dir)
     path = Path(source)

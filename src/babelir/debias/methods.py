@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from babelir.errors import ConfigError, DataError
+from babelir.core.errors import ConfigError, DataError
 
 METHODS: tuple[str, ...] = ("center", "lir", "lsar")
 #: Default LIR rank: the reference notebook removes one component per language.

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from babelir.core.errors import ConfigError, ModelError
 from babelir.debias.fit_data import FitTexts
 from babelir.debias.methods import DebiasTransform, fit_from_texts
-from babelir.errors import ConfigError, ModelError
+from babelir.encoding.options import EncodeOptions
 from babelir.models.loading import memo_fingerprint
-from babelir.options import EncodeOptions
 
 #: The fingerprint fields a fit's ``fit_info`` and an evaluation's info may carry.
 FINGERPRINT_KEYS = ("model_fingerprint", "model_source_fingerprint")
@@ -40,7 +40,7 @@ def encode_fit_texts(
     """Encode the fit texts with babelir's encoder (queries and passages with the
     options' prefixes, ``None`` meaning ``""``, exactly as evaluation encodes them):
     ``{lang: (n_lang, d)}``."""
-    from babelir.encoding import encode_texts  # torch: only when something is encoded
+    from babelir.encoding.encoder import encode_texts  # torch: only when something is encoded
 
     qp, pp = options.query_prefix or "", options.passage_prefix or ""
     out: dict[str, np.ndarray] = {}

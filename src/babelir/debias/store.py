@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from babelir.core.errors import DataError
 from babelir.debias.methods import METHODS, DebiasTransform
-from babelir.errors import DataError
 
 FORMAT_VERSION = 1
 JSON_NAME = "debias.json"
@@ -23,7 +23,7 @@ MODEL_SUBDIR = "babelir-debias"
 
 def save_transform(t: DebiasTransform, folder: str | os.PathLike[str]) -> Path:
     """Write ``debias.json`` + ``debias.safetensors`` into ``folder`` (atomically)."""
-    from babelir.io import atomic_dir
+    from babelir.core.io import atomic_dir
 
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
@@ -33,10 +33,10 @@ def save_transform(t: DebiasTransform, folder: str | os.PathLike[str]) -> Path:
 
 def write_transform(t: DebiasTransform, folder: Path) -> None:
     """Write the two files into an existing (temporary) folder: no atomicity of its own,
-    for callers that already write inside :func:`babelir.io.atomic_dir`."""
+    for callers that already write inside :func:`babelir.core.io.atomic_dir`."""
     from safetensors.numpy import save_file
 
-    from babelir.io import atomic_path, write_json
+    from babelir.core.io import atomic_path, write_json
 
     tensors: dict[str, np.ndarray] = {}
     if t.means is not None:

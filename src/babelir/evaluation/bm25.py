@@ -38,8 +38,8 @@ from functools import cache
 from itertools import pairwise
 from typing import Any
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT, MiraclLanguage, format_passage
-from babelir.errors import ConfigError, DataError
 
 K1, B, METHOD = 0.9, 0.4, "lucene"
 _NO_SPACE_SCRIPTS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}"

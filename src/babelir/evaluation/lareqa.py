@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from babelir import __version__
+from babelir.core.errors import BabelirError, DataError, ModelError
+from babelir.core.io import atomic_dir, write_json, write_jsonl, write_npy
 from babelir.data.lareqa import Benchmark
-from babelir.encoding import encode_texts, encoder_settings
-from babelir.errors import BabelirError, DataError, ModelError
+from babelir.encoding.encoder import encode_texts, encoder_settings
+from babelir.encoding.options import EncodeOptions
 from babelir.evaluation.metrics import LareqaMetrics, evaluate_embeddings
-from babelir.io import atomic_dir, write_json, write_jsonl, write_npy
-from babelir.options import EncodeOptions
 
 #: Languages no paper model saw in training (zero-shot at evaluation).
 ZERO_SHOT_LANGUAGES = ("el", "vi")
@@ -98,7 +98,7 @@ def evaluate_model(
     """Encode a benchmark with ``model`` and compute every LAReQA setting.
 
     ``options`` says how to encode (its ``None`` prefixes mean ``""`` here: resolve the
-    model's defaults with :func:`babelir.encoding.load_encoder`; its cache is opened once
+    model's defaults with :func:`babelir.encoding.encoder.load_encoder`; its cache is opened once
     for questions and candidates). The precision asked for and the resolved one are
     recorded in the result's info (metrics.json).
     """

@@ -212,7 +212,7 @@ def _numba_cache_dir() -> bool:
     import sys
     import tempfile
 
-    from babelir.settings import cache_dir
+    from babelir.core.settings import cache_dir
 
     candidates = [(os.environ.get("NUMBA_CACHE_DIR"), False), (str(cache_dir() / "numba"), False)]
     if hasattr(os, "getuid"):

@@ -7,7 +7,7 @@ corpus is encoded into shards and made searchable by the routine ``babelir index
 query's top-100 is retrieved (exact inner product by default; FAISS IVF/HNSW on request,
 with their recall against exact search reported), and the run is scored by ir-measures
 with its pytrec_eval (trec_eval) provider. Passages and queries are encoded with one
-:class:`~babelir.options.EncodeOptions`. The terminal table is in
+:class:`~babelir.encoding.options.EncodeOptions`. The terminal table is in
 :mod:`babelir.reporting.miracl_table`, the command in :mod:`babelir.cli.miracl`.
 
 Conventions (``conventions`` in metrics.json; checked in ``tests/test_miracl.py``):
@@ -39,14 +39,14 @@ from typing import Any
 import numpy as np
 
 from babelir import __version__
+from babelir.core.errors import DataError
+from babelir.core.io import atomic_dir, write_json, write_text
 from babelir.data.corpus import files_fingerprint
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT, MiraclLanguage
-from babelir.encoding import encode_texts, encoder_settings, model_device, resolve_precision
-from babelir.errors import DataError
+from babelir.encoding.encoder import encode_texts, encoder_settings, model_device, resolve_precision
+from babelir.encoding.options import EncodeOptions
 from babelir.index.corpus_index import index_corpus, shard_config
 from babelir.index.faiss_backend import IndexSpec
-from babelir.io import atomic_dir, write_json, write_text
-from babelir.options import EncodeOptions
 
 NDCG, RECALL = "ndcg@10", "recall@100"
 TOP_K = 100
@@ -197,7 +197,7 @@ def evaluate_language(
     passages and the queries alike; approximate search is checked against exact search on
     the first ``exact_check_queries`` queries.
     """
-    from babelir.distributed import rank_and_world
+    from babelir.core.distributed import rank_and_world
 
     index = index or IndexSpec()
     t0 = time.perf_counter()

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from babelir.core.io import atomic_dir
 from babelir.evaluation.lareqa import EvaluationResult, write_result
 from babelir.evaluation.metrics import LareqaMetrics
-from babelir.io import atomic_dir
 
 DONE = "metrics.json"
 PER_QUERY = "per_query.npz"

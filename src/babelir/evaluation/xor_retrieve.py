@@ -40,15 +40,15 @@ from typing import Any
 import numpy as np
 
 from babelir import __version__
+from babelir.core.errors import ConfigError, DataError
+from babelir.core.io import atomic_dir, write_json, write_text
 from babelir.data.corpus import files_fingerprint
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT
 from babelir.data.xor_retrieve import XorQuestion, XorRetrieve
-from babelir.encoding import encode_texts, encoder_settings, model_device, resolve_precision
-from babelir.errors import ConfigError, DataError
+from babelir.encoding.encoder import encode_texts, encoder_settings, model_device, resolve_precision
+from babelir.encoding.options import EncodeOptions
 from babelir.index.corpus_index import index_corpus, shard_config
 from babelir.index.faiss_backend import IndexSpec
-from babelir.io import atomic_dir, write_json, write_text
-from babelir.options import EncodeOptions
 
 R2KT, R5KT = "r@2kt", "r@5kt"
 #: Metric -> token budget, as the official script's ``topk * 1000`` for topk in (2, 5).

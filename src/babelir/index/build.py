@@ -15,17 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from babelir import __version__
+from babelir.core.distributed import barrier, rank_and_world
+from babelir.core.errors import BabelirError, ConfigError, DataError
+from babelir.core.io import write_json
 from babelir.data.corpus import CorpusSource
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT
-from babelir.distributed import barrier, rank_and_world
-from babelir.encoding import embedding_dim, encoder_settings, model_device, resolve_precision
-from babelir.errors import BabelirError, ConfigError, DataError
+from babelir.encoding.encoder import (
+    embedding_dim,
+    encoder_settings,
+    model_device,
+    resolve_precision,
+)
+from babelir.encoding.options import EncodeOptions
 from babelir.index.corpus_index import index_corpus, shard_config
 from babelir.index.docstore import Docstore
 from babelir.index.faiss_backend import IndexSettingsError, IndexSpec, check_spec
 from babelir.index.layout import DOCSTORE, FAISS_FILE, INDEX_META, SHARDS
-from babelir.io import write_json
-from babelir.options import EncodeOptions
 
 
 @dataclass
@@ -53,7 +58,7 @@ def build_search_index(
 ) -> BuildReport:
     """Encode ``corpus`` into ``folder`` and build its docstore and index.
 
-    ``options`` (see :func:`babelir.encoding.load_encoder`) carries the prefixes, batch
+    ``options`` (see :func:`babelir.encoding.encoder.load_encoder`) carries the prefixes, batch
     size and precision; the resolved precision is recorded in index.json. Rerunning after
     a crash resumes the encoding. Under torchrun each rank encodes its shards; rank 0 (once
     all shards exist) writes the docstore and index, the other ranks return with
@@ -154,7 +159,7 @@ def build_search_index(
 
 
 def _shards_complete(shards_dir: Path) -> bool:
-    from babelir.shards import ShardSet
+    from babelir.index.shards import ShardSet
 
     try:
         ShardSet.open(shards_dir)

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from babelir.core.distributed import in_process_group, rank_and_world
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT, Passage, format_passage
-from babelir.distributed import in_process_group, rank_and_world
+from babelir.encoding.options import EncodeOptions
 from babelir.index.faiss_backend import (
     IndexSpec,
     approximate_search,
@@ -29,8 +30,7 @@ from babelir.index.faiss_backend import (
     recall_vs_exact,
     save_faiss,
 )
-from babelir.options import EncodeOptions
-from babelir.shards import DEFAULT_SHARD_SIZE, EncodeReport, ShardSet, encode_shards
+from babelir.index.shards import DEFAULT_SHARD_SIZE, EncodeReport, ShardSet, encode_shards
 
 
 def shard_config(

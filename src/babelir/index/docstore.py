@@ -6,9 +6,9 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from babelir.core.errors import DataError
+from babelir.core.io import atomic_path
 from babelir.data.miracl import Passage
-from babelir.errors import DataError
-from babelir.io import atomic_path
 
 
 class Docstore:

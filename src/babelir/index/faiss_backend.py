@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from babelir.errors import ConfigError, DataError
-from babelir.io import atomic_path, write_json
-from babelir.shards import ShardSet
+from babelir.core.errors import ConfigError, DataError
+from babelir.core.io import atomic_path, write_json
+from babelir.index.shards import ShardSet
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
 

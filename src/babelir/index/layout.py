@@ -2,7 +2,7 @@
 
 ::
 
-    shards/          embeddings + ids (babelir.shards): resumable, multi-process
+    shards/          embeddings + ids (babelir.index.shards): resumable, multi-process
     docstore.sqlite  row -> docid, lang, title, text (SQLite: no pickle, random access)
     index.faiss      approximate kinds only
     index.json       model, prefixes, passage format, encoder settings, kind and

@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.jsonl import loads
-from babelir.encoding import encode_texts
-from babelir.errors import ConfigError, DataError
+from babelir.encoding.encoder import encode_texts
+from babelir.encoding.options import EncodeOptions
 from babelir.index.docstore import Docstore
 from babelir.index.faiss_backend import IndexSpec, approximate_search, exact_search, load_faiss
 from babelir.index.layout import DOCSTORE, FAISS_FILE, INDEX_META, SHARDS
-from babelir.options import EncodeOptions
-from babelir.shards import ShardSet
+from babelir.index.shards import ShardSet
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 ``load_model`` takes the default offline model, a local folder or a hub id and returns a
 sentence-transformers model, turning the many ways loading fails (missing folder, closed
-network, corrupt files) into one-line :class:`~babelir.errors.ModelError` messages. Remote
+network, corrupt files) into one-line :class:`~babelir.core.errors.ModelError` messages. Remote
 code is never trusted. ``resolve_prefixes`` decides the query/passage prefixes (E5-style
 models need them), and ``model_fingerprint`` (``memo_fingerprint`` for a model in memory)
 gives a short stable id for cache keys.
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from babelir.errors import ConfigError, ModelError
+from babelir.core.errors import ConfigError, ModelError
 from babelir.models.offline_e5 import MARKER, build_offline_e5
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from babelir.errors import ConfigError, ModelError
+from babelir.core.errors import ConfigError, ModelError
 
 #: The record a merged folder carries beside the model files.
 MERGE_RECORD = "babelir-merge.json"
@@ -214,7 +214,7 @@ def _load_pair(
 
 
 def _write(model: Any, record: dict[str, Any], out: Path) -> Path:
-    from babelir.io import atomic_dir, write_json, write_text
+    from babelir.core.io import atomic_dir, write_json, write_text
     from babelir.training.save import _keep_pooler_off, model_bytes
 
     with atomic_dir(out, need=model_bytes(model), what="the merged model") as tmp:

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from babelir.errors import ModelError
-from babelir.io import atomic_dir, atomic_path, build_lock, write_json, write_text
-from babelir.settings import models_dir
+from babelir.core.errors import ModelError
+from babelir.core.io import atomic_dir, atomic_path, build_lock, write_json, write_text
+from babelir.core.settings import models_dir
 
 MODEL_DIRNAME = "multilingual-e5-small-q4"
 MARKER = "babelir-build.json"

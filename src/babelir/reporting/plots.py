@@ -3,7 +3,7 @@ validation learning curves.
 
 Every function takes plain data (slices of ``metrics.json`` documents keyed by model label)
 and a destination path, renders with :class:`matplotlib.figure.Figure` (Agg, no pyplot and
-no global state), writes the PNG atomically via :func:`babelir.io.write_bytes` and returns
+no global state), writes the PNG atomically via :func:`babelir.core.io.write_bytes` and returns
 the path. A failure while drawing raises before anything is written.
 """
 
@@ -23,9 +23,9 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from babelir.errors import DataError
+from babelir.core.errors import DataError
+from babelir.core.io import write_bytes
 from babelir.evaluation.measures import BY_KEY, RANK_DISTANCE
-from babelir.io import write_bytes
 
 DPI = 120
 HEATMAP_SIZE = (7.0, 6.0)

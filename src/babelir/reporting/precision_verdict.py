@@ -18,7 +18,7 @@ A comparison is ``different`` if any of its measures is, ``equivalent`` if all a
 ``not resolved``.
 
 ``auto`` may train in the other precision only where every measure of every benchmark is
-``equivalent`` (:data:`babelir.precision.CPU_TRAIN_AUTO`). Each row also carries the mean
+``equivalent`` (:data:`babelir.precision.resolver.CPU_TRAIN_AUTO`). Each row also carries the mean
 seconds of its training loops, as each run recorded them, with the machine.
 """
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from babelir.core.io import write_json, write_text
 from babelir.evaluation.measures import RANK_DISTANCE
-from babelir.io import write_json, write_text
 from babelir.reporting import plots
 from babelir.reporting.analysis import benchmarks, group
 from babelir.reporting.markdown import render_csv, render_markdown

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from babelir.strategies import StrategySpec
+from babelir.batches.strategies import StrategySpec
 
 #: Keys of a learning-curve point; every value but ``step`` may be missing or ``None``.
 CURVE_KEYS = ("val_loss", "val_mono_map", "val_cross_map", "val_multi_map")

@@ -30,8 +30,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from babelir.errors import BabelirError, ConfigError
-from babelir.io import disk_guard, write_json
+from babelir.core.errors import BabelirError, ConfigError
+from babelir.core.io import disk_guard, write_json
 
 COMPLETE = "babelir-checkpoint.json"
 #: Ends the disk-full messages of checkpoint and model writes: what to do next.
@@ -203,7 +203,7 @@ def guard_checkpoint_saves(trainer: Any) -> None:
     so the folder is not taken as complete while it is being rewritten. When the write
     fails (for a full disk: torch's ``inline_container`` error, safetensors' ``No space
     left on device``), the partial folder is removed; a full disk stops the run with a
-    :class:`babelir.io.DiskSpaceError` naming the folder; the previous complete checkpoint
+    :class:`babelir.core.io.DiskSpaceError` naming the folder; the previous complete checkpoint
     is untouched (transformers rotates old checkpoints only after a write succeeds).
     """
     original = trainer._save_checkpoint

@@ -17,12 +17,12 @@ from typing import Any, Literal
 from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
 
-from babelir.errors import ConfigError
-from babelir.options import TrainingPrecision
-from babelir.schema import Seed, build, option_map, options, raise_config_errors
-from babelir.schema import option as opt
-from babelir.settings import data_dir as resolve_data_dir
-from babelir.strategies import DEFAULT_ALPHA, Alpha, get_strategy, strategy_help
+from babelir.batches.strategies import DEFAULT_ALPHA, Alpha, get_strategy, strategy_help
+from babelir.core.errors import ConfigError
+from babelir.core.schema import Seed, build, option_map, options, raise_config_errors
+from babelir.core.schema import option as opt
+from babelir.core.settings import data_dir as resolve_data_dir
+from babelir.precision.vocabulary import TrainingPrecision
 from babelir.training.sources import (
     PARALLEL_PREFIX,
     SourceSpec,

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from babelir.batches.strategies import get_strategy
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.types import QUESTION, ParallelQA
-from babelir.errors import ConfigError, DataError
-from babelir.strategies import get_strategy
 from babelir.training.config import TrainConfig
 from babelir.training.sources import is_multi_source, is_question_path
 from babelir.training.validation import count_articles, split_articles, split_items
@@ -76,6 +76,7 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
     The validation split comes out of the training side only (articles, or items for
     JSONL/mMARCO) and is checked disjoint from ``eval_articles`` when those are given.
     """
+    from babelir.core.settings import data_dir as resolve_data_dir
     from babelir.data.lareqa import (
         ArticleSelection,
         check_disjoint,
@@ -83,7 +84,6 @@ def build_training_data(cfg: TrainConfig) -> TrainingData:
         resolve_benchmark_dir,
     )
     from babelir.data.parallel import PAPER_TRAIN_LANGUAGES, load_parallel, pair_table
-    from babelir.settings import data_dir as resolve_data_dir
 
     data_dir = resolve_data_dir(cfg.data_dir)
     if is_multi_source(cfg.train_data) or is_question_path(cfg.train_data, data_dir):

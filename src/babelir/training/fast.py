@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from babelir.encoding import token_budget_batches
-from babelir.errors import ConfigError
+from babelir.core.errors import ConfigError
+from babelir.encoding.encoder import token_budget_batches
 
 #: Padded tokens per forward chunk in training: the inference default. Most of the gain is
 #: the padding removed; any budget of a few longest rows keeps that.

@@ -3,7 +3,7 @@
 The folder becomes visible in one step: files are saved into a pending folder and moved
 in, and ``babelir-train.json`` (the marker ``compare`` reuses runs by) is written last.
 The free space is checked first (about the weights' size), and a full disk during the
-save removes the pending folder and stops with one line (:class:`babelir.io.DiskSpaceError`):
+save removes the pending folder and stops with one line (:class:`babelir.core.io.DiskSpaceError`):
 the run's checkpoints are kept, so ``--resume`` saves the model once space is freed.
 """
 
@@ -15,8 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from babelir.io import atomic_dir, write_json, write_text
-from babelir.strategies import get_strategy
+from babelir.batches.strategies import get_strategy
+from babelir.core.io import atomic_dir, write_json, write_text
 
 MARKER = "babelir-train.json"
 

@@ -41,9 +41,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from babelir.core.errors import ConfigError, DataError
 from babelir.data.squad import is_squad_file, load_squad
 from babelir.data.types import LANG_CODE, ArticleSelection, ParallelItem, ParallelQA
-from babelir.errors import ConfigError, DataError
 
 _LANG_PREFIX = re.compile(rf"^({LANG_CODE.pattern}):(?!//)(.+)$")
 #: What a user meant as a ``LANG:`` prefix (letters, maybe a subtag) even when it is no

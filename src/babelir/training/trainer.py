@@ -3,7 +3,7 @@
 The model, loss, optimizer, schedule, checkpointing and multi-GPU (DDP through
 accelerate) are sentence-transformers' ``SentenceTransformerTrainer``; babelir adds the
 pair table (:func:`babelir.data.parallel.pair_table`), the batch sampler
-(:class:`babelir.sampling.ParallelBatchSampler`) that decides which batches the model
+(:class:`babelir.batches.sampler.ParallelBatchSampler`) that decides which batches the model
 sees (x-x-mono, x-y, hybrid (Elmahdy et al., arXiv 2408.10536), x-x or en-en), a
 validation split with checkpoint selection (:mod:`babelir.training.validation`) and
 crash-safe resume (:mod:`babelir.training.checkpoints`).
@@ -30,10 +30,10 @@ import torch
 from transformers import TrainerCallback
 
 from babelir import __version__
-from babelir.embedding_cache import EmbeddingCache
-from babelir.emulated_bf16 import bf16_kernels, kernels_for
-from babelir.errors import ConfigError
-from babelir.precision import machine, resolve, trainer_flags
+from babelir.core.errors import ConfigError
+from babelir.encoding.cache import EmbeddingCache
+from babelir.precision.emulated_bf16 import bf16_kernels, kernels_for
+from babelir.precision.resolver import machine, resolve, trainer_flags
 from babelir.training.checkpoints import (
     CompleteCheckpoint,
     FiniteGuard,
@@ -68,7 +68,7 @@ def _train_device() -> str:
 
 
 def train_precision(cfg: TrainConfig) -> str:
-    """The precision this run trains in (:func:`babelir.precision.resolve`, "train"): on
+    """The precision this run trains in (:func:`babelir.precision.resolver.resolve`, "train"): on
     the device the trainer uses (CUDA when present, as ``use_cpu`` below says)."""
     return resolve(cfg.precision, _train_device(), "train")
 
@@ -92,7 +92,7 @@ class SamplerFactory:
         self.table = table
 
     def __call__(self, dataset: Any, **kwargs: Any):
-        from babelir.sampling import ParallelBatchSampler
+        from babelir.batches.sampler import ParallelBatchSampler
 
         return ParallelBatchSampler(
             dataset,

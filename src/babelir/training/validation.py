@@ -12,13 +12,12 @@ and every ``eval_steps`` computes on it:
   questions against the validation positives (one per language per item), cheap because
   every text is encoded once per validation and both numbers reuse the embeddings.
 
-Where a round's time goes (quick recipe: 64 items x 9 languages = 576 questions and 425
-passages, real multilingual-e5-small, 2-core Zen 3, fp32): ~18 s, of which >97% is
-encoding those 1,001 texts; the loss batches and the mAP take ~0.05 s, a copy of the
-best trainable weights ~0.03 s, and writing them as a file ~0.2-0.4 s (86 MB with frozen
-word embeddings, 470 MB without). So :class:`ValidationRecord` keeps the best weights in
-memory and writes them only with a training checkpoint (which a resumed run needs), and
-every round encodes each validation text once, in the *training* precision.
+Almost all of a validation round is encoding its texts; the loss batches, the mAP and a
+copy of the best trainable weights are cheap next to it, writing them as a file is not
+(docs/lab-notes/figures-from-code.md has the measurements). So :class:`ValidationRecord`
+keeps the best weights in memory and writes them only with a training checkpoint (which a
+resumed run needs), and every round encodes each validation text once, in the *training*
+precision.
 """
 
 from __future__ import annotations
@@ -33,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from babelir.core.errors import ConfigError, DataError
+from babelir.core.io import atomic_path, write_json
 from babelir.data.types import ArticleSelection, ParallelQA
-from babelir.errors import ConfigError, DataError
-from babelir.io import atomic_path, write_json
 
 VAL_EVERY = 10  # 'auto': every 10th training article (or item) validates
 #: The curve and best point of a run, next to its checkpoints (read back on resume).
@@ -244,9 +243,9 @@ class ValidationSet:
         Each question and passage text is encoded once, in ``precision`` (the trainer
         passes its resolved training precision, so ``auto`` means what training does).
         """
-        from babelir.encoding import encode_texts
+        from babelir.encoding.encoder import encode_texts
+        from babelir.encoding.options import EncodeOptions
         from babelir.evaluation.metrics import evaluate_embeddings
-        from babelir.options import EncodeOptions
 
         t0 = time.perf_counter()
         enc = EncodeOptions(

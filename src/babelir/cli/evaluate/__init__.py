@@ -17,7 +17,7 @@ from typing import Any
 import typer
 
 from babelir.cli.app import app, out
-from babelir.errors import ConfigError
+from babelir.core.errors import ConfigError
 
 DEFAULT_BENCHMARK = "xquad-r"
 

@@ -28,7 +28,7 @@ from babelir.cli.app import (
     print_warning,
 )
 from babelir.cli.schema import schema_command
-from babelir.options import EncodeOptions
+from babelir.encoding.options import EncodeOptions
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -81,10 +81,10 @@ def evaluate_lareqa(
 
     Mono, cross and multi mAP, recall and language bias.
     """
+    from babelir.core.settings import data_dir as resolve_data_dir
     from babelir.data.lareqa import load_benchmark
     from babelir.evaluation.lareqa import EvaluationResult, evaluate_model, write_result
     from babelir.reporting.tables import metrics_table
-    from babelir.settings import data_dir as resolve_data_dir
 
     if output is not None and output.exists() and not output.is_dir():
         fail(f"--output {output} exists and is not a folder")
@@ -117,7 +117,7 @@ def evaluate_lareqa(
     if from_embeddings is not None:
         result = _score_saved(bench, from_embeddings)
     else:
-        from babelir.encoding import load_encoder
+        from babelir.encoding.encoder import load_encoder
         from babelir.models.loading import model_fingerprint
 
         st, opts = load_encoder(model, options, device=device)
@@ -161,8 +161,8 @@ def _load_debias(method: str | None, fit: Path | None, bench):
     """The fitted transform of --debias-fit, refused if it was fitted on evaluation texts."""
     if method is None and fit is None:
         return None
+    from babelir.core.errors import ConfigError
     from babelir.debias import METHODS, check_benchmark, load_transform
-    from babelir.errors import ConfigError
 
     if fit is None:
         raise ConfigError(f"--debias {method}: give the fit with --debias-fit (babelir debias)")

@@ -22,7 +22,7 @@ from babelir.cli.app import (
 )
 from babelir.cli.schema import schema_command
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT
-from babelir.options import EncodeOptions
+from babelir.encoding.options import EncodeOptions
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -81,7 +81,7 @@ def evaluate_miracl(
 ) -> None:
     """Score an encoder on MIRACL: nDCG@10 and Recall@100 per language (needs a corpus)."""
     from babelir.cli.miracl import evaluate_miracl_cli
-    from babelir.errors import ConfigError
+    from babelir.core.errors import ConfigError
     from babelir.index.faiss_backend import IndexSpec
 
     if benchmark != "miracl":

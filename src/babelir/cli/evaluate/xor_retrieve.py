@@ -24,8 +24,8 @@ from babelir.cli.app import (
 )
 from babelir.cli.schema import schema_command
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT
+from babelir.encoding.options import EncodeOptions
 from babelir.index.faiss_backend import IndexSpec
-from babelir.options import EncodeOptions
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -110,7 +110,7 @@ def evaluate_xor_retrieve_command(
     ] = False,
 ) -> None:
     """Score an encoder on XOR-TyDi XOR-Retrieve: R@2kt and R@5kt per language."""
-    from babelir.errors import ConfigError
+    from babelir.core.errors import ConfigError
 
     if benchmark != "xor-retrieve":
         raise ConfigError(f"--benchmark {benchmark}: this is the XOR-Retrieve family")
@@ -161,18 +161,18 @@ def evaluate_xor_retrieve_cli(
     from rich.console import Console
 
     from babelir.cli.app import console, model_name, print_warning
+    from babelir.core.distributed import init_distributed, rank_device
+    from babelir.core.settings import cache_dir
+    from babelir.core.settings import data_dir as resolve_data_dir
     from babelir.data.miracl import check_passage_format
     from babelir.data.xor_retrieve import load_xor_retrieve
-    from babelir.distributed import init_distributed, rank_device
-    from babelir.encoding import load_encoder
+    from babelir.encoding.encoder import load_encoder
     from babelir.evaluation.xor_retrieve import (
         evaluate_xor_retrieve,
         resolve_tokenizer,
         write_xor_result,
     )
     from babelir.models.loading import model_fingerprint
-    from babelir.settings import cache_dir
-    from babelir.settings import data_dir as resolve_data_dir
 
     check_passage_format(passage_format)
     resolve_tokenizer(tokenizer)  # an unavailable --tokenizer nltk fails before any encoding

@@ -20,7 +20,7 @@ left out: it finds no attention pattern in the ``torch.export`` graph and was no
 The result is an ordinary :class:`SentenceTransformer` whose Transformer module runs the
 backbone through an ONNX Runtime session (as ST's own ``backend="onnx"`` does), so its
 tokenizer, prompts, pooling and normalisation are the original's and
-:func:`babelir.encoding.encode_texts` (length bucketing, embedding cache) works unchanged.
+:func:`babelir.encoding.encoder.encode_texts` (length bucketing, embedding cache) works unchanged.
 Its fingerprint differs from the fp32 model's (a buffer holds the build's hash), so cached
 embeddings of the two never mix.
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from babelir.errors import ConfigError, ModelError
+from babelir.core.errors import ConfigError, ModelError
 from babelir.models.int8.export import quantization_settings
 from babelir.models.int8.session import open_session
 from babelir.models.int8.store import ONNX_FILE, ensure_build, int8_path

@@ -2,7 +2,7 @@
 
 A build sits under ``<cache>/int8/<fingerprint>-<settings hash>`` with a manifest of
 sizes and SHA-256s; one that fails that check (truncated, edited) is rebuilt, in a
-temporary sibling renamed into place, under :func:`babelir.io.build_lock`.
+temporary sibling renamed into place, under :func:`babelir.core.io.build_lock`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from babelir.errors import ModelError
-from babelir.io import atomic_dir, build_lock, write_json
+from babelir.core.errors import ModelError
+from babelir.core.io import atomic_dir, build_lock, write_json
 from babelir.models.int8.export import (
     cpu_copy,
     export_backbone,
@@ -62,7 +62,7 @@ def int8_path(
     ffn_output_fp32: bool = True,
 ) -> Path:
     """Where the int8 build of the model with ``fingerprint`` lives (built or not)."""
-    from babelir.settings import cache_dir as default_cache
+    from babelir.core.settings import cache_dir as default_cache
 
     settings = quantization_settings(reduce_range, ffn_output_fp32)
     tag = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]

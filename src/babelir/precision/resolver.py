@@ -2,7 +2,8 @@
 
 Every path that encodes (evaluation, ``index``, ``search``, the validation during
 training) and the trainer resolve a requested precision here, with :func:`resolve`, so
-``auto`` means one thing in one run. The vocabulary is :data:`babelir.options.Precision`.
+``auto`` means one thing in one run. The vocabulary is
+:data:`babelir.precision.vocabulary.Precision`.
 
 ================  ==========================  ======================  =========================
 requested         CUDA                        CPU with native bf16    CPU without native bf16
@@ -22,13 +23,13 @@ int8, train       refused                     refused                 refused
 ================  ==========================  ======================  =========================
 
 "Native bf16" is AVX512_BF16 or AMX-BF16 on x86, the BF16 extension on Arm
-(:func:`cpu_bf16_supported`). Without it torch's bf16 kernels are emulated and slow (on an
-AVX2-only Zen 3 a bf16 matmul ran at 13-16 against 86 GFLOP/s fp32, a training step 18-22x
-slower than fp32), so there babelir computes bf16 matmuls on fp32 kernels with the same
-numerics (:mod:`babelir.emulated_bf16`): an explicit ``bf16`` reproduces a native-bf16 run
-at close to fp32 speed (:data:`EMULATED_BF16_SLOWDOWN`), and warns that it is still slower
-than fp32. ``auto`` never picks bf16 there. Devices other than CUDA and CPU (mps, xpu...):
-``auto`` is fp32, fp16 and int8 are refused, bf16 is taken as asked.
+(:func:`cpu_bf16_supported`). Without it torch's bf16 kernels are emulated and many times
+slower than fp32 (docs/precision.md has the measurements), so there babelir computes bf16
+matmuls on fp32 kernels with the same numerics (:mod:`.emulated_bf16`): an explicit
+``bf16`` reproduces a native-bf16 run at close to fp32 speed
+(:data:`EMULATED_BF16_SLOWDOWN`), and warns that it is still slower than fp32. ``auto``
+never picks bf16 there. Devices other than CUDA and CPU (mps, xpu...): ``auto`` is fp32,
+fp16 and int8 are refused, bf16 is taken as asked.
 
 Training autocasts the forward pass only (transformers' ``bf16=True``: accelerate wraps
 the model's forward in ``torch.autocast``); master weights, optimizer state and the loss
@@ -47,14 +48,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from babelir.errors import ConfigError
-from babelir.options import PRECISIONS
+from babelir.core.errors import ConfigError
+from babelir.precision.vocabulary import PRECISIONS
 
 Purpose = Literal["encode", "train"]
 #: Environment variable that replaces the CPU flags (space- or comma-separated).
 CPU_FLAGS_ENV = "BABELIR_CPU_FLAGS"
 #: Environment variable: ``onednn`` keeps oneDNN's emulated bf16 kernels on CPUs without
-#: native bf16 (default: :mod:`babelir.emulated_bf16`'s fp32 kernels).
+#: native bf16 (default: :mod:`babelir.precision.emulated_bf16`'s fp32 kernels).
 KERNELS_ENV = "BABELIR_BF16_KERNELS"
 #: What ``auto`` trains in on a CPU with native bf16: bf16, because the seed-paired study
 #: ``babelir compare --profile precision-study`` found bf16 equivalent to fp32 on every
@@ -62,16 +63,11 @@ KERNELS_ENV = "BABELIR_BF16_KERNELS"
 #: under ``auto`` (bf16 is slower there); set "fp32" to undo.
 CPU_TRAIN_AUTO: Literal["fp32", "bf16"] = "bf16"
 #: What bf16 costs against fp32 on a CPU without native bf16, by how its matmuls run
-#: (:func:`babelir.emulated_bf16.emulation`), measured on a 2-core Zen 3 (AVX2, 2026-12-03,
-#: commit 5d55b01): on fp32 kernels (the default) a training step of 32 pairs 5.48 vs
-#: 4.13 s (4.22 vs 3.34 s with frozen word embeddings), a whole quick training job 1.30x
-#: (precision-study, 3 seeds), encoding 2,678 vs 3,119 tok/s; on oneDNN's emulated kernels
-#: (``BABELIR_BF16_KERNELS=onednn``) a step 70-73 s vs 3.3-4.0 s, encoding 3-13x
-#: (``bench_train_step.py --rounds 2 --onednn-bf16``, ``bench_encode.py --bf16``). Quoted
-#: by the warnings below and compare's plan.
+#: (:func:`emulation`), in words: the measured figures, their machine and commands are
+#: in docs/precision.md. Quoted by the warnings below and compare's plan.
 EMULATED_BF16_SLOWDOWN = {
-    "fp32-kernels": {"train": "1.3x", "encode": "1.2x"},
-    "onednn-emulated": {"train": "18-22x", "encode": "3-13x"},
+    "fp32-kernels": {"train": "somewhat", "encode": "somewhat"},
+    "onednn-emulated": {"train": "over ten times", "encode": "several times"},
 }
 _NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX-512/AMX, Arm
 log = logging.getLogger(__name__)
@@ -182,7 +178,7 @@ def resolve(
     """The precision that ``precision`` means for ``purpose`` on ``device`` (table above).
 
     Returns ``fp32``, ``bf16``, ``fp16`` or (encoding) ``int8``; refusals are one-line
-    :class:`~babelir.errors.ConfigError`. ``native_bf16`` overrides
+    :class:`~babelir.core.errors.ConfigError`. ``native_bf16`` overrides
     :func:`cpu_bf16_supported` for this call.
     """
     if precision not in PRECISIONS:
@@ -226,8 +222,8 @@ def resolve(
 
 
 def emulation() -> Literal["fp32-kernels", "onednn-emulated"]:
-    """How a CPU without native bf16 computes bf16 matmuls: babelir.emulated_bf16's fp32 kernels,
-    unless ``$BABELIR_BF16_KERNELS=onednn`` asks for oneDNN's emulation."""
+    """How a CPU without native bf16 computes bf16 matmuls: :mod:`.emulated_bf16`'s fp32
+    kernels, unless ``$BABELIR_BF16_KERNELS=onednn`` asks for oneDNN's emulation."""
     value = os.environ.get(KERNELS_ENV, "").strip().lower()
     if value == "onednn":
         return "onednn-emulated"
@@ -244,13 +240,13 @@ def emulated_bf16_cost(purpose: Purpose) -> str:
     (:data:`EMULATED_BF16_SLOWDOWN`); quoted by the warning above and compare's plan."""
     how = emulation()
     kernels = (
-        "its matmuls run on fp32 kernels with bf16 rounding (babelir.emulated_bf16)"
+        "its matmuls run on fp32 kernels with bf16 rounding (babelir.precision.emulated_bf16)"
         if how == "fp32-kernels"
         else "oneDNN emulates it (BABELIR_BF16_KERNELS=onednn)"
     )
     return (
         f"{kernels} and {'training' if purpose == 'train' else 'encoding'} runs "
-        f"{EMULATED_BF16_SLOWDOWN[how][purpose]} slower than fp32 (measured on a Zen 3)"
+        f"{EMULATED_BF16_SLOWDOWN[how][purpose]} slower than fp32 (measured: docs/precision.md)"
     )
 
 

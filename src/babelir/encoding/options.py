@@ -4,43 +4,32 @@ Every path that encodes (LAReQA and MIRACL evaluation, ``babelir index``, ``babe
 search``, compare's evaluations) takes an :class:`EncodeOptions` instead of forwarding
 batch size, precision, cache ... one keyword at a time, so an option cannot be dropped on
 the way (``--precision`` once was, on the MIRACL path). Each field is a
-:func:`babelir.schema.option` (default, help, range written once): the encoding options of
+:func:`babelir.core.schema.option` (default, help, range written once): the encoding options of
 ``babelir evaluate``, ``debias``, ``index`` and ``search`` are derived from them, and
 compare's ``evaluation:`` keys are validated by them.
 """
 
 from __future__ import annotations
 
-import typing
 import warnings
 from dataclasses import fields
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import AfterValidator, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
 
-from babelir.embedding_cache import CacheError, CacheWarning, EmbeddingCache
-from babelir.errors import ConfigError
-from babelir.schema import format_validation, option_map
-from babelir.schema import option as opt
+from babelir.core.errors import ConfigError
+from babelir.core.schema import format_validation, option_map
+from babelir.core.schema import option as opt
+from babelir.encoding.cache import CacheError, CacheWarning, EmbeddingCache
+from babelir.precision.vocabulary import (
+    PRECISIONS,
+    Precision,
+)
 
-#: The precision vocabulary of every path that encodes or trains (training refuses int8).
-Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
-PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
-#: Padded tokens per forward pass. Measured on a 2-core Zen 3: 1024-2048 is fastest for
-#: multilingual-e5-small (activations stay in L2/L3); 8192 is ~1.7x slower.
+#: Padded tokens per forward pass: the fastest range on the CPUs measured, where
+#: activations stay in cache (docs/speed.md).
 DEFAULT_MAX_TOKENS = 2048
-
-
-def _trainable(value: str) -> str:
-    if value == "int8":
-        raise ValueError("int8 is for evaluation (ONNX Runtime); train in auto, fp32, bf16 or fp16")
-    return value
-
-
-#: :data:`Precision` for training (:class:`babelir.training.config.TrainConfig`): no int8.
-TrainingPrecision = Annotated[Precision, AfterValidator(_trainable)]
-TRAINING_PRECISIONS: tuple[str, ...] = tuple(p for p in PRECISIONS if p != "int8")
 _POSITIVE = ("batch_size", "max_seq_length", "max_tokens")
 
 
@@ -53,9 +42,9 @@ class EncodeOptions:
     """Everything that decides how a text becomes an embedding, apart from the model.
 
     ``None`` prefixes mean "the model's default" (see
-    :func:`babelir.models.loading.resolve_prefixes`); :func:`babelir.encoding.load_encoder`
+    :func:`babelir.models.loading.resolve_prefixes`); :func:`babelir.encoding.encoder.load_encoder`
     fills them in together with the model's effective ``max_seq_length``. Fields are
-    :func:`babelir.schema.option` declarations: the CLI options of ``evaluate``,
+    :func:`babelir.core.schema.option` declarations: the CLI options of ``evaluate``,
     ``debias``, ``index`` and ``search`` are derived from them (:mod:`babelir.cli.schema`).
     """
 

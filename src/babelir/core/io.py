@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from babelir.errors import BabelirError
+from babelir.core.errors import BabelirError
 
 
 class DiskSpaceError(BabelirError):

@@ -15,7 +15,7 @@ Sentence-transformers tokenizes *every* dataset column except labels and hands e
 the loss (MultipleNegativesRankingLoss would treat ``id``/``query_lang``/``passage_lang``
 as extra negative passages). So train on :func:`babelir.training.data.loss_columns` of the
 table and give the full table to the sampler through ``metadata=``; the two must be
-row-aligned. What each strategy needs comes from :mod:`babelir.strategies`.
+row-aligned. What each strategy needs comes from :mod:`babelir.batches.strategies`.
 
 An optional ``origin`` column marks rows of parallel questions (``question``: a question
 in X, its translation in Y as the positive; no passages). Such rows must be cross-language,
@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
-from babelir.columns import column, num_rows
-from babelir.errors import ConfigError, DataError
-from babelir.strategies import DEFAULT_ALPHA, check_alpha, get_strategy
+from babelir.batches.columns import column, num_rows
+from babelir.batches.strategies import DEFAULT_ALPHA, check_alpha, get_strategy
+from babelir.core.errors import ConfigError, DataError
 
 BatchType = Literal["mono", "cross"]
 ENGLISH = "en"
@@ -162,7 +162,7 @@ def _world_size() -> int:
 class ParallelBatchSampler(DefaultBatchSampler):
     """Batches of language-controlled pairs with only true in-batch negatives.
 
-    Strategies (:data:`babelir.strategies.STRATEGIES`): ``x-x-mono`` one language X per
+    Strategies (:data:`babelir.batches.strategies.STRATEGIES`): ``x-x-mono`` one language X per
     batch, all pairs (q_X, p_X); ``x-y`` pairs (q_X, p_Y), X != Y, drawn per example among
     the item's available pairs; ``hybrid`` an x-x-mono batch with probability ``alpha``
     else an x-y batch; ``x-x`` same-language pairs with X drawn per example (languages
@@ -192,7 +192,7 @@ class ParallelBatchSampler(DefaultBatchSampler):
         valid_label_columns: Ignored; kept for the trainer's signature.
         generator: Ignored (see above); kept for the trainer's signature.
         seed: Base seed, combined with the epoch.
-        strategy: One of :data:`babelir.strategies.STRATEGIES`.
+        strategy: One of :data:`babelir.batches.strategies.STRATEGIES`.
         alpha: Probability of a mono batch under ``hybrid``.
         languages: Use only pairs whose two languages are both in this list.
         language_temperature: None picks a mono batch's language uniformly; T picks

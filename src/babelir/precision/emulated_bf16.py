@@ -16,7 +16,8 @@ as before; only the kernel changes. Every other op (GELU, softmax, attention,
 layer norm) still runs in torch's own bf16 CPU kernels.
 
 :func:`bf16_kernels` is the one switch. The trainer and the encoder enter it for a
-resolved ``bf16`` on a CPU without native bf16 (:func:`babelir.precision.cpu_bf16_supported`);
+resolved ``bf16`` on a CPU without native bf16
+(:func:`babelir.precision.resolver.cpu_bf16_supported`);
 everywhere else it does nothing. ``BABELIR_BF16_KERNELS=onednn`` turns it off (to
 compare with oneDNN's emulation, as ``benchmarks/bench_train_step.py`` does).
 
@@ -36,11 +37,11 @@ from typing import Any, Literal
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode_stack
 
-from babelir import precision as _precision
+from babelir.precision import resolver as _precision
 
 # the environment switch lives with the precision policy (no torch there); kept importable
 # from here, where the kernels it chooses between are
-from babelir.precision import KERNELS_ENV, emulation
+from babelir.precision.resolver import KERNELS_ENV, emulation
 
 __all__ = ["KERNELS_ENV", "Bf16OnFp32Kernels", "bf16_kernels", "emulation", "kernels_for"]
 

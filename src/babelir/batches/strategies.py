@@ -1,7 +1,7 @@
 """Batch strategies: what each needs, the typed (strategy, alpha) value, the alpha range.
 
 Torch-free on purpose: loading a YAML config or building a ``TrainConfig`` needs the
-strategy table but not the sampler (:mod:`babelir.sampling`), which pulls torch and
+strategy table but not the sampler (:mod:`babelir.batches.sampler`), which pulls torch and
 sentence-transformers. Other modules ask :data:`STRATEGY_TABLE` what a strategy needs
 instead of switching on its name.
 """
@@ -15,8 +15,8 @@ from typing import Annotated
 
 from pydantic import Field, Strict, TypeAdapter, ValidationError
 
-from babelir.errors import ConfigError
-from babelir.options import TRAINING_PRECISIONS
+from babelir.core.errors import ConfigError
+from babelir.precision.vocabulary import TRAINING_PRECISIONS
 
 #: The probability that a batch is mono, for strategies that mix by alpha. The one place
 #: its range is declared: pydantic fields use it as their type (and ``--help`` shows the

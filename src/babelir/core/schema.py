@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, Strict, ValidationError
 from pydantic.fields import FieldInfo
 
-from babelir.errors import ConfigError
+from babelir.core.errors import ConfigError
 
 #: The largest seed: numpy's legacy ``RandomState`` and ``np.random.seed`` (which
 #: transformers' ``set_seed`` calls) take 32-bit seeds, so a larger one fails mid-run.

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from babelir.errors import BabelirError
-from babelir.settings import cache_dir
+from babelir.core.errors import BabelirError
+from babelir.core.settings import cache_dir
 
 _KEY_VERSION = b"babelir-emb-v1"
 _BATCH = 500  # keys per SELECT; well under SQLite's bound-parameter limit

@@ -8,9 +8,9 @@ pads heavily. Instead texts are sorted by *token* length and cut into batches of
 ``max_tokens`` padded tokens (small batches also stay in cache), duplicates are encoded
 once, and the forward pass runs under ``torch.inference_mode`` with bf16/fp16 autocast
 where the hardware computes it natively. An optional
-:class:`~babelir.embedding_cache.EmbeddingCache` skips texts already encoded, and
-:func:`babelir.streaming.encode_to_disk` streams a corpus of any size to an ``.npy`` at
-flat memory. How to encode is one :class:`~babelir.options.EncodeOptions` object.
+:class:`~babelir.encoding.cache.EmbeddingCache` skips texts already encoded, and
+:func:`babelir.encoding.streaming.encode_to_disk` streams a corpus of any size to an ``.npy`` at
+flat memory. How to encode is one :class:`~babelir.encoding.options.EncodeOptions` object.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from babelir.emulated_bf16 import bf16_kernels, kernels_for
-from babelir.errors import ConfigError
+from babelir.core.errors import ConfigError
+from babelir.encoding.options import DEFAULT_MAX_TOKENS, EncodeOptions
 from babelir.models.int8 import int8_model
 from babelir.models.loading import (
     DEFAULT_MODEL,
@@ -34,8 +34,9 @@ from babelir.models.loading import (
     model_fingerprint,
     resolve_prefixes,
 )
-from babelir.options import DEFAULT_MAX_TOKENS, PRECISIONS, EncodeOptions
-from babelir.precision import cpu_bf16_supported, resolve
+from babelir.precision.emulated_bf16 import bf16_kernels, kernels_for
+from babelir.precision.resolver import cpu_bf16_supported, resolve
+from babelir.precision.vocabulary import PRECISIONS
 
 __all__ = ["DEFAULT_MAX_TOKENS", "PRECISIONS", "EncodeOptions", "encode_texts", "load_encoder"]
 #: Fixed cost of one forward pass, in tokens (layer dispatch, small-matrix inefficiency);
@@ -53,7 +54,7 @@ def model_device(model: Any) -> torch.device:
 
 def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu") -> str:
     """The precision ``precision`` means for encoding on ``device``: the one policy of
-    :func:`babelir.precision.resolve` (auto: bf16 on CUDA or on CPUs with native bf16,
+    :func:`babelir.precision.resolver.resolve` (auto: bf16 on CUDA or on CPUs with native bf16,
     fp16 on GPUs without bf16, else fp32; explicit bf16 on other CPUs: emulated, warned)."""
     return resolve(precision, device, "encode", native_bf16=cpu_bf16_supported())
 
@@ -61,7 +62,7 @@ def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu
 @contextlib.contextmanager
 def autocast(precision: str, device: str | torch.device) -> Iterator[None]:
     """Autocast for a *resolved* precision; a no-op for fp32. bf16 on a CPU without native
-    bf16 computes its matmuls on fp32 kernels (:mod:`babelir.emulated_bf16`)."""
+    bf16 computes its matmuls on fp32 kernels (:mod:`babelir.precision.emulated_bf16`)."""
     dtype = _AUTOCAST.get(precision)
     if dtype is None:
         yield
@@ -175,7 +176,7 @@ def _check_truncation(model: Any, max_seq_length: int | None) -> None:
     if max_seq_length is not None and actual is not None and actual != max_seq_length:
         raise ConfigError(
             f"max_seq_length: the options say {max_seq_length} but the model truncates at "
-            f"{actual} (load it with babelir.encoding.load_encoder)"
+            f"{actual} (load it with babelir.encoding.encoder.load_encoder)"
         )
 
 
@@ -227,7 +228,7 @@ def encode_texts(
 ) -> np.ndarray:
     """Encode ``texts`` (prefixed) into L2-normalised float32 rows, in input order.
 
-    ``options`` says how (:class:`~babelir.options.EncodeOptions`): ``batch_size`` caps
+    ``options`` says how (:class:`~babelir.encoding.options.EncodeOptions`): ``batch_size`` caps
     rows per forward pass, ``max_tokens`` padded tokens; ``precision``: auto | fp32 | bf16 |
     fp16 (see :func:`resolve_precision`). With a cache, only texts it lacks are encoded and
     then stored; ``fingerprint`` names the model in its keys (default:

@@ -1,7 +1,7 @@
 """Sharded, resumable, multi-process encoding of corpora too large for memory.
 
 A corpus is a stream of ``(id, text)`` records cut into fixed-size shards in stream
-order. Each shard is encoded with :func:`babelir.encoding.encode_texts` and written
+order. Each shard is encoded with :func:`babelir.encoding.encoder.encode_texts` and written
 atomically::
 
     <folder>/manifest.json          format and config; once every shard exists also the
@@ -19,7 +19,7 @@ reads the whole stream (parsing is cheap next to encoding), so all agree on the 
 boundaries without talking to each other, and whichever rank sees the last shard land
 writes the manifest (identical bytes from any rank). Under ``torchrun`` the rank and world
 size come from the environment or an initialised ``torch.distributed``; see
-:mod:`babelir.distributed`.
+:mod:`babelir.core.distributed`.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
+from babelir.core.distributed import barrier, init_distributed, rank_and_world, rank_device
+from babelir.core.errors import BabelirError, ConfigError, DataError
+from babelir.core.io import write_json, write_npy
 from babelir.data.corpus import files_fingerprint
-from babelir.distributed import barrier, init_distributed, rank_and_world, rank_device
-from babelir.encoding import encode_texts, model_device, resolve_precision
-from babelir.errors import BabelirError, ConfigError, DataError
-from babelir.io import write_json, write_npy
-from babelir.options import EncodeOptions
+from babelir.encoding.encoder import encode_texts, model_device, resolve_precision
+from babelir.encoding.options import EncodeOptions
 
 __all__ = [
     "ShardSet",

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from babelir.encoding import embedding_dim, encode_texts
-from babelir.errors import ConfigError
+from babelir.core.errors import ConfigError
+from babelir.encoding.encoder import embedding_dim, encode_texts
+from babelir.encoding.options import EncodeOptions
 from babelir.models.loading import memo_fingerprint
-from babelir.options import EncodeOptions
 
 #: Texts per chunk of :func:`encode_to_disk`; sorting inside a chunk this size already
 #: removes almost all padding, and memory stays bounded by it.
@@ -87,7 +87,7 @@ def encode_to_disk(
     grow with the corpus. The file appears atomically only when complete. Rows equal
     :func:`encode_texts` of the same texts and ``options``. Returns the number of rows.
     """
-    from babelir.io import atomic_path
+    from babelir.core.io import atomic_path
 
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
