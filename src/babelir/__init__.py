@@ -1,8 +1,10 @@
 """babelir: train and evaluate multilingual dense retrievers.
 
-Pipeline, one module per concern: ``babelir.data`` (benchmarks, parallel training data,
-fetching) -> ``babelir.batches.sampler`` (batch samplers) -> ``babelir.training`` ->
-``babelir.evaluation`` (LAReQA metrics, language bias) -> ``babelir.reporting``.
+Pipeline, one package per concept: ``data`` (benchmarks, training sources, fetching) ->
+``batches`` (strategies, sampler) -> ``training`` -> ``encoding`` (encoder, options,
+cache) -> ``evaluation`` (metrics, benchmark families) -> ``reporting``; ``compare``
+runs them all; beside them ``models`` (loading, merging), ``index`` (large corpora),
+``debias``, ``precision``, ``core`` (errors, atomic io, settings) and the ``cli``.
 
 The public API is importable from here and loaded on first use, so ``import babelir``
 stays light (no torch until a name that needs it is touched)::

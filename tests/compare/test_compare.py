@@ -179,7 +179,7 @@ def test_every_shipped_profile_validates_and_plans(profile, tmp_path, shared_dat
         return
     plan, facts = prepare(cfg, tmp_path / "out")
     lines = describe(plan, facts)
-    assert len(plan.train_jobs) == len(cfg.seeds) * len(cfg.variants())
+    assert len(plan.train_jobs) == sum(len(cfg.seeds_of(v)) for v in cfg.variants())
     for job in plan.train_jobs:  # each job line names its strategy, seed and step budget
         assert any(
             job.label in line and f"seed {job.seed}" in line and "pair rows" in line
@@ -380,7 +380,7 @@ def test_compare_precision_reaches_the_encoder_and_debias_rows(
     tmp_path, shared_data_dir, tiny_dir, monkeypatch
 ):
     """evaluation.precision arrives at the forward pass; debias adds '+lsar' rows."""
-    from babelir import encoding
+    from babelir.encoding import encoder as encoding
 
     calls: list[str] = []
     forward = encoding._forward

@@ -117,10 +117,10 @@ def _load(tmp_path: Path, cfg: dict):
     ("entry", "message"),
     [
         ({"name": "xquad-r", "corpus": "/x"}, "'corpus' is a key of kind miracl"),
-        ({"kind": "miracl", "articles": "0"}, "'articles' is a key of LAReQA benchmarks"),
+        ({"kind": "miracl", "articles": "0"}, "'articles' is a key of kind lareqa benchmarks"),
         ({"kind": "miracl", "name": "xquad-r"}, "name: 'xquad-r' with kind miracl"),
         ({"kind": "miracl", "split": "test"}, "MIRACL has dev and train"),
-        ({"kind": "miracl", "top_k": 5}, "top_k and corpus_limit are keys of xor-retrieve"),
+        ({"kind": "miracl", "top_k": 5}, "'top_k' is a key of kind xor-retrieve benchmarks, not"),
         ({"kind": "xor-retrieve", "corpus_limit": 0}, "greater than or equal to 1"),
         ({"kind": "bing"}, "kind"),
     ],

@@ -16,8 +16,8 @@ import pytest
 from testkit.cli import call
 from testkit.tiny_model import make_tiny_model
 
-from babelir import encoding
 from babelir.core.errors import ConfigError
+from babelir.encoding import encoder as encoding
 from babelir.encoding.options import EncodeOptions, option_help
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from babelir import encoding
 from babelir.core.errors import BabelirError, ConfigError
+from babelir.encoding import encoder as encoding
 from babelir.encoding.cache import EmbeddingCache
 from babelir.encoding.encoder import (
     encode_texts,

@@ -19,7 +19,8 @@ from testkit.cli import call
 from testkit.lareqa_docs import lang_doc
 from testkit.tiny_model import make_tiny_model
 
-from babelir.cli.miracl import evaluate_miracl_cli
+from babelir.cli.evaluate.common import FamilyRun
+from babelir.cli.evaluate.miracl import evaluate_miracl_cli
 from babelir.core.errors import ConfigError, DataError
 from babelir.data.corpus import open_corpus
 from babelir.data.jsonl import parse_object
@@ -99,13 +100,15 @@ def sw_model(tmp_path_factory) -> Path:
 
 def _miracl_cli(model: Path, root: Path, tmp_path: Path, **kw):
     return evaluate_miracl_cli(
-        model=str(model),
-        data_dir=root,
-        languages="sw",
-        output=None,
-        options=EncodeOptions(max_seq_length=32, show_progress=False),
-        work_dir=tmp_path / "work",
-        **kw,
+        FamilyRun.of(
+            "miracl",
+            model=str(model),
+            data_dir=root,
+            languages="sw",
+            options=EncodeOptions(max_seq_length=32, show_progress=False),
+            work_dir=tmp_path / "work",
+            **kw,
+        )
     )
 
 

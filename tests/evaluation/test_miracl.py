@@ -14,7 +14,8 @@ import pytest
 import pytrec_eval
 from testkit.tiny_model import make_tiny_model
 
-from babelir.cli.miracl import evaluate_miracl_cli
+from babelir.cli.evaluate.common import FamilyRun
+from babelir.cli.evaluate.miracl import evaluate_miracl_cli
 from babelir.core.errors import ConfigError, DataError
 from babelir.data.miracl import (
     DEFAULT_PASSAGE_FORMAT,
@@ -211,7 +212,7 @@ def test_evaluate_miracl_end_to_end(tmp_path: Path, miracl_dir, capsys):
         "work_dir": tmp_path / "work",
         "shard_size": 1000,
     }
-    doc = evaluate_miracl_cli(output=out, save_run=True, **common)
+    doc = evaluate_miracl_cli(FamilyRun.of("miracl", output=out, **common), save_run=True)
     assert doc is not None
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(doc))
@@ -245,7 +246,9 @@ def test_evaluate_miracl_end_to_end(tmp_path: Path, miracl_dir, capsys):
     assert saved[NDCG] == pytest.approx(macro, abs=1e-6)
 
     # an IVF run reuses the encoded shards and reports its recall against exact search
-    ivf = evaluate_miracl_cli(output=None, index=IndexSpec("ivf", nlist=8, nprobe=8), **common)
+    ivf = evaluate_miracl_cli(
+        FamilyRun.of("miracl", index=IndexSpec("ivf", nlist=8, nprobe=8), **common)
+    )
     assert ivf is not None and ivf["index"] == {"kind": "ivf", "nlist": 8, "nprobe": 8}
     for lang in ("yo", "de"):
         row = ivf["per_language"][lang]
@@ -340,12 +343,14 @@ def test_unscored_topics_and_qrels_are_counted(tmp_path: Path, capsys):
         model_dir.parent, ["maji ya mto kichwa"] * 5 + [str(i) for i in range(30)]
     ).save(str(model_dir))
     doc = evaluate_miracl_cli(
-        model=str(model_dir),
-        data_dir=root,
-        languages="sw",
-        output=None,
-        options=EncodeOptions(max_seq_length=64, show_progress=False),
-        work_dir=tmp_path / "w",
+        FamilyRun.of(
+            "miracl",
+            model=str(model_dir),
+            data_dir=root,
+            languages="sw",
+            options=EncodeOptions(max_seq_length=64, show_progress=False),
+            work_dir=tmp_path / "w",
+        )
     )
     assert doc is not None and doc["passage_format"] == DEFAULT_PASSAGE_FORMAT
     row = doc["per_language"]["sw"]

@@ -227,3 +227,13 @@ def test_no_cycle_even_through_lazy_imports(package):
     }
     cycles = find_cycles(edges)
     assert not cycles, _show(cycles)
+
+
+def test_the_layout_is_one_package_per_concept():
+    """No loose modules beside the packages: every concept is a package (issue 33)."""
+    root = SRC / PACKAGE
+    loose = sorted(p.name for p in root.glob("*.py") if p.name != "__init__.py")
+    assert loose == []
+    packages = {p.name for p in root.iterdir() if (p / "__init__.py").is_file()}
+    pipeline = {"data", "batches", "training", "encoding", "evaluation", "reporting"}
+    assert pipeline | {"core", "precision", "compare", "cli"} <= packages

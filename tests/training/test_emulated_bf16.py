@@ -16,9 +16,10 @@ import torch
 from testkit.cli import call
 from testkit.tiny_model import make_tiny_model
 
-from babelir import encoding, precision
 from babelir.data.parallel import from_lareqa
+from babelir.encoding import encoder as encoding
 from babelir.encoding.options import EncodeOptions
+from babelir.precision import resolver as precision
 from babelir.precision.emulated_bf16 import (
     KERNELS_ENV,
     Bf16OnFp32Kernels,

@@ -18,9 +18,10 @@ import torch
 from testkit.cli import call
 from testkit.tiny_model import make_tiny_model
 
-from babelir import encoding, precision
 from babelir.core.errors import ConfigError
 from babelir.data.parallel import from_lareqa
+from babelir.encoding import encoder as encoding
+from babelir.precision import resolver as precision
 from babelir.precision.resolver import CPU_FLAGS_ENV, cpu_bf16_supported, resolve, trainer_flags
 from babelir.precision.vocabulary import PRECISIONS
 from babelir.training import fast

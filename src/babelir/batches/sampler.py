@@ -162,8 +162,8 @@ def _world_size() -> int:
 class ParallelBatchSampler(DefaultBatchSampler):
     """Batches of language-controlled pairs with only true in-batch negatives.
 
-    Strategies (:data:`babelir.batches.strategies.STRATEGIES`): ``x-x-mono`` one language X per
-    batch, all pairs (q_X, p_X); ``x-y`` pairs (q_X, p_Y), X != Y, drawn per example among
+    Strategies (:data:`babelir.batches.strategies.STRATEGIES`): ``x-x-mono`` one language X
+    per batch, all pairs (q_X, p_X); ``x-y`` pairs (q_X, p_Y), X != Y, drawn per example among
     the item's available pairs; ``hybrid`` an x-x-mono batch with probability ``alpha``
     else an x-y batch; ``x-x`` same-language pairs with X drawn per example (languages
     mixed in a batch); ``en-en`` English pairs only.
@@ -211,6 +211,20 @@ class ParallelBatchSampler(DefaultBatchSampler):
             rank). None: the table's ``parallel_share`` attribute
             (:class:`babelir.data.parallel.PairTable`), else one x-y pool over all rows
             (parallel questions in proportion to their items).
+
+    Returns:
+        Iterating yields one list of row indices per batch (a sentence-transformers
+        batch sampler: pass it to ``SentenceTransformerTrainer`` through
+        ``batch_sampler``, as :func:`babelir.training.trainer.train` does).
+
+    References:
+        Hybrid batch training: arXiv 2408.10536 (x-x-mono, x-y and their mix by alpha).
+
+    Example:
+        >>> import babelir
+        >>> sampler = babelir.ParallelBatchSampler(table, batch_size=32, strategy="hybrid",
+        ...                                        alpha=0.5, seed=0)
+        >>> batch = next(iter(sampler))  # row indices of one x-x-mono or x-y batch
     """
 
     def __init__(

@@ -22,7 +22,9 @@ def compare(
             "the paper's setting): zero-shot-quick (the default and `make demo`: 1 seed, a "
             "fixed quarter of XQuAD-R, minutes on 2 CPU cores), zero-shot (1 seed, full "
             "XQuAD-R), zero-shot-study (3 seeds, full XQuAD-R, claims decided over seeds; "
-            "resumable). In-domain (other articles of XQuAD-R itself): in-domain-quick "
+            "resumable), zero-shot-beyond (3 seeds, full XQuAD-R: hybrid vs hybrid merged "
+            "with its base model, with parallel questions, both; alpha ablation). In-domain "
+            "(other articles of XQuAD-R itself): in-domain-quick "
             "(formerly quick), in-domain-study (formerly study), precision-study (fp32- vs "
             "bf16-trained hybrid, 3 seeds), smoke (CI: checks the pipeline). GPU-sized: "
             "paper (all strategies, 3 seeds, batch 100), paper-lite (a first GPU check).",

@@ -31,8 +31,10 @@ from babelir.cli.app import (
     out,
     print_warning,
 )
+from babelir.cli.evaluate.common import with_retrieval_options
 from babelir.cli.schema import schema_command
 from babelir.encoding.options import EncodeOptions
+from babelir.evaluation.options import RetrievalOptions
 
 IndexKindOpt = Annotated[
     str,
@@ -49,8 +51,10 @@ EfSearchOpt = Annotated[int | None, typer.Option(help="HNSW efSearch (default 12
 
 
 @schema_command(app, EncodeOptions, ENCODE_OPTIONS, name="index")
+@with_retrieval_options(["passage_format", "shard_size"])
 def index_command(
     values: dict[str, Any],
+    retrieval: RetrievalOptions,
     output: Annotated[Path, typer.Argument(help="Index folder to create (or resume).")],
     corpus: Annotated[
         str,
@@ -73,10 +77,6 @@ def index_command(
     nprobe: NprobeOpt = None,
     hnsw_m: Annotated[int, typer.Option(help="HNSW links per node.")] = 32,
     ef_search: EfSearchOpt = None,
-    passage_format: Annotated[
-        str, typer.Option(help="Passage text from its fields, e.g. '{title} {text}' or '{text}'.")
-    ] = "{title} {text}",
-    shard_size: Annotated[int, typer.Option(help="Passages per shard (resume unit).")] = 50_000,
     device: Annotated[
         str | None,
         typer.Option(help="cpu, cuda, cuda:1 ... (default: auto; torchrun: the local rank's)."),
@@ -99,6 +99,7 @@ def index_command(
     from babelir.index.faiss_backend import IndexSpec
     from babelir.models.loading import model_fingerprint
 
+    passage_format = retrieval.passage_format
     if output.exists() and not output.is_dir():
         fail(f"{output} exists and is not a folder")
     check_passage_format(passage_format)
@@ -123,7 +124,7 @@ def index_command(
         model_name=name,
         model_fingerprint=model_fingerprint(st),
         passage_format=passage_format,
-        shard_size=shard_size,
+        shard_size=retrieval.shard_size,
         overwrite=overwrite,
     )
     enc = report.encode

@@ -29,6 +29,15 @@ from babelir.batches.strategies import DEFAULT_ALPHA, Alpha, StrategySpec, get_s
 from babelir.core.errors import ConfigError
 from babelir.core.schema import Seed, format_validation
 from babelir.encoding.options import EncodeOptions
+from babelir.evaluation.families import (
+    DEFAULT_KIND,
+    FAMILY_KEYS,
+    FAMILY_TABLE,
+    RETRIEVAL_FAMILIES,
+    BenchmarkFamily,
+    get_family,
+)
+from babelir.evaluation.options import CorpusLimit, RetrievalOptions, TopK
 from babelir.precision.vocabulary import TrainingPrecision
 from babelir.reporting.stats import MAX_RESAMPLES
 from babelir.training.config import TrainConfig, from_yaml_section
@@ -75,15 +84,16 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
-#: Benchmark families a comparison evaluates: LAReQA pools (mAP, rank distance), MIRACL
-#: (monolingual passage retrieval, nDCG@10 / R@100) and XOR-Retrieve (cross-lingual, R@kt).
-BENCHMARK_KINDS = ("lareqa", "miracl", "xor-retrieve")
-RETRIEVAL_KINDS = ("miracl", "xor-retrieve")
-_RETRIEVAL_ONLY = ("corpus", "corpus_limit", "passage_format", "split", "top_k")
+#: Benchmark families a comparison evaluates (:data:`babelir.evaluation.families.FAMILY_TABLE`):
+#: LAReQA pools (mAP, rank distance), MIRACL (monolingual passage retrieval, nDCG@10 /
+#: R@100) and XOR-Retrieve (cross-lingual, R@kt).
+BENCHMARK_KINDS = tuple(FAMILY_TABLE)
+RETRIEVAL_KINDS = tuple(f.kind for f in RETRIEVAL_FAMILIES)
 
 
 class BenchmarkSpec(_Strict):
-    """One benchmark of the comparison.
+    """One benchmark of the comparison; its ``kind`` picks the family's table row, which
+    says which keys it takes (:meth:`_kind_fields`).
 
     ``kind: lareqa`` (default): a known ``name`` under the data dir or a ``path``.
     ``kind: miracl``: topics and qrels of ``split`` under ``<data_dir>/miracl`` (``path``:
@@ -93,9 +103,12 @@ class BenchmarkSpec(_Strict):
     ``split`` (``dev``, ``dev-v1.0``, ``train`` or a .jsonl path) and the passage
     ``corpus`` file, optionally its first ``corpus_limit`` passages (CPU trials); ``bm25:
     true`` adds a BM25 row over untranslated questions (held in memory: default false).
+    The retrieval keys are :class:`~babelir.evaluation.options.RetrievalOptions` fields
+    (their ranges, and their defaults through :meth:`retrieval`); None here means "the
+    default", so the dump (hashed into cache keys) is what it always was.
     """
 
-    kind: Literal["lareqa", "miracl", "xor-retrieve"] = "lareqa"
+    kind: Literal[BENCHMARK_KINDS] = DEFAULT_KIND  # type: ignore[valid-type]
     name: str | None = None
     path: str | None = None
     label: str | None = None
@@ -104,56 +117,65 @@ class BenchmarkSpec(_Strict):
     candidates: Literal["sentence", "sentence+context"] = "sentence"
     split: str | None = None
     corpus: str | None = None
-    corpus_limit: int | None = Field(None, ge=1)
+    corpus_limit: CorpusLimit = None
     passage_format: str | None = None
-    top_k: int | None = Field(None, ge=1, le=10_000)
+    top_k: TopK | None = None
     bm25: bool | None = None
 
     @model_validator(mode="after")
     def _kind_fields(self) -> BenchmarkSpec:
+        family = self.family
         given = self.model_fields_set
-        if self.kind == "lareqa":
-            extra = [k for k in (*_RETRIEVAL_ONLY, "bm25") if k in given]
-            if extra:
-                raise ValueError(
-                    f"'{extra[0]}' is a key of kind miracl / xor-retrieve benchmarks "
-                    "(add kind: miracl or kind: xor-retrieve)"
+        for key in type(self).model_fields:
+            if key in given and key in FAMILY_KEYS and not family.accepts(key):
+                owners = [f.kind for f in FAMILY_TABLE.values() if f.accepts(key)]
+                where = (
+                    f", not of kind {self.kind}"
+                    if "kind" in given
+                    else f" (add kind: {' or kind: '.join(owners)})"
                 )
-            return self
-        extra = [k for k in ("articles", "candidates") if k in given]
-        if extra:
-            raise ValueError(f"'{extra[0]}' is a key of LAReQA benchmarks, not kind {self.kind}")
-        if self.name is not None and self.name != self.kind:
+                raise ValueError(f"'{key}' is a key of kind {' / '.join(owners)} benchmarks{where}")
+        if not family.named and self.name is not None and self.name != self.kind:
             raise ValueError(
                 f"name: '{self.name}' with kind {self.kind} (leave name out, or give path)"
             )
-        if self.kind == "miracl":
-            if "top_k" in given or "corpus_limit" in given:
-                raise ValueError("top_k and corpus_limit are keys of xor-retrieve benchmarks")
-            if self.split is not None and self.split not in ("dev", "train"):
-                raise ValueError(f"split: MIRACL has dev and train, not '{self.split}'")
+        if self.split is not None and family.splits and self.split not in family.splits:
+            raise ValueError(
+                f"split: {family.title} has {' and '.join(family.splits)}, not '{self.split}'"
+            )
         return self
 
     @property
+    def family(self) -> BenchmarkFamily:
+        """The table row of this entry's ``kind``."""
+        return get_family(self.kind)
+
+    @property
     def is_retrieval(self) -> bool:
-        return self.kind in RETRIEVAL_KINDS
+        return self.family.passage_retrieval
 
     @property
     def wants_bm25(self) -> bool:
-        """MIRACL entries get a BM25 row unless ``bm25: false``; XOR-Retrieve ones only
-        with ``bm25: true`` (an in-memory index of its corpus)."""
-        if self.kind == "miracl":
-            return self.bm25 is not False
-        return self.kind == "xor-retrieve" and self.bm25 is True
+        """Whether the entry gets a BM25 row: ``bm25:`` if given, else the family's
+        default (MIRACL: yes; XOR-Retrieve: no, an in-memory index of its corpus)."""
+        default = self.family.bm25
+        if default is None:
+            return False
+        return default if self.bm25 is None else self.bm25
+
+    def retrieval(self) -> RetrievalOptions:
+        """The entry's retrieval options, defaults filled in (``split`` dev, ``top_k``
+        100, ...): those its family takes and the entry sets."""
+        fields = type(self).model_fields
+        given = {k: getattr(self, k) for k in self.family.options if k in fields}
+        return RetrievalOptions(**{k: v for k, v in given.items() if v is not None})
 
     def title(self) -> str:
         if self.label:
             return self.label
-        if self.kind == "miracl":
-            return "MIRACL" + (f" ({Path(self.path).name})" if self.path else "")
-        if self.kind == "xor-retrieve":
-            return "XOR-Retrieve" + (f" ({Path(self.path).name})" if self.path else "")
-        return self.name or Path(str(self.path)).name
+        if self.family.named:
+            return self.name or Path(str(self.path)).name
+        return self.family.title + (f" ({Path(self.path).name})" if self.path else "")
 
 
 class StrategyEntry(_Strict):
@@ -395,7 +417,22 @@ class CompareConfig(_Strict):
 def load_config(
     profile: str | None = None, config_file: str | Path | None = None
 ) -> tuple[CompareConfig, dict[str, Any]]:
-    """A profile shipped with babelir or a user YAML file, validated."""
+    """A profile shipped with babelir or a user YAML file, validated.
+
+    Args:
+        profile: a shipped profile name (default: ``zero-shot-quick``); see
+            docs/profiles.md.
+        config_file: a YAML file of the same schema instead.
+
+    Returns:
+        ``(config, raw)``: the validated :class:`CompareConfig` and the mapping as read
+        (kept in results.json). Unknown keys, bad types and values raise
+        :class:`babelir.ConfigError` naming the file and key.
+
+    Example:
+        >>> import babelir
+        >>> cfg, raw = babelir.load_config("zero-shot-beyond")
+    """
     if profile and config_file:
         raise ConfigError("give either --profile or --config, not both")
     if config_file:

@@ -51,8 +51,8 @@ def needed_datasets(cfg: CompareConfig, root: Path) -> list[Need]:
     elif isinstance(data, str) and data in known:
         needs.setdefault(data, Need(data, "training data"))
     for b in cfg.benchmarks:
-        # the topics and qrels of MIRACL, not its corpus; nothing of XOR-Retrieve
-        name = {"lareqa": b.name, "miracl": "miracl"}.get(b.kind)
+        # the family's dataset (MIRACL: topics and qrels, not its corpus; XOR-Retrieve: none)
+        name = b.family.dataset_of(b.name)
         if b.path is None and name in known:
             needs.setdefault(name, Need(name, f"benchmark {b.title()}"))
     return list(needs.values())

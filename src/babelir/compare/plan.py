@@ -18,8 +18,8 @@ from typing import Any
 from babelir.batches.strategies import StrategySpec
 from babelir.compare.config import BenchmarkSpec, CompareConfig
 from babelir.core.errors import BabelirError, ConfigError, DataError
+from babelir.core.fingerprint import content_fingerprint
 from babelir.training.config import TrainConfig
-from babelir.training.sources import content_fingerprint
 
 # bump when cached training/evaluation outputs or their keys change meaning
 # (3: keys hash the training and benchmark files' content instead of their paths;
@@ -424,7 +424,7 @@ def _validate_retrieval(
 def _same_files(folder: Path, train_dir: Path) -> bool:
     """Whether a benchmark folder is the training folder or a copy of (part of) it: each
     of its language files is byte-identical to the training folder's file of that name."""
-    from babelir.training.sources import fingerprint
+    from babelir.core.fingerprint import fingerprint
 
     if folder.resolve() == train_dir.resolve():
         return True
@@ -694,15 +694,7 @@ def describe(plan: Plan, facts: dict[str, Any]) -> list[str]:
                      f"  -> {mj.folder}")  # fmt: skip
     for ej in plan.eval_jobs:
         b = facts["benchmarks"].get(ej.benchmark.title(), {})
-        nq, nc = b.get("num_questions", "?"), b.get("num_candidates", "?")
-        size = f"{nq} questions x {nc} candidates"
-        if ej.benchmark.kind == "miracl":
-            size = f"{nq} queries in {', '.join(b.get('languages', []))}, {b.get('corpus_files')} "
-            size += "corpus files"
-        elif ej.benchmark.kind == "xor-retrieve":
-            limit = b.get("corpus_limit")
-            size = f"{nq} questions, passages {b.get('corpus_file')}"
-            size += f" (first {limit})" if limit else ""
+        size = ej.benchmark.family.size(b)
         lines.append(f"evaluate {ej.label:<25} on {ej.benchmark.title()} ({size})")
     return lines
 

@@ -423,7 +423,30 @@ def run_compare(
     on_phase: Progress | None = None,
     raw_config: dict[str, Any] | None = None,
 ) -> Path:
-    """Validate, train, evaluate and report. Returns the path of report.md."""
+    """Validate, train, merge, evaluate and report one comparison.
+
+    Every job is cached under ``output`` by a key of what defines it, so a re-run (or a
+    run after a crash) reuses finished work.
+
+    Args:
+        cfg: the comparison (:func:`babelir.compare.config.load_config`).
+        output: the output folder.
+        force: recompute every job of the plan.
+        show_progress: show progress bars.
+        on_phase: called as ``(what, done, total)`` after each job.
+        raw_config: the config as read, recorded in results.json.
+
+    Returns:
+        The path of ``report.md`` (beside it: results.json, results.csv, plots/).
+
+    References:
+        Hybrid batch training: arXiv 2408.10536.
+
+    Example:
+        >>> import babelir
+        >>> cfg, raw = babelir.load_config("zero-shot-quick")
+        >>> babelir.run_compare(cfg, Path("runs/compare"), raw_config=raw)
+    """
     from babelir.reporting.report import write_report
     from babelir.reporting.schema import EvalRecord, Provenance, ReportInput
     from babelir.training.trainer import train as run_train

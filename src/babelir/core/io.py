@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from babelir.core.errors import BabelirError
+from babelir.core.errors import BabelirError, DataError
 
 
 class DiskSpaceError(BabelirError):
@@ -180,6 +180,30 @@ def atomic_path(
             apply_umask(tmp_path)
             _fsync(tmp_path)  # on disk before it takes the name (ENOSPC can surface here)
         os.replace(tmp_path, path)
+
+
+def read_input(path: Path, expected: str, *, not_found: str = "file not found") -> bytes:
+    """A data file's bytes, or a one-line DataError naming it (missing, a folder,
+    unreadable): every reader of user-given files reports them alike."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: {not_found}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected {expected}") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def read_input_text(path: Path, expected: str, *, not_found: str = "file not found") -> str:
+    """:func:`read_input` decoded as UTF-8 (a one-line DataError with the byte if not)."""
+    raw = read_input(path, expected, not_found=not_found)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

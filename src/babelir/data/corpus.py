@@ -14,24 +14,15 @@ a single JSONL file may pool languages (its docids are unique per language).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from babelir.core.errors import DataError
+from babelir.core.fingerprint import stat_fingerprint as files_fingerprint
 from babelir.data.jsonl import UniqueIds
 from babelir.data.miracl import Passage
-
-
-def files_fingerprint(paths: Sequence[Path]) -> str:
-    """Hash of file names, sizes and mtimes: cheap detection of a changed corpus."""
-    h = hashlib.sha256(b"babelir-files-v1\0")
-    for p in paths:
-        st = Path(p).stat()
-        h.update(f"{Path(p).resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    return h.hexdigest()[:16]
 
 
 def _tsv_places(path: Path, pid: str) -> list[str]:
@@ -136,16 +127,17 @@ def open_corpus(
     mMARCO folder; a LAReQA folder of ``<lang>.json``.
     """
     from babelir.data.lareqa import KNOWN_BENCHMARKS
-    from babelir.data.miracl import miracl_root
+    from babelir.evaluation.families import FAMILY_TABLE
 
     langs = list(languages) if languages else None
     text = str(spec)
-    if text == "miracl":
-        root = miracl_root(data_dir) / "corpus"
+    family = FAMILY_TABLE.get(text)  # a benchmark family named by itself: its corpus
+    if family is not None and family.corpus_dir is not None:
+        root = family.corpus_dir(data_dir)
         if not root.is_dir():
             raise DataError(
-                f"{root}: no MIRACL corpus (it is not fetched; download miracl/miracl-corpus "
-                f"into <data_dir>/miracl/corpus/<lang>/ or pass its folder)"
+                f"{root}: no {family.title} corpus (it is not fetched; download "
+                "miracl/miracl-corpus into <data_dir>/miracl/corpus/<lang>/ or pass its folder)"
             )
         return _miracl_source(root, langs)
     if text == "mmarco":

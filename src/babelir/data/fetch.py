@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from babelir import __version__
 from babelir.core.errors import ConfigError, DataError, NetworkError
+from babelir.core.fingerprint import file_sha256 as sha256_file
 from babelir.core.io import atomic_path, disk_guard, write_text
 from babelir.core.settings import data_dir as resolve_data_dir
 from babelir.data import registry
@@ -80,21 +81,11 @@ class VerifyReport:
     def _with(self, status: Status) -> list[FileCheck]:
         return [f for f in self.files if f.status == status]
 
-    @property
-    def passed(self) -> list[FileCheck]:
-        return self._with("ok")
-
-    @property
-    def missing(self) -> list[FileCheck]:
-        return self._with("missing")
-
-    @property
-    def mismatched(self) -> list[FileCheck]:
-        return self._with("mismatch")
-
-    @property
-    def unverified(self) -> list[FileCheck]:
-        return self._with("unverified")
+    # the files of one status each
+    passed = property(lambda self: self._with("ok"))
+    missing = property(lambda self: self._with("missing"))
+    mismatched = property(lambda self: self._with("mismatch"))
+    unverified = property(lambda self: self._with("unverified"))
 
     @property
     def ok(self) -> bool:
@@ -108,15 +99,6 @@ class VerifyReport:
             f"{len(self.mismatched)} mismatched, {len(self.unverified)} unverified"
         )
         return line + (f" (not present: {', '.join(self.absent)})" if self.absent else "")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA256 of a file, read in chunks so large files do not fill memory."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def git_blob_sha1(path: Path) -> str:

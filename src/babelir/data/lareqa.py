@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from babelir.core.errors import ConfigError, DataError
+from babelir.core.io import read_input_text
 from babelir.data.jsonl import check_text, loads
 from babelir.data.types import ArticleSelection, parse_languages
 
@@ -83,17 +84,7 @@ class LanguageFile:
 
 
 def _load_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a JSON file") from None
-    except PermissionError:
-        raise DataError(f"{path}: permission denied") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    return loads(text, str(path))
+    return loads(read_input_text(path, "a JSON file"), str(path))
 
 
 def _field(obj: Any, key: str, where: str, kind: type | tuple[type, ...]) -> Any:
@@ -335,6 +326,18 @@ def available_languages(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json") if not p.name.startswith("."))
 
 
+def require_languages(
+    folder: Path, wanted: Sequence[str], present: Sequence[str], what: str = "language"
+) -> None:
+    """A one-line DataError naming the first ``wanted`` language without its file."""
+    for lang in wanted:
+        if lang not in present:
+            avail = ", ".join(present) or "none"
+            raise DataError(
+                f"{folder / (lang + '.json')}: {what} '{lang}' is absent (available: {avail})"
+            )
+
+
 def resolve_benchmark_dir(name_or_path: str | Path, data_dir: Path) -> tuple[str, Path]:
     """A known name (``xquad-r``, ``mlqa-r``) under ``data_dir``, or an explicit folder."""
     text = str(name_or_path)
@@ -363,7 +366,28 @@ def load_benchmark(
     articles: ArticleSelection | str | None = None,
     candidate_mode: str = "sentence",
 ) -> Benchmark:
-    """Load a LAReQA-format benchmark by name (under ``data_dir``) or by folder path."""
+    """Load a LAReQA-format benchmark by name (under ``data_dir``) or by folder path.
+
+    Args:
+        name_or_path: ``xquad-r`` or ``mlqa-r`` (under ``data_dir``), or any folder of
+            ``<lang>.json`` files in the LAReQA format (an unseen benchmark loads by path).
+        data_dir: the data dir (default: ``$BABELIR_DATA_DIR`` or the user cache).
+        languages: the languages to load (default: all files of the folder).
+        articles: an article selection (``"all"``, ``"0-9"``, ``"%4==0"``...).
+        candidate_mode: ``sentence`` (LAReQA's) or ``sentence+context``.
+
+    Returns:
+        The :class:`Benchmark`: questions and candidates of every language, pooled, with
+        their relevance; malformed files raise :class:`babelir.DataError` naming the file
+        and field.
+
+    References:
+        Roy et al., "LAReQA: Language-agnostic answer retrieval from a multilingual
+        pool", EMNLP 2020.
+
+    Example:
+        >>> import babelir
+        >>> bench = babelir.load_benchmark("path/to/mlqa-r", languages=["en", "de"])"""
     from babelir.core.settings import data_dir as default_data_dir
 
     if candidate_mode not in CANDIDATE_MODES:
@@ -379,11 +403,7 @@ def load_benchmark(
         wanted = list(expected) if expected and name_or_path == name else present
         if not wanted:
             raise DataError(f"{folder}: no <lang>.json files")
-    for lang in wanted:
-        if lang not in present:
-            path = folder / f"{lang}.json"
-            avail = ", ".join(present) or "none"
-            raise DataError(f"{path}: language '{lang}' is absent (available: {avail})")
+    require_languages(folder, wanted, present)
     files = [parse_language_file(folder / f"{lang}.json", lang, selection) for lang in wanted]
     return _assemble(name, folder, files, str(selection), candidate_mode)
 

@@ -31,7 +31,12 @@ import numpy as np
 
 from babelir.core.errors import ConfigError, DataError
 from babelir.data.jsonl import numbered_lines, parse_object
-from babelir.data.lareqa import available_languages, parse_language_file, resolve_benchmark_dir
+from babelir.data.lareqa import (
+    available_languages,
+    parse_language_file,
+    require_languages,
+    resolve_benchmark_dir,
+)
 from babelir.data.mmarco import MMarco, load_mmarco
 from babelir.data.types import (
     QUESTION,
@@ -66,12 +71,7 @@ def from_lareqa(
     wanted = parse_languages(languages) or [x for x in PAPER_TRAIN_LANGUAGES if x in present]
     if not wanted:
         raise DataError(f"{folder}: none of the default training languages is present")
-    for lang in wanted:
-        if lang not in present:
-            raise DataError(
-                f"{folder / (lang + '.json')}: training language '{lang}' is absent "
-                f"(available: {', '.join(present)})"
-            )
+    require_languages(folder, wanted, present, "training language")
     selection = ArticleSelection.parse(articles)
     items: dict[str, ParallelItem] = {}
     for lang in wanted:

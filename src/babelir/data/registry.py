@@ -337,46 +337,26 @@ def datasets() -> dict[str, Dataset]:
     xquad_r.append(("xquad-r/LICENSE",) * 2)
     mlqa_r = [(f"mlqa-r/{lang}.json",) * 2 for lang in MLQA_R_LANGUAGES]
     xquad = [(f"xquad/xquad.{lang}.json", f"xquad.{lang}.json") for lang in XQUAD_LANGUAGES]
+    # one upstream repo at one pinned commit each: (name = folder, repo, commit, license,
+    # languages, (local, upstream) files, description)
+    pinned_repos = [
+        ("xquad-r", LAREQA, XQUAD_R_COMMIT, "CC BY-SA 4.0", XQUAD_R_LANGUAGES, xquad_r,
+         "LAReQA XQuAD-R: 11-way parallel QA as sentence retrieval"),
+        ("mlqa-r", LAREQA, MLQA_R_COMMIT, "CC BY-NC 4.0", MLQA_R_LANGUAGES, mlqa_r,
+         "LAReQA MLQA-R: MLQA dev as sentence retrieval"),
+        ("xquad", XQUAD, XQUAD_COMMIT, "CC BY-SA 4.0", XQUAD_LANGUAGES, xquad,
+         "XQuAD: 240 SQuAD v1.1 dev paragraphs translated, 12 languages"),
+        ("miracl", ANSERINI_TOOLS, ANSERINI_TOOLS_COMMIT, "Apache-2.0", MIRACL_LANGUAGES,
+         _miracl_mapping(),
+         "MIRACL v1.0 topics and qrels (dev 18 languages, train 16); no corpus"),
+    ]  # fmt: skip
     items = [
-        Dataset(
-            name="xquad-r",
-            directory="xquad-r",
-            repo=LAREQA,
-            commit=XQUAD_R_COMMIT,
-            license="CC BY-SA 4.0",
-            languages=XQUAD_R_LANGUAGES,
-            files=_files(LAREQA, XQUAD_R_COMMIT, xquad_r, pinned=True),
-            description="LAReQA XQuAD-R: 11-way parallel QA as sentence retrieval",
-        ),
-        Dataset(
-            name="mlqa-r",
-            directory="mlqa-r",
-            repo=LAREQA,
-            commit=MLQA_R_COMMIT,
-            license="CC BY-NC 4.0",
-            languages=MLQA_R_LANGUAGES,
-            files=_files(LAREQA, MLQA_R_COMMIT, mlqa_r, pinned=True),
-            description="LAReQA MLQA-R: MLQA dev as sentence retrieval",
-        ),
-        Dataset(
-            name="xquad",
-            directory="xquad",
-            repo=XQUAD,
-            commit=XQUAD_COMMIT,
-            license="CC BY-SA 4.0",
-            languages=XQUAD_LANGUAGES,
-            files=_files(XQUAD, XQUAD_COMMIT, xquad, pinned=True),
-            description="XQuAD: 240 SQuAD v1.1 dev paragraphs translated, 12 languages",
-        ),
-        Dataset(
-            name="miracl",
-            directory="miracl",
-            repo=ANSERINI_TOOLS,
-            commit=ANSERINI_TOOLS_COMMIT,
-            license="Apache-2.0",
-            languages=MIRACL_LANGUAGES,
-            files=_files(ANSERINI_TOOLS, ANSERINI_TOOLS_COMMIT, _miracl_mapping(), pinned=True),
-            description="MIRACL v1.0 topics and qrels (dev 18 languages, train 16); no corpus",
+        *(
+            Dataset(
+                name, name, repo, commit, license_, langs,
+                _files(repo, commit, mapping, pinned=True), description,
+            )
+            for name, repo, commit, license_, langs, mapping, description in pinned_repos
         ),
         *(_training_slice(name) for name in TRAINING_SLICES),
         *(_squad_full(lang) for lang in SQUAD_TRAIN_FULL),

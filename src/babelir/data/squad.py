@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from babelir.core.errors import ConfigError, DataError
+from babelir.core.io import read_input
 from babelir.data.jsonl import loads, parse_object
 from babelir.data.lareqa import find_sentence
 from babelir.data.types import ArticleSelection, ParallelItem, ParallelQA, Side
@@ -140,14 +141,7 @@ def _split_member(path: str | Path) -> tuple[Path, str | None]:
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a SQuAD-format file") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    return read_input(path, "a SQuAD-format file")
 
 
 def _decode(raw: bytes, where: str) -> str:

@@ -104,18 +104,14 @@ def _from_lareqa(
     from babelir.data.lareqa import (
         available_languages,
         parse_language_file,
+        require_languages,
         resolve_benchmark_dir,
     )
 
     bench_name, folder = resolve_benchmark_dir(name, root)
     present = available_languages(folder)
     wanted = parse_languages(languages) or present
-    for lang in wanted:
-        if lang not in present:
-            raise DataError(
-                f"{folder / (lang + '.json')}: language '{lang}' is absent "
-                f"(available: {', '.join(present) or 'none'})"
-            )
+    require_languages(folder, wanted, present)
     selection = ArticleSelection.parse(articles)
     queries: dict[str, list[str]] = {}
     passages: dict[str, list[str]] = {}

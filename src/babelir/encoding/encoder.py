@@ -292,9 +292,21 @@ def load_encoder(
 ) -> tuple[Any, EncodeOptions]:
     """Load a model as ``options`` ask, and return it with the options it was loaded with.
 
-    The model truncates at ``options.max_seq_length`` (None: its own); the returned options
-    carry that effective length and the resolved query/passage prefixes (model defaults
-    where the options left them None), so what is recorded is what was computed.
+    Args:
+        name: a model as :func:`babelir.models.loading.load_model` takes it.
+        options: how to encode (:class:`babelir.encoding.options.EncodeOptions`); int8
+            loads the ONNX Runtime build.
+        device: where to load it (default: CUDA when available).
+
+    Returns:
+        ``(model, options)``: the model truncates at ``options.max_seq_length`` (None: its
+        own); the returned options carry that effective length and the resolved
+        query/passage prefixes (model defaults where the options left them None), so what
+        is recorded is what was computed.
+
+    Example:
+        >>> import babelir
+        >>> model, opts = babelir.load_encoder("runs/hybrid", babelir.EncodeOptions())
     """
     opts = options or EncodeOptions()
     if opts.precision == "int8":

@@ -29,17 +29,17 @@ so a run may be shorter than ``k``; a query with no term in the corpus has an em
 
 from __future__ import annotations
 
-import time
 import unicodedata
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from itertools import pairwise
 from typing import Any
 
 from babelir.core.errors import ConfigError, DataError
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT, MiraclLanguage, format_passage
+from babelir.evaluation.options import DEFAULT_TOP_K
 
 K1, B, METHOD = 0.9, 0.4, "lucene"
 _NO_SPACE_SCRIPTS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}"
@@ -163,7 +163,7 @@ class BM25Index:
         return len(self.docids)
 
     def search(
-        self, queries: Mapping[str, str], k: int = 100, *, progress: bool = False
+        self, queries: Mapping[str, str], k: int = DEFAULT_TOP_K, *, progress: bool = False
     ) -> dict[str, list[tuple[str, float]]]:
         """Top-``k`` ``(docid, score)`` per query id, best first; matches only."""
         out: dict[str, list[tuple[str, float]]] = {q: [] for q in queries}
@@ -196,42 +196,20 @@ def evaluate_language_bm25(
 ) -> Any:
     """One language's BM25 row: a :class:`~babelir.evaluation.miracl.LanguageResult` over
     the same passages (``passage_format``), queries and conventions as the dense row."""
-    from babelir.evaluation.miracl import TOP_K, LanguageResult, score_run
+    from babelir.evaluation.miracl import TOP_K, language_result, scored_topics
+    from babelir.evaluation.retrieval import Stopwatch
 
-    t0 = time.perf_counter()
+    clock = Stopwatch()
     index = BM25Index.build(
         ((p.docid, format_passage(p, passage_format)) for p in ml.passages()),
         ml.lang,
         progress=progress,
     )
-    t1 = time.perf_counter()
-    relevant = {q for q, j in ml.qrels.items() if any(g > 0 for g in j.values())}
-    qids = [q for q in ml.topics if q in relevant]
-    if not qids:
-        raise DataError(f"{ml.qrels_path}: no topic of {ml.topics_path} has a relevant judgement")
+    clock.lap("index")
+    qids = scored_topics(ml)
     run = index.search({q: ml.topics[q] for q in qids}, k or TOP_K)
-    t2 = time.perf_counter()
-    qrels = {q: ml.qrels[q] for q in qids}
-    per_query = score_run(qrels, {q: dict(r) for q, r in run.items()})
-    present = set(index.docids)
-    missing = ml.judged_docids() - present
-    rel_missing = {d for j in qrels.values() for d, g in j.items() if g > 0 and d in missing}
-    return LanguageResult(
-        lang=ml.lang,
-        num_queries=len(qids),
-        num_passages=index.num_docs,
-        per_query=per_query,
-        topics_without_relevant=len(ml.topics) - len(qids),
-        qrels_without_topic=len(set(ml.qrels) - set(ml.topics)),
-        judged_missing=len(missing),
-        relevant_missing=len(rel_missing),
-        timing_s={
-            "index": round(t1 - t0, 3),
-            "search": round(t2 - t1, 3),
-            "score": round(time.perf_counter() - t2, 3),
-        },
-        run=run,
-    )
+    clock.lap("search")
+    return language_result(ml, qids, run, index.docids, index.num_docs, clock)
 
 
 def evaluate_miracl_bm25(
@@ -263,3 +241,37 @@ def evaluate_miracl_bm25(
         "per_language": {r.lang: r.to_dict() for r in results},
     }
     return section, results
+
+
+@dataclass
+class MiraclBM25:
+    """The BM25 row of a MIRACL compare entry: its metrics.json document (the
+    ``baselines.bm25`` section with the run's identity) and per-query values."""
+
+    split: str
+    section: dict[str, Any]
+    results: list[Any]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def metrics_json(self) -> dict[str, Any]:
+        return {
+            **self.info,
+            "benchmark": "miracl",
+            "split": self.split,
+            "languages": [r.lang for r in self.results],
+            "index": {"kind": "bm25"},
+            **self.section,
+        }
+
+    def per_query_arrays(self) -> tuple[list[str], list[str], dict[str, list[float]]]:
+        from babelir.evaluation.miracl import per_query_arrays
+
+        return per_query_arrays(self.results)
+
+
+def miracl_bm25_row(
+    languages: Sequence[MiraclLanguage], *, passage_format: str = DEFAULT_PASSAGE_FORMAT
+) -> MiraclBM25:
+    """:func:`evaluate_miracl_bm25` as compare stores a row (its family's ``evaluate_bm25``)."""
+    section, results = evaluate_miracl_bm25(languages, passage_format=passage_format)
+    return MiraclBM25(languages[0].split if languages else "dev", section, results)

@@ -16,7 +16,7 @@ import numpy as np
 
 from babelir import __version__
 from babelir.core.errors import BabelirError, DataError, ModelError
-from babelir.core.io import atomic_dir, write_json, write_jsonl, write_npy
+from babelir.core.io import atomic_dir, read_input_text, write_json, write_jsonl, write_npy
 from babelir.data.lareqa import Benchmark
 from babelir.encoding.encoder import encode_texts, encoder_settings
 from babelir.encoding.options import EncodeOptions
@@ -77,7 +77,18 @@ class EvaluationResult:
 def score_benchmark(
     benchmark: Benchmark, questions: np.ndarray, candidates: np.ndarray
 ) -> LareqaMetrics:
-    """Metrics of a benchmark from its (normalised) question and candidate embeddings."""
+    """Metrics of a benchmark from its (normalised) question and candidate embeddings.
+
+    Args:
+        benchmark: the benchmark the embeddings belong to.
+        questions: one row per ``benchmark`` question, L2-normalised.
+        candidates: one row per candidate, L2-normalised.
+
+    Returns:
+        The :class:`LareqaMetrics` (every setting and measure of the registry).
+
+    Example:
+        >>> metrics = babelir.score_benchmark(bench, q_emb, c_emb)"""
     return evaluate_embeddings(
         questions,
         candidates,
@@ -97,10 +108,29 @@ def evaluate_model(
 ) -> EvaluationResult:
     """Encode a benchmark with ``model`` and compute every LAReQA setting.
 
-    ``options`` says how to encode (its ``None`` prefixes mean ``""`` here: resolve the
-    model's defaults with :func:`babelir.encoding.encoder.load_encoder`; its cache is opened once
-    for questions and candidates). The precision asked for and the resolved one are
-    recorded in the result's info (metrics.json).
+    Args:
+        model: a loaded encoder (:func:`babelir.encoding.encoder.load_encoder`).
+        benchmark: a :class:`babelir.data.lareqa.Benchmark`.
+        options: how to encode; its ``None`` prefixes mean ``""`` here (resolve the
+            model's defaults with ``load_encoder``); its cache is opened once for
+            questions and candidates.
+        info: extra fields for the result's record (model name, seed...).
+
+    Returns:
+        An :class:`EvaluationResult`: mono / cross / multi mAP, recall, rank distance and
+        language preference (:func:`score_benchmark`), per-query arrays and the
+        embeddings; the precision asked for and the resolved one are in its info
+        (metrics.json when saved).
+
+    References:
+        Roy et al., LAReQA, EMNLP 2020 (settings, mAP); arXiv 2408.10536 (rank distance).
+
+    Example:
+        >>> import babelir
+        >>> model, opts = babelir.load_encoder("runs/hybrid", babelir.EncodeOptions())
+        >>> result = babelir.evaluate_model(model, babelir.load_benchmark("xquad-r"),
+        ...                                 options=opts)
+        >>> result.metrics.map["cross"]
     """
     store = options.embedding_cache()  # opened once for questions and candidates
     enc = replace(options, cache=store if store is not None else False)
@@ -277,14 +307,9 @@ _SAVED_FIELDS = {
 def _load_rows(path: Path) -> list[dict]:
     from babelir.data.jsonl import parse_object
 
-    try:
-        lines = path.read_text("utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: not found (write it with --save-embeddings)") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a JSONL file") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    lines = read_input_text(
+        path, "a JSONL file", not_found="not found (write it with --save-embeddings)"
+    ).splitlines()
     rows = []
     for lineno, line in enumerate(lines, 1):
         where = f"{path}:{lineno}"

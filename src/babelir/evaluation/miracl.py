@@ -8,9 +8,9 @@ query's top-100 is retrieved (exact inner product by default; FAISS IVF/HNSW on 
 with their recall against exact search reported), and the run is scored by ir-measures
 with its pytrec_eval (trec_eval) provider. Passages and queries are encoded with one
 :class:`~babelir.encoding.options.EncodeOptions`. The terminal table is in
-:mod:`babelir.reporting.miracl_table`, the command in :mod:`babelir.cli.miracl`.
+:mod:`babelir.reporting.miracl_table`, the command in :mod:`babelir.cli.evaluate.miracl`.
 
-Conventions (``conventions`` in metrics.json; checked in ``tests/test_miracl.py``):
+Conventions (``conventions`` in metrics.json; checked in ``tests/evaluation/test_miracl.py``):
 
 * nDCG@10 is trec_eval's ``ndcg_cut.10``: gain = the qrels grade, discount
   log2(rank + 1), ideal DCG from all of the query's judgements.
@@ -27,11 +27,8 @@ Conventions (``conventions`` in metrics.json; checked in ``tests/test_miracl.py`
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,12 +40,15 @@ from babelir.core.errors import DataError
 from babelir.core.io import atomic_dir, write_json, write_text
 from babelir.data.corpus import files_fingerprint
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT, MiraclLanguage
-from babelir.encoding.encoder import encode_texts, encoder_settings, model_device, resolve_precision
+from babelir.encoding.encoder import encode_texts
 from babelir.encoding.options import EncodeOptions
-from babelir.index.corpus_index import index_corpus, shard_config
+from babelir.evaluation.measures import MIRACL
+from babelir.evaluation.options import DEFAULT_SHARD_SIZE
+from babelir.evaluation.retrieval import Stopwatch, encoder_record, index_passages
 from babelir.index.faiss_backend import IndexSpec
 
 NDCG, RECALL = "ndcg@10", "recall@100"
+#: Passages retrieved per query: Recall@100 reads the top 100 (the measure fixes it; no option).
 TOP_K = 100
 CONVENTIONS = {
     NDCG: "trec_eval ndcg_cut.10 (pytrec_eval via ir-measures): gain = qrels grade, "
@@ -148,6 +148,9 @@ class MiraclResult:
     def macro(self, name: str) -> float:
         return float(np.mean([r.mean(name) for r in self.languages]))
 
+    def per_query_arrays(self) -> tuple[list[str], list[str], dict[str, list[float]]]:
+        return per_query_arrays(self.languages)
+
     def metrics_json(self) -> dict[str, Any]:
         """The metrics.json document: macro metrics, per-language table, provenance."""
         per = {r.lang: r.to_dict() for r in self.languages}
@@ -169,14 +172,67 @@ class MiraclResult:
         }
 
 
+def per_query_arrays(
+    results: Sequence[LanguageResult],
+) -> tuple[list[str], list[str], dict[str, list[float]]]:
+    """(``lang/qid`` ids, languages, one list per measure key) of every scored query: the
+    per_query.npz compare's report tests."""
+    ids: list[str] = []
+    langs: list[str] = []
+    values: dict[str, list[float]] = {m.key: [] for m in MIRACL}
+    for r in results:
+        for qid in sorted(r.per_query):
+            ids.append(f"{r.lang}/{qid}")
+            langs.append(r.lang)
+            for m in MIRACL:
+                values[m.key].append(float(r.per_query[qid][m.key]))
+    return ids, langs, values
+
+
 # --------------------------------------------------------------------------- pipeline
 
 
-def shard_folder(work_dir: Path, lang: str, split_config: Mapping[str, Any]) -> Path:
-    """One folder per (language, model, prefix, precision, truncation, format, corpus),
-    reused by later runs: a run in bf16 never resumes shards encoded in fp32."""
-    digest = hashlib.sha256(json.dumps(split_config, sort_keys=True).encode()).hexdigest()[:12]
-    return Path(work_dir) / f"miracl-{lang}-{digest}"
+def scored_topics(ml: MiraclLanguage) -> list[str]:
+    """The topics scored (those with a relevant judgement), in topic order; a DataError
+    when there is none."""
+    relevant = {q for q, j in ml.qrels.items() if any(g > 0 for g in j.values())}
+    qids = [q for q in ml.topics if q in relevant]
+    if not qids:
+        raise DataError(f"{ml.qrels_path}: no topic of {ml.topics_path} has a relevant judgement")
+    return qids
+
+
+def language_result(
+    ml: MiraclLanguage,
+    qids: Sequence[str],
+    run: dict[str, list[tuple[str, float]]],
+    corpus_ids: Iterable[str],
+    num_passages: int,
+    clock: Stopwatch,
+    recall_vs_exact: dict[str, Any] | None = None,
+) -> LanguageResult:
+    """Score ``run`` (the top passages of each of ``qids``) against the qrels and count
+    what the corpus (``corpus_ids``) lacks; the scoring is ``clock``'s "score" stage. The
+    one scoring of a dense and a BM25 row."""
+    qrels = {x: ml.qrels[x] for x in qids}
+    per_query = score_run(qrels, {x: dict(r) for x, r in run.items()})
+    judged = ml.judged_docids()
+    missing = judged - {d for d in corpus_ids if d in judged}
+    rel_missing = {d for j in qrels.values() for d, g in j.items() if g > 0 and d in missing}
+    clock.lap("score")
+    return LanguageResult(
+        lang=ml.lang,
+        num_queries=len(qids),
+        num_passages=num_passages,
+        per_query=per_query,
+        topics_without_relevant=len(ml.topics) - len(qids),
+        qrels_without_topic=len(set(ml.qrels) - set(ml.topics)),
+        judged_missing=len(missing),
+        relevant_missing=len(rel_missing),
+        recall_vs_exact=recall_vs_exact,
+        timing_s=clock.laps,
+        run=run,
+    )
 
 
 def evaluate_language(
@@ -188,48 +244,30 @@ def evaluate_language(
     passage_format: str = DEFAULT_PASSAGE_FORMAT,
     index: IndexSpec | None = None,
     model_fingerprint: str = "",
-    shard_size: int = 50_000,
+    shard_size: int = DEFAULT_SHARD_SIZE,
     exact_check_queries: int = 200,
 ) -> LanguageResult | None:
     """Encode (or reuse) one language's corpus, retrieve, and score; None on ranks > 0.
 
     ``options`` (prefixes, batch size, precision, cache for the queries) is used for the
     passages and the queries alike; approximate search is checked against exact search on
-    the first ``exact_check_queries`` queries.
+    the first ``exact_check_queries`` queries. Shards live in one folder per (language,
+    model, prefix, precision, truncation, format, corpus), reused by later runs.
     """
     from babelir.core.distributed import rank_and_world
 
-    index = index or IndexSpec()
-    t0 = time.perf_counter()
-    corpus_fp = files_fingerprint(ml.corpus_files)
-    config = shard_config(
-        model,
-        model_fingerprint=model_fingerprint,
-        passage_format=passage_format,
-        corpus_fingerprint=corpus_fp,
-    )
-    resolved = resolve_precision(options.precision, model_device(model))
-    key = {"prefix": options.passage_prefix or "", "precision": resolved, **config}
-    built = index_corpus(
-        model,
-        ml.passages(),
-        shard_folder(work_dir, ml.lang, key),
-        options=options,
-        model_fingerprint=model_fingerprint,
-        corpus_fingerprint=corpus_fp,
-        spec=index,
-        passage_format=passage_format,
-        shard_size=shard_size,
-    )
+    clock = Stopwatch()
+    built = index_passages(
+        model, ml.passages(), work_dir, f"miracl-{ml.lang}", options=options,
+        index=index or IndexSpec(), shard_size=shard_size, model_fingerprint=model_fingerprint,
+        corpus_fingerprint=files_fingerprint(ml.corpus_files), passage_format=passage_format,
+    )  # fmt: skip
     if built is None or rank_and_world()[0] != 0:
         return None
     shards = built.shards
-    t1 = time.perf_counter()
+    clock.lap("encode")
 
-    relevant = {q for q, j in ml.qrels.items() if any(g > 0 for g in j.values())}
-    qids = [q for q in ml.topics if q in relevant]
-    if not qids:
-        raise DataError(f"{ml.qrels_path}: no topic of {ml.topics_path} has a relevant judgement")
+    qids = scored_topics(ml)
     q = encode_texts(
         model,
         [ml.topics[x] for x in qids],
@@ -239,7 +277,7 @@ def evaluate_language(
     )
     k = TOP_K
     scores, rows, recall = built.search_checked(q, k, num_check=exact_check_queries)
-    t2 = time.perf_counter()
+    clock.lap("search")
 
     run: dict[str, list[tuple[str, float]]] = {}
     flat_rows = rows.reshape(-1)
@@ -250,31 +288,7 @@ def evaluate_language(
             if rows[i, j] >= 0:
                 seen.setdefault(ids[i * k + j], float(scores[i, j]))
         run[qid] = list(seen.items())
-    qrels = {x: ml.qrels[x] for x in qids}
-    per_query = score_run(qrels, {x: dict(r) for x, r in run.items()})
-
-    judged = ml.judged_docids()
-    present = {d for d in shards.iter_ids() if d in judged}
-    missing = judged - present
-    rel_missing = {d for j in qrels.values() for d, g in j.items() if g > 0 and d in missing}
-    t3 = time.perf_counter()
-    return LanguageResult(
-        lang=ml.lang,
-        num_queries=len(qids),
-        num_passages=shards.num_rows,
-        per_query=per_query,
-        topics_without_relevant=len(ml.topics) - len(qids),
-        qrels_without_topic=len(set(ml.qrels) - set(ml.topics)),
-        judged_missing=len(missing),
-        relevant_missing=len(rel_missing),
-        recall_vs_exact=recall,
-        timing_s={
-            "encode": round(t1 - t0, 3),
-            "search": round(t2 - t1, 3),
-            "score": round(t3 - t2, 3),
-        },
-        run=run,
-    )
+    return language_result(ml, qids, run, shards.iter_ids(), shards.num_rows, clock, recall)
 
 
 def evaluate_miracl(
@@ -306,14 +320,7 @@ def evaluate_miracl(
     if len(results) < len(languages):
         return None
     split = languages[0].split if languages else "dev"
-    meta = dict(info or {})
-    meta.update(
-        {
-            "query_prefix": opts.query_prefix or "",
-            "passage_prefix": opts.passage_prefix or "",
-            "encoder": encoder_settings(model, options=opts),
-        }
-    )
+    meta = {**(info or {}), **encoder_record(model, opts)}
     return MiraclResult(split, results, passage_format, index.describe(), meta)
 
 

@@ -29,9 +29,6 @@ MIRACL path: :func:`babelir.index.corpus_index.index_corpus` (sharded, resumable
 
 from __future__ import annotations
 
-import hashlib
-import json
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,16 +42,17 @@ from babelir.core.io import atomic_dir, write_json, write_text
 from babelir.data.corpus import files_fingerprint
 from babelir.data.miracl import DEFAULT_PASSAGE_FORMAT
 from babelir.data.xor_retrieve import XorQuestion, XorRetrieve
-from babelir.encoding.encoder import encode_texts, encoder_settings, model_device, resolve_precision
+from babelir.encoding.encoder import encode_texts
 from babelir.encoding.options import EncodeOptions
-from babelir.index.corpus_index import index_corpus, shard_config
+from babelir.evaluation.measures import XOR_RETRIEVE
+from babelir.evaluation.options import DEFAULT_SHARD_SIZE, DEFAULT_TOP_K, RetrievalOptions
+from babelir.evaluation.retrieval import Stopwatch, encoder_record, index_passages
 from babelir.index.faiss_backend import IndexSpec
 
 R2KT, R5KT = "r@2kt", "r@5kt"
 #: Metric -> token budget, as the official script's ``topk * 1000`` for topk in (2, 5).
 BUDGETS: dict[str, int] = {R2KT: 2000, R5KT: 5000}
 YES_NO = ("yes", "no")
-DEFAULT_TOP_K = 100
 TOKENIZERS = ("auto", "nltk", "whitespace")
 
 Tokenizer = Callable[[str], list[str]]
@@ -229,9 +227,27 @@ class XorResult:
     timing_s: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, bench: XorRetrieve, **fields: Any) -> XorResult:
+        """A result over ``bench``: its files and empty-answer count filled in."""
+        return cls(
+            questions_name=bench.questions_name, questions_path=str(bench.questions_path),
+            corpus_path=str(bench.corpus_path), empty_answers=bench.empty_answers, **fields,
+        )  # fmt: skip
+
     def scores(self) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
         rows = {s.question.id: {"lang": s.question.lang, **s.hits} for s in self.per_query}
         return macro_scores(rows)
+
+    def per_query_arrays(self) -> tuple[list[str], list[str], dict[str, list[float]]]:
+        """(question ids, languages, 0/1 per measure key): the per_query.npz compare's
+        report tests."""
+        qs = self.per_query
+        return (
+            [s.question.id for s in qs],
+            [s.question.lang for s in qs],
+            {m.key: [float(s.hits[m.key]) for s in qs] for m in XOR_RETRIEVE},
+        )
 
     def metrics_json(self) -> dict[str, Any]:
         """The metrics.json document: macro metrics, per-language table, provenance."""
@@ -276,12 +292,6 @@ class XorResult:
 # --------------------------------------------------------------------------- pipeline
 
 
-def shard_folder(work_dir: Path, key: Mapping[str, Any]) -> Path:
-    """One folder per (model, prefix, precision, truncation, format, corpus, limit)."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    return Path(work_dir) / f"xor-retrieve-{digest}"
-
-
 def _texts_for_rows(
     bench: XorRetrieve, rows: set[int], limit: int | None, ids: Mapping[int, str]
 ) -> dict[int, str]:
@@ -320,6 +330,14 @@ def _scored_questions(bench: XorRetrieve) -> tuple[list[XorQuestion], dict[str, 
     return scored, unscored
 
 
+def _score(
+    q: XorQuestion, ranked: Sequence[tuple[str, float]], texts: list[str], tokenize: Tokenizer
+) -> QueryScore:
+    """One question scored on its ranked passages' texts (both rows, dense and BM25)."""
+    hits, n_tokens, used = hits_at_budgets(texts, q.answers, BUDGETS, tokenize)
+    return QueryScore(q, hits, n_tokens, list(ranked), texts[:used])
+
+
 def evaluate_xor_retrieve(
     model: Any,
     bench: XorRetrieve,
@@ -329,7 +347,7 @@ def evaluate_xor_retrieve(
     passage_format: str = DEFAULT_PASSAGE_FORMAT,
     index: IndexSpec | None = None,
     model_fingerprint: str = "",
-    shard_size: int = 50_000,
+    shard_size: int = DEFAULT_SHARD_SIZE,
     corpus_limit: int | None = None,
     top_k: int = DEFAULT_TOP_K,
     tokenizer: str = "auto",
@@ -341,43 +359,27 @@ def evaluate_xor_retrieve(
     ``corpus_limit``: the first N passages of the file only (CPU trials; XOR-Retrieve has
     no gold passage ids to add, so the scores then only say how the model ranks within
     that prefix). Passages are encoded as ``passage_format`` (title and text by default,
-    as DPR encodes them) but scored on their text alone (official). Returns None on
-    ``torchrun`` ranks other than 0 (they only encode their shards) and, for ranks run
-    without a process group (``RANK``/``WORLD_SIZE`` only), on all but the rank that
-    completes the shards.
+    as DPR encodes them) but scored on their text alone (official). Shards live in one
+    folder per (model, prefix, precision, truncation, format, corpus, limit). Returns
+    None on ``torchrun`` ranks other than 0 (they only encode their shards) and, for
+    ranks run without a process group (``RANK``/``WORLD_SIZE`` only), on all but the rank
+    that completes the shards.
     """
-    if corpus_limit is not None and corpus_limit < 1:
-        raise ConfigError(f"--corpus-limit must be >= 1, got {corpus_limit}")
-    if top_k < 1:
-        raise ConfigError(f"--top-k must be >= 1, got {top_k}")
+    RetrievalOptions(corpus_limit=corpus_limit, top_k=top_k)  # their ranges, before any work
     tok_name, tokenize = resolve_tokenizer(tokenizer)
     opts = options or EncodeOptions()
     index = index or IndexSpec()
-    t0 = time.perf_counter()
+    clock = Stopwatch()
     corpus_fp = f"{files_fingerprint([bench.corpus_path])}:first={corpus_limit or 'all'}"
-    config = shard_config(
-        model,
-        model_fingerprint=model_fingerprint,
-        passage_format=passage_format,
-        corpus_fingerprint=corpus_fp,
-    )
-    resolved = resolve_precision(opts.precision, model_device(model))
-    key = {"prefix": opts.passage_prefix or "", "precision": resolved, **config}
-    built = index_corpus(
-        model,
-        bench.passages(corpus_limit),
-        shard_folder(work_dir, key),
-        options=opts,
-        model_fingerprint=model_fingerprint,
-        corpus_fingerprint=corpus_fp,
-        spec=index,
-        passage_format=passage_format,
-        shard_size=shard_size,
-    )
+    built = index_passages(
+        model, bench.passages(corpus_limit), work_dir, "xor-retrieve", options=opts,
+        index=index, shard_size=shard_size, model_fingerprint=model_fingerprint,
+        corpus_fingerprint=corpus_fp, passage_format=passage_format,
+    )  # fmt: skip
     if built is None:  # under torchrun a rank > 0; without a process group, not the last
         return None
     shards = built.shards
-    t1 = time.perf_counter()
+    clock.lap("encode")
 
     scored, unscored = _scored_questions(bench)
     qvec = encode_texts(
@@ -389,7 +391,7 @@ def evaluate_xor_retrieve(
     )
     k = min(top_k, shards.num_rows)
     scores, rows, recall = built.search_checked(qvec, k, num_check=exact_check_queries)
-    t2 = time.perf_counter()
+    clock.lap("search")
 
     wanted = sorted({int(r) for r in rows.reshape(-1) if r >= 0})
     ids = dict(zip(wanted, shards.ids_for(np.asarray(wanted, dtype=np.int64)), strict=True))
@@ -397,40 +399,16 @@ def evaluate_xor_retrieve(
     per_query = []
     for i, q in enumerate(scored):
         ranked = [(int(r), float(s)) for r, s in zip(rows[i], scores[i], strict=True) if r >= 0]
-        ranked_texts = [texts[r] for r, _ in ranked]
-        hits, n_tokens, used = hits_at_budgets(ranked_texts, q.answers, BUDGETS, tokenize)
-        pairs = [(ids[r], s) for r, s in ranked]
-        per_query.append(QueryScore(q, hits, n_tokens, pairs, ranked_texts[:used]))
-    t3 = time.perf_counter()
-    meta = dict(info or {})
-    meta.update(
-        {
-            "query_prefix": opts.query_prefix or "",
-            "passage_prefix": opts.passage_prefix or "",
-            "encoder": encoder_settings(model, options=opts),
-        }
-    )
-    return XorResult(
-        questions_name=bench.questions_name,
-        questions_path=str(bench.questions_path),
-        corpus_path=str(bench.corpus_path),
-        corpus_limit=corpus_limit,
-        num_passages=shards.num_rows,
-        per_query=per_query,
-        unscored=unscored,
-        tokenizer=tok_name,
-        top_k=k,
-        passage_format=passage_format,
-        index=index.describe(),
-        recall_vs_exact=recall,
-        empty_answers=bench.empty_answers,
-        timing_s={
-            "encode": round(t1 - t0, 3),
-            "search": round(t2 - t1, 3),
-            "score": round(t3 - t2, 3),
-        },
-        info=meta,
-    )
+        per_query.append(
+            _score(q, [(ids[r], s) for r, s in ranked], [texts[r] for r, _ in ranked], tokenize)
+        )
+    clock.lap("score")
+    return XorResult.of(
+        bench, corpus_limit=corpus_limit, num_passages=shards.num_rows, per_query=per_query,
+        unscored=unscored, tokenizer=tok_name, top_k=k, passage_format=passage_format,
+        index=index.describe(), recall_vs_exact=recall, timing_s=clock.laps,
+        info={**(info or {}), **encoder_record(model, opts)},
+    )  # fmt: skip
 
 
 def evaluate_xor_retrieve_bm25(
@@ -454,10 +432,9 @@ def evaluate_xor_retrieve_bm25(
     from babelir.data.miracl import format_passage
     from babelir.evaluation.bm25 import BM25Index
 
-    if corpus_limit is not None and corpus_limit < 1:
-        raise ConfigError(f"--corpus-limit must be >= 1, got {corpus_limit}")
+    RetrievalOptions(corpus_limit=corpus_limit)  # its range, before any work
     tok_name, tokenize = resolve_tokenizer(tokenizer)
-    t0 = time.perf_counter()
+    clock = Stopwatch()
     rows: dict[str, int] = {}
 
     def docs() -> Iterable[tuple[str, str]]:
@@ -466,40 +443,22 @@ def evaluate_xor_retrieve_bm25(
             yield p.docid, format_passage(p, passage_format)
 
     index = BM25Index.build(docs(), "en", progress=progress)
-    t1 = time.perf_counter()
+    clock.lap("index")
     scored, unscored = _scored_questions(bench)
     k = min(top_k, index.num_docs)
     run = index.search({q.id: q.question for q in scored}, k)
-    t2 = time.perf_counter()
+    clock.lap("search")
     wanted = {rows[d] for hits in run.values() for d, _ in hits}
     ids = {r: d for d, r in rows.items() if r in wanted}
     texts = _texts_for_rows(bench, wanted, corpus_limit, ids)
-    per_query = []
-    for q in scored:
-        ranked = run[q.id]
-        ranked_texts = [texts[rows[d]] for d, _ in ranked]
-        hits, n_tokens, used = hits_at_budgets(ranked_texts, q.answers, BUDGETS, tokenize)
-        per_query.append(QueryScore(q, hits, n_tokens, list(ranked), ranked_texts[:used]))
-    return XorResult(
-        questions_name=bench.questions_name,
-        questions_path=str(bench.questions_path),
-        corpus_path=str(bench.corpus_path),
-        corpus_limit=corpus_limit,
-        num_passages=index.num_docs,
-        per_query=per_query,
-        unscored=unscored,
-        tokenizer=tok_name,
-        top_k=k,
-        passage_format=passage_format,
-        index={"kind": "bm25"},
-        empty_answers=bench.empty_answers,
-        timing_s={
-            "index": round(t1 - t0, 3),
-            "search": round(t2 - t1, 3),
-            "score": round(time.perf_counter() - t2, 3),
-        },
-        info={"model": "bm25"},
-    )
+    per_query = [_score(q, run[q.id], [texts[rows[d]] for d, _ in run[q.id]], tokenize)
+                 for q in scored]  # fmt: skip
+    clock.lap("score")
+    return XorResult.of(
+        bench, corpus_limit=corpus_limit, num_passages=index.num_docs, per_query=per_query,
+        unscored=unscored, tokenizer=tok_name, top_k=k, passage_format=passage_format,
+        index={"kind": "bm25"}, timing_s=clock.laps, info={"model": "bm25"},
+    )  # fmt: skip
 
 
 def bm25_section(result: XorResult) -> dict[str, Any]:

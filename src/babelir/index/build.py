@@ -27,6 +27,7 @@ from babelir.encoding.encoder import (
     resolve_precision,
 )
 from babelir.encoding.options import EncodeOptions
+from babelir.evaluation.options import DEFAULT_SHARD_SIZE
 from babelir.index.corpus_index import index_corpus, shard_config
 from babelir.index.docstore import Docstore
 from babelir.index.faiss_backend import IndexSettingsError, IndexSpec, check_spec
@@ -51,7 +52,7 @@ def build_search_index(
     model_name: str = "",
     model_fingerprint: str = "",
     passage_format: str = DEFAULT_PASSAGE_FORMAT,
-    shard_size: int = 50_000,
+    shard_size: int = DEFAULT_SHARD_SIZE,
     overwrite: bool = False,
     rank: int | None = None,
     world_size: int | None = None,

@@ -41,6 +41,7 @@ from babelir.core.io import write_json, write_npy
 from babelir.data.corpus import files_fingerprint
 from babelir.encoding.encoder import encode_texts, model_device, resolve_precision
 from babelir.encoding.options import EncodeOptions
+from babelir.evaluation.options import DEFAULT_SHARD_SIZE
 
 __all__ = [
     "ShardSet",
@@ -53,7 +54,6 @@ __all__ = [
 ]
 
 SHARD_FORMAT = "babelir-shards-v1"
-DEFAULT_SHARD_SIZE = 50_000
 MANIFEST = "manifest.json"
 
 

@@ -263,10 +263,20 @@ def load_model(
 ) -> SentenceTransformer:
     """Load an encoder: the offline default, a local folder, or a hub id.
 
-    ``None``, ``"multilingual-e5-small"`` and ``"default"`` build (once) and load the offline
-    multilingual-e5-small. An existing folder is loaded from disk only. Anything else is a
-    Hugging Face id (sentence-transformers or plain transformers model). ``device`` defaults
-    to ``cuda`` when available, else ``cpu``.
+    Args:
+        name_or_path: ``None``, ``"multilingual-e5-small"`` or ``"default"`` build (once)
+            and load the offline multilingual-e5-small; an existing folder is loaded from
+            disk only (safetensors, no remote code); anything else is a Hugging Face id
+            (a sentence-transformers or plain transformers model), fetched when first used.
+        device: ``cuda`` when available, else ``cpu``, unless given.
+        max_seq_length: truncate inputs at this many tokens (None: the model's own).
+
+    Returns:
+        A ``SentenceTransformer``.
+
+    Example:
+        >>> import babelir
+        >>> model = babelir.load_model("runs/hybrid", max_seq_length=128)
     """
     if max_seq_length is not None and (
         isinstance(max_seq_length, bool)

@@ -15,7 +15,7 @@ rendering and no I/O.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -204,6 +204,22 @@ def lareqa_paired(a: Sequence[EvalRecord], b: Sequence[EvalRecord], m: Measure):
     return per_query(a)[m.setting], per_query(b)[m.setting]  # type: ignore[index]
 
 
+def reference_pairs(
+    evaluations: Sequence[EvalRecord], reference_labels: Sequence[str]
+) -> Iterator[tuple[str, str, str, list[EvalRecord], list[EvalRecord]]]:
+    """(benchmark, reference, other, their records) for each reference row against every
+    other row of each benchmark, in display order."""
+    groups = group(evaluations)
+    for bench in benchmarks(evaluations):
+        labels = [lab for (b, lab) in groups if b == bench]
+        for ref in reference_labels:
+            if (bench, ref) not in groups:
+                continue
+            for other in labels:
+                if other != ref:
+                    yield bench, ref, other, groups[(bench, ref)], groups[(bench, other)]
+
+
 def paired_tests(
     evaluations: Sequence[EvalRecord],
     reference_labels: Sequence[str],
@@ -236,42 +252,32 @@ def paired_tests(
             check_same_questions(a[0].benchmark, a, b)
             return settings(a).get(m.setting), settings(b).get(m.setting)  # type: ignore[arg-type]
 
-    groups = group(evaluations)
     tests: list[dict[str, Any]] = []
-    for bench in benchmarks(evaluations):
-        labels = [lab for (b, lab) in groups if b == bench]
-        for ref in reference_labels:
-            if (bench, ref) not in groups:
+    for bench, ref, other, ref_items, other_items in reference_pairs(evaluations, reference_labels):
+        for m in measures(ref_items[0]):
+            a, b = paired(ref_items, other_items, m)
+            if a is None or b is None:
                 continue
-            ref_items = groups[(bench, ref)]
-            for other in labels:
-                if other == ref:
-                    continue
-                other_items = groups[(bench, other)]
-                for m in measures(ref_items[0]):
-                    a, b = paired(ref_items, other_items, m)
-                    if a is None or b is None:
-                        continue
-                    diff, lo, hi = paired_bootstrap_ci(a, b, n_resamples=bootstrap, level=level)
-                    p = paired_permutation_test(a, b, n_resamples=permutations)
-                    seed = seed_difference(ref_items, other_items, m, level)
-                    tests.append(
-                        {
-                            "benchmark": bench,
-                            "reference": ref,
-                            "baseline": other,
-                            "setting": m.setting,
-                            "measure": m.label,
-                            "higher_is_better": m.higher_is_better,
-                            "mean_difference": diff,
-                            "bootstrap_ci": [lo, hi],
-                            "p_value": p,
-                            "seed_ci": seed["ci"],
-                            "seed_mean_difference": seed["mean_difference"],
-                            "n_seeds": seed["n_seeds"],
-                            "n_queries": int(np.sum(~np.isnan(np.asarray(a) - np.asarray(b)))),
-                        }
-                    )
+            diff, lo, hi = paired_bootstrap_ci(a, b, n_resamples=bootstrap, level=level)
+            p = paired_permutation_test(a, b, n_resamples=permutations)
+            seed = seed_difference(ref_items, other_items, m, level)
+            tests.append(
+                {
+                    "benchmark": bench,
+                    "reference": ref,
+                    "baseline": other,
+                    "setting": m.setting,
+                    "measure": m.label,
+                    "higher_is_better": m.higher_is_better,
+                    "mean_difference": diff,
+                    "bootstrap_ci": [lo, hi],
+                    "p_value": p,
+                    "seed_ci": seed["ci"],
+                    "seed_mean_difference": seed["mean_difference"],
+                    "n_seeds": seed["n_seeds"],
+                    "n_queries": int(np.sum(~np.isnan(np.asarray(a) - np.asarray(b)))),
+                }
+            )
     adjusted = holm([t["p_value"] for t in tests]) if tests else []
     for t, adj in zip(tests, adjusted, strict=True):
         t["p_holm"] = adj
@@ -286,31 +292,22 @@ def seed_tests(
 ) -> list[dict[str, Any]]:
     """Seed-level differences (paired by seed) of each reference model vs every other
     model, for every measure both have; entries without an interval carry ``reason``."""
-    groups = group(evaluations)
     out: list[dict[str, Any]] = []
-    for bench in benchmarks(evaluations):
-        labels = [lab for (b, lab) in groups if b == bench]
-        for ref in reference_labels:
-            if (bench, ref) not in groups:
-                continue
-            for other in labels:
-                if other == ref:
-                    continue
-                both = [*groups[(bench, ref)], *groups[(bench, other)]]
-                for m in LAREQA_ALL:
-                    if not all(m.present(e.metrics) for e in both):
-                        continue  # stored before the measure existed: not compared
-                    d = seed_difference(groups[(bench, ref)], groups[(bench, other)], m, level)
-                    out.append(
-                        {
-                            "benchmark": bench,
-                            "reference": ref,
-                            "baseline": other,
-                            "measure": m.label,
-                            "higher_is_better": m.higher_is_better,
-                            **d,
-                        }
-                    )
+    for bench, ref, other, ref_items, other_items in reference_pairs(evaluations, reference_labels):
+        for m in LAREQA_ALL:
+            if not all(m.present(e.metrics) for e in [*ref_items, *other_items]):
+                continue  # stored before the measure existed: not compared
+            d = seed_difference(ref_items, other_items, m, level)
+            out.append(
+                {
+                    "benchmark": bench,
+                    "reference": ref,
+                    "baseline": other,
+                    "measure": m.label,
+                    "higher_is_better": m.higher_is_better,
+                    **d,
+                }
+            )
     return out
 
 
@@ -364,3 +361,19 @@ def pairwise_verdict(tests: Sequence[dict[str, Any]]) -> list[str]:
     if not lines:
         lines.append("- No paired comparison was possible (the reference strategy is missing).")
     return lines
+
+
+def seed_interval_table(
+    heads: Sequence[str], rows: Iterable[tuple[Sequence[str], Mapping[str, Any]]], level: float
+) -> list[str]:
+    """A markdown table of seed-level differences with a decision per row: the ``heads``
+    columns, then seeds, mean difference, the t-interval and the decision of each
+    :func:`seed_difference` result ``v`` (with its ``decision``) beside its ``lead`` cells."""
+    cols = [*heads, "seeds", "mean difference", f"{round(level * 100)}% t-interval", "decision"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for lead, v in rows:
+        ci = "-" if v["ci"] is None else f"[{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]"
+        diff = "-" if v["mean_difference"] is None else f"{v['mean_difference']:+.4f}"
+        lines.append("| " + " | ".join([*lead, str(v["n_seeds"]), diff, ci, v["decision"]]) + " |")
+    return lines
+

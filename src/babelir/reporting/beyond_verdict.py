@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from babelir.evaluation.measures import CROSS_MAP, MONO_MAP, MULTI_MAP
-from babelir.reporting.analysis import group, seed_difference
+from babelir.reporting.analysis import group, seed_difference, seed_interval_table
 from babelir.reporting.schema import EvalRecord
 
 KEPT, SMALL_LOSS, LOST = "kept", "small loss", "lost"
@@ -165,22 +165,12 @@ def beyond_markdown(
         ]
     if not effects:
         return lines
-    pct = round(level * 100)
-    lines += [
-        "## Beyond the paper: keep monolingual mAP, gain cross and multi",
-        "",
-        f"| benchmark | row | comparison | seeds | mean difference | {pct}% t-interval | "
-        "decision |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for e in effects:
-        for label, v in e["measures"].items():
-            ci = "-" if v["ci"] is None else f"[{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]"
-            diff = "-" if v["mean_difference"] is None else f"{v['mean_difference']:+.4f}"
-            lines.append(
-                f"| {e['benchmark']} | {e['row']} | {label} | {v['n_seeds']} | {diff} | {ci} | "
-                f"{v['decision']} |"
-            )
+    lines += ["## Beyond the paper: keep monolingual mAP, gain cross and multi", ""]
+    lines += seed_interval_table(
+        ("benchmark", "row", "comparison"),
+        (((e["benchmark"], e["row"], k), v) for e in effects for k, v in e["measures"].items()),
+        level,
+    )
     lines += [
         "",
         f"Row minus base (mono) or minus {effects[0]['reference']} (cross, multi), paired by "

@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from babelir.evaluation.families import DEFAULT_KIND, get_family
 from babelir.evaluation.measures import LANG_PREF, LAREQA_ALL, Measure, measure
 from babelir.reporting.analysis import TESTED
 from babelir.reporting.beyond_verdict import beyond_markdown
@@ -123,17 +124,11 @@ def _setup_lines(inp: ReportInput) -> list[str]:
 
 
 def _benchmark_fact(title: str, v: Mapping[str, Any]) -> str:
+    """One benchmark's setup line, as its family describes an entry (a LAReQA summary
+    has no ``kind``)."""
     n = len(v["languages"])
     langs = ", ".join(v["languages"]) if n <= 4 else f"{n} languages"
-    if v.get("kind") == "miracl":
-        return f"{title} ({v['num_questions']} queries, split {v['split']}, {langs})"
-    if v.get("kind") == "xor-retrieve":
-        limit = f", first {v['corpus_limit']} passages" if v.get("corpus_limit") else ""
-        return f"{title} ({v['num_questions']} questions, split {v['split']}, {langs}{limit})"
-    return (
-        f"{title} ({v['num_questions']} questions, {v['num_candidates']} candidates, "
-        f"articles {v['articles']}, {langs})"
-    )
+    return f"{title} ({get_family(v.get('kind', DEFAULT_KIND)).fact(v, langs)})"
 
 
 def _zero_shot(cells, labels, benches) -> list[str]:
@@ -200,6 +195,16 @@ def _seed_stats(cells, labels, benches, level: float) -> list[str]:
     ]
 
 
+def _test_row(t: Mapping[str, Any], *cells: str) -> str:
+    """A markdown row of a paired test: benchmark, reference, baseline, then ``cells``."""
+    first = (t["benchmark"], t["reference"], t["baseline"])
+    return "| " + " | ".join(map(str, [*first, *cells])) + " |"
+
+
+def _diff(t: Mapping[str, Any], m: Measure) -> str:
+    return m.format(t["mean_difference"], signed=True)
+
+
 def _per_query_tests(tests: Sequence[Mapping[str, Any]], multi_seed: bool) -> list[str]:
     lines = [
         "## Paired tests (reference vs each other model, over queries)",
@@ -210,11 +215,10 @@ def _per_query_tests(tests: Sequence[Mapping[str, Any]], multi_seed: bool) -> li
     ]
     for t in tests:
         m = measure(t["measure"])
-        lines.append(
-            f"| {t['benchmark']} | {t['reference']} | {t['baseline']} | {t['setting']} | "
-            f"{m.format(t['mean_difference'], signed=True)} | {_ci(t['bootstrap_ci'], m)} | "
-            f"{t['p_value']:.4f} | {t['p_holm']:.4f} | {t['outcome']} |"
-        )
+        lines.append(_test_row(
+            t, t["setting"], _diff(t, m), _ci(t["bootstrap_ci"], m), f"{t['p_value']:.4f}",
+            f"{t['p_holm']:.4f}", t["outcome"],
+        ))  # fmt: skip
     return [
         *lines,
         "",
@@ -254,11 +258,10 @@ def _seed_tests(seed_tests: Sequence[Mapping[str, Any]], level: float) -> list[s
     ]
     for t in rows:
         m = measure(t["measure"])
-        lines.append(
-            f"| {t['benchmark']} | {t['reference']} | {t['baseline']} | {t['measure']} | "
-            f"{t['n_seeds']} | {m.format(t['mean_difference'], signed=True)} | "
-            f"{m.format(t['std'])} | {_ci(t['ci'], m)} | {t['p_value']:.4f} |"
-        )
+        lines.append(_test_row(
+            t, t["measure"], str(t["n_seeds"]), _diff(t, m), m.format(t["std"]),
+            _ci(t["ci"], m), f"{t['p_value']:.4f}",
+        ))  # fmt: skip
     return [
         *lines,
         "",

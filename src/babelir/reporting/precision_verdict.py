@@ -30,7 +30,7 @@ from statistics import mean
 from typing import Any
 
 from babelir.evaluation.measures import CROSS_MAP, MONO_MAP, MULTI_MAP, Measure
-from babelir.reporting.analysis import group, seed_difference
+from babelir.reporting.analysis import group, seed_difference, seed_interval_table
 from babelir.reporting.schema import EvalRecord, RunInfo
 
 MEASURES: tuple[Measure, ...] = (MONO_MAP, CROSS_MAP, MULTI_MAP)
@@ -147,22 +147,16 @@ def precision_markdown(effects: Sequence[dict[str, Any]], level: float) -> list[
     """The report section, empty without a precision comparison."""
     if not effects:
         return []
-    pct = round(level * 100)
-    lines = [
-        "## Training precision (rows that differ only in precision)",
-        "",
-        f"| benchmark | row | vs | metric | seeds | mean difference | {pct}% t-interval | "
-        "decision |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for e in effects:
-        for label, v in e["measures"].items():
-            ci = "-" if v["ci"] is None else f"[{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]"
-            diff = "-" if v["mean_difference"] is None else f"{v['mean_difference']:+.4f}"
-            lines.append(
-                f"| {e['benchmark']} | {e['row']} | {e['reference']} | {label} | "
-                f"{v['n_seeds']} | {diff} | {ci} | {v['decision']} |"
-            )
+    lines = ["## Training precision (rows that differ only in precision)", ""]
+    lines += seed_interval_table(
+        ("benchmark", "row", "vs", "metric"),
+        (
+            ((e["benchmark"], e["row"], e["reference"], label), v)
+            for e in effects
+            for label, v in e["measures"].items()
+        ),
+        level,
+    )
     lines += [
         "",
         f"Difference = row minus reference, per seed (both trained from the same seed), mean "

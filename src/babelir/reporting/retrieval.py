@@ -22,29 +22,30 @@ from typing import Any
 
 import numpy as np
 
-from babelir.evaluation.measures import MIRACL, NDCG10, R5KT, XOR_RETRIEVE, Measure
+from babelir.evaluation.families import BenchmarkFamily, retrieval_family
+from babelir.evaluation.measures import Measure
 from babelir.reporting.analysis import benchmarks, group, paired_tests, seed_summary
 from babelir.reporting.claims import Claim, evaluate_claims
 from babelir.reporting.schema import EvalRecord, RunInfo
 
-MEASURES: dict[str, tuple[Measure, ...]] = {"miracl": MIRACL, "xor-retrieve": XOR_RETRIEVE}
-CLAIMS: dict[str, Claim] = {
-    "miracl": Claim(
-        "1", "hybrid ~ x-x-mono on monolingual retrieval (MIRACL nDCG@10)", NDCG10,
-        "non-inferior", ("x-x-mono",),
-    ),
-    "xor-retrieve": Claim(
-        "2", "hybrid ~ x-y on cross-lingual retrieval (XOR-Retrieve R@5kt)", R5KT,
-        "non-inferior", ("x-y",),
-    ),
-}  # fmt: skip
+
+def family(rec: EvalRecord) -> BenchmarkFamily:
+    """The retrieval family of a record (its metrics.json's ``benchmark``)."""
+    try:
+        return retrieval_family(rec.metrics.get("benchmark"))
+    except ValueError as e:
+        raise ValueError(f"{rec.benchmark}: {e}") from None
 
 
-def kind(rec: EvalRecord) -> str:
-    k = rec.metrics.get("benchmark")
-    if k not in MEASURES:
-        raise ValueError(f"{rec.benchmark}: metrics.json of an unknown family {k!r}")
-    return str(k)
+def measures(rec: EvalRecord) -> tuple[Measure, ...]:
+    return family(rec).measures
+
+
+def claim(rec: EvalRecord) -> Claim:
+    """The paper's claim the record's family tests (module docstring)."""
+    c = family(rec).claim
+    assert c is not None, rec.benchmark
+    return Claim(c.id, c.text, c.measure, c.kind, c.others)  # type: ignore[arg-type]
 
 
 def cells(records: Sequence[EvalRecord], level: float = 0.95) -> dict[str, Any]:
@@ -52,7 +53,7 @@ def cells(records: Sequence[EvalRecord], level: float = 0.95) -> dict[str, Any]:
     per-language mean over seeds of every measure."""
     out: dict[str, Any] = defaultdict(dict)
     for (bench, label), items in group(records).items():
-        ms = MEASURES[kind(items[0])]
+        ms = measures(items[0])
         row: dict[str, Any] = {"seeds": [e.seed for e in items], "per_language": {}}
         for m in ms:
             pairs = [(e.seed, m.get(e.metrics)) for e in items]
@@ -93,40 +94,26 @@ def _paired(a: Sequence[EvalRecord], b: Sequence[EvalRecord], m: Measure):
 
 
 def tests(
-    records: Sequence[EvalRecord],
-    reference_labels: Sequence[str],
-    *,
-    permutations: int = 10000,
-    bootstrap: int = 2000,
-    level: float = 0.95,
+    records: Sequence[EvalRecord], reference_labels: Sequence[str], **settings: Any
 ) -> list[dict[str, Any]]:
     """Per-query tests of each reference row against every other row, every measure of
-    the family (:func:`babelir.reporting.analysis.paired_tests`); Holm-corrected over the
-    tests of this section."""
-    return paired_tests(
-        records, reference_labels, permutations=permutations, bootstrap=bootstrap,
-        level=level, measures=lambda e: MEASURES[kind(e)], paired=_paired,
-    )  # fmt: skip
+    the family (:func:`babelir.reporting.analysis.paired_tests`, whose ``permutations``,
+    ``bootstrap`` and ``level`` are ``settings``); Holm-corrected over the tests of this
+    section."""
+    return paired_tests(records, reference_labels, measures=measures, paired=_paired, **settings)
 
 
 def claims(
-    records: Sequence[EvalRecord],
-    runs: Sequence[RunInfo],
-    *,
-    margin: float = 0.01,
-    bootstrap: int = 2000,
-    level: float = 0.95,
+    records: Sequence[EvalRecord], runs: Sequence[RunInfo], **settings: Any
 ) -> list[dict[str, Any]]:
     """The mapped claim of each benchmark (module docstring), decided as the LAReQA
-    claims are (:func:`babelir.reporting.claims.evaluate_claims`): over seeds with >= 2
-    shared seeds, else over queries (test-set noise)."""
+    claims are (:func:`babelir.reporting.claims.evaluate_claims`, whose ``margin``,
+    ``bootstrap`` and ``level`` are ``settings``): over seeds with >= 2 shared seeds, else
+    over queries (test-set noise)."""
     out: list[dict[str, Any]] = []
     for bench in benchmarks(records):
         mine = [e for e in records if e.benchmark == bench]
-        out += evaluate_claims(
-            mine, runs, margin=margin, bootstrap=bootstrap, level=level,
-            claims=(CLAIMS[kind(mine[0])],), paired=_paired,
-        )  # fmt: skip
+        out += evaluate_claims(mine, runs, claims=(claim(mine[0]),), paired=_paired, **settings)
     return out
 
 
@@ -147,11 +134,7 @@ def analyse(
     return {
         "cells": cells(records, level),
         "paired_tests": tests(
-            records,
-            reference_labels,
-            permutations=permutations,
-            bootstrap=bootstrap,
-            level=level,
+            records, reference_labels, permutations=permutations, bootstrap=bootstrap, level=level
         ),
         "claims": claims(records, runs, margin=margin, bootstrap=bootstrap, level=level),
     }
@@ -169,8 +152,7 @@ def _cell(c: Mapping[str, Any], m: Measure, bold: bool) -> str:
     return f"**{text}**" if bold else text
 
 
-def _table(bench: str, rows: Mapping[str, Any], labels: Sequence[str], fam: str) -> list[str]:
-    ms = MEASURES[fam]
+def _table(rows: Mapping[str, Any], labels: Sequence[str], ms: Sequence[Measure]) -> list[str]:
     order = [lab for lab in labels if lab in rows] + [lab for lab in rows if lab not in labels]
     langs = list(rows[order[0]]["per_language"])
     primary = ms[0]
@@ -210,22 +192,15 @@ def render(
     pct = round(level * 100)
     out = ["## Passage retrieval (MIRACL, XOR-Retrieve)", ""]
     for bench, rows in section["cells"].items():
-        fam = kind(next(e for e in records if e.benchmark == bench))
-        first = next(e for e in records if e.benchmark == bench).metrics
-        what = (
-            f"nDCG@10 and Recall@100 per query with relevant judgements, {first.get('split')} "
-            "split, macro over languages (trec_eval conventions)"
-            if fam == "miracl"
-            else "R@2kt / R@5kt: an answer within the first 2,000 / 5,000 tokens of the "
-            "ranked passages, macro over languages (official script's definition"
-            + ("" if first.get("official_tokenizer") else "; whitespace tokens, not NLTK's")
-            + ")"
-        )
-        out += [f"### {bench}", "", f"{what}.", "", *_table(bench, rows, labels, fam), ""]
-        if fam == "xor-retrieve" and first.get("corpus_limit"):
+        first = next(e for e in records if e.benchmark == bench)
+        fam = family(first)
+        assert fam.describe is not None, bench
+        out += [f"### {bench}", "", f"{fam.describe(first.metrics)}.", ""]
+        out += [*_table(rows, labels, fam.measures), ""]
+        if first.metrics.get("corpus_limit"):
             out += [
-                f"Only the first {first['corpus_limit']} passages of the corpus were searched "
-                "(corpus_limit): these are not the task's numbers.",
+                f"Only the first {first.metrics['corpus_limit']} passages of the corpus were "
+                "searched (corpus_limit): these are not the task's numbers.",
                 "",
             ]
     out += [
@@ -277,4 +252,4 @@ def render(
 
 def csv_rows(records: Sequence[EvalRecord]) -> list[tuple[EvalRecord, str, float | None]]:
     """(record, measure label, macro value) rows for results.csv."""
-    return [(e, m.label, m.get(e.metrics)) for e in records for m in MEASURES[kind(e)]]
+    return [(e, m.label, m.get(e.metrics)) for e in records for m in measures(e)]

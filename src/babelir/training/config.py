@@ -52,12 +52,21 @@ DEFAULT_MAX_STEPS = 100
 class TrainConfig:
     """Everything that defines a training run (and its cache key in ``compare``).
 
-    Example::
+    Args:
+        Every field is one option with its default, range and help text (the same as
+        ``babelir train --help`` and compare's ``train:`` keys): ``strategy`` and
+        ``alpha`` choose the batches, ``train_data`` the sources (``LANG:PATH``,
+        ``parallel:PATH``), the rest the recipe. Invalid values raise
+        :class:`babelir.ConfigError` naming the field.
 
-        from babelir.training import TrainConfig, train
-        cfg = TrainConfig(strategy="hybrid", alpha=0.5, articles="%4!=0",
-                          output="runs/hybrid", max_steps=100)
-        train(cfg)
+    References:
+        Hybrid batch training: arXiv 2408.10536.
+
+    Example:
+        >>> import babelir
+        >>> cfg = babelir.TrainConfig(strategy="hybrid", alpha=0.5, articles="%4!=0",
+        ...                           output="runs/hybrid", max_steps=100)
+        >>> babelir.train(cfg)
     """
 
     # -- the run (set per job by compare; not part of its YAML ``train:`` section)

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from babelir.core.errors import ConfigError, DataError
+from babelir.core.fingerprint import content_sha256, fingerprint
 from babelir.data.squad import is_squad_file, load_squad
 from babelir.data.types import LANG_CODE, ArticleSelection, ParallelItem, ParallelQA
 
@@ -251,67 +252,6 @@ def resolve_path(path: str, data_dir: Path) -> Path | None:
         return p
     q = data_dir / path
     return q if q.exists() else None
-
-
-_FINGERPRINTS: dict[tuple[Any, ...], str] = {}
-
-
-def fingerprint(path: Path) -> str:
-    """SHA-256 of a source's bytes (a folder: of its files' names and bytes), for cache keys.
-
-    Memoised for this process on every file's (path, size, mtime_ns): compare asks for the
-    same files once per job; an edited file changes its stamp and is hashed again.
-    """
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    stamp = []
-    for p in files:
-        st = p.stat()
-        stamp.append((str(p.resolve()), st.st_size, st.st_mtime_ns))
-    key = (str(path.resolve()), tuple(stamp))
-    if key not in _FINGERPRINTS:
-        _FINGERPRINTS[key] = _hash_files(path, files)
-    return _FINGERPRINTS[key]
-
-
-def content_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes alone (its name left out): equal for a copy of it.
-    Memoised as :func:`fingerprint` is."""
-    st = path.stat()
-    key = ("content", str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _FINGERPRINTS:
-        _FINGERPRINTS[key] = _hash_files(path, [path], names=False)
-    return _FINGERPRINTS[key]
-
-
-def content_fingerprint(path: Path) -> str:
-    """SHA-256 of a file, or of a folder's data files with their relative names.
-
-    Each file's hash is memoised per (path, size, mtime_ns) for the process
-    (:func:`babelir.training.sources.fingerprint`). Bookkeeping that never changes what
-    is read is left out: hidden files and ``SHA256SUMS*`` (``babelir data verify`` writes
-    ``SHA256SUMS.local`` into a dataset folder), so verifying data keeps the keys.
-    """
-    if not path.is_dir():
-        return fingerprint(path)
-    h = hashlib.sha256(b"babelir-content-v1\0")
-    for p in sorted(path.rglob("*")):
-        rel = p.relative_to(path)
-        if any(part.startswith(".") for part in rel.parts) or p.name.startswith("SHA256SUMS"):
-            continue
-        if p.is_file():
-            h.update(f"{rel.as_posix()}\0{fingerprint(p)}\0".encode())
-    return h.hexdigest()
-
-
-def _hash_files(path: Path, files: list[Path], *, names: bool = True) -> str:
-    h = hashlib.sha256()
-    for p in files:
-        if names:
-            h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode() + b"\0")
-        with open(p, "rb") as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def _keep(item_id: str, weight: float) -> bool:

@@ -267,7 +267,30 @@ def _eval_every(cfg: TrainConfig, steps_per_epoch: int) -> int:
 
 
 def train(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
-    """Train one model; returns the output folder (a sentence-transformers model)."""
+    """Train one retriever with a batch strategy; the output is a sentence-transformers folder.
+
+    Each step draws one batch from :class:`babelir.batches.sampler.ParallelBatchSampler`
+    (monolingual or cross-lingual as ``cfg.strategy`` and ``cfg.alpha`` say) and applies
+    the in-batch contrastive loss; validation on held-out training items picks the kept
+    checkpoint (``cfg.select``). Interrupted runs resume from their last checkpoint.
+
+    Args:
+        cfg: everything that defines the run (:class:`babelir.training.config.TrainConfig`).
+        show_progress: show progress bars.
+
+    Returns:
+        The output folder: a model loadable with ``SentenceTransformer(path)``, with
+        ``babelir-train.json`` (config, validation curve, timings, machine) and a card.
+
+    References:
+        Hybrid batch training: arXiv 2408.10536.
+
+    Example:
+        >>> import babelir
+        >>> cfg = babelir.TrainConfig(output="runs/hybrid", strategy="hybrid", alpha=0.5,
+        ...                           train_data=["en:qa-en.json", "de:qa-de.json"])
+        >>> babelir.train(cfg)
+        PosixPath('runs/hybrid')"""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.training_args import (

@@ -1,80 +1,35 @@
 """``babelir evaluate --benchmark NAME [options]``: one command per benchmark family.
 
-The dispatcher reads ``--benchmark``, looks its family up in :data:`FAMILIES` and hands
-every argument to that family's command, which declares only the options that family
-uses. A family is a module with a Typer ``app`` holding one command; a new one (e.g. the
-open-retrieval ``xor-retrieve``) is one more :class:`Family` entry.
+The dispatcher reads ``--benchmark``, looks its family up in the family table
+(:data:`babelir.evaluation.families.FAMILY_TABLE`) and hands every argument to that
+family's command, which declares only the options that family uses. A family's command
+is a module with a Typer ``app`` (:mod:`babelir.cli.evaluate.common` declares the
+options all of them share); a new family is one more table row and such a module.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
-from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import typer
 
 from babelir.cli.app import app, out
 from babelir.core.errors import ConfigError
+from babelir.evaluation.families import (
+    DEFAULT_KIND,
+    FAMILIES,
+    BenchmarkFamily,
+    family_of_benchmark,
+    get_family,
+)
 
-DEFAULT_BENCHMARK = "xquad-r"
-
-
-@dataclass(frozen=True)
-class Family:
-    """A benchmark family: which ``--benchmark`` values it takes and its command module."""
-
-    title: str
-    #: Benchmark names it takes; the ``fallback`` family takes every other name or folder.
-    benchmarks: tuple[str, ...]
-    #: Module with a Typer ``app`` holding the family's one command.
-    module: str
-    summary: str
-    fallback: bool = False
-
-    def command(self) -> Any:
-        """The family's click command (Typer's vendored click: typed loosely)."""
-        return _command(self.module)
+DEFAULT_BENCHMARK = get_family(DEFAULT_KIND).benchmarks[0]
 
 
-@cache
-def _command(module: str) -> Any:
-    return typer.main.get_command(importlib.import_module(module).app)
-
-
-#: The benchmark families, in the order ``--help`` lists them.
-FAMILIES: list[Family] = [
-    Family(
-        "LAReQA",
-        ("xquad-r", "mlqa-r"),
-        "babelir.cli.evaluate.lareqa",
-        "xquad-r, mlqa-r or a LAReQA-format folder: mono/cross/multi mAP, recall, "
-        "language bias",
-        fallback=True,
-    ),
-    Family(
-        "MIRACL",
-        ("miracl",),
-        "babelir.cli.evaluate.miracl",
-        "miracl: nDCG@10 and Recall@100 per language over a corpus",
-    ),
-    Family(
-        "XOR-Retrieve",
-        ("xor-retrieve",),
-        "babelir.cli.evaluate.xor_retrieve",
-        "xor-retrieve: XOR-TyDi R@2kt and R@5kt per language over English Wikipedia passages",
-    ),
-]
-
-
-def family_of(benchmark: str) -> Family:
+def family_of(benchmark: str) -> BenchmarkFamily:
     """The family that evaluates ``benchmark`` (a name, else the fallback's folder)."""
-    for family in FAMILIES:
-        if benchmark in family.benchmarks:
-            return family
-    return next(f for f in FAMILIES if f.fallback)
+    return family_of_benchmark(benchmark)
 
 
 def _benchmark_arg(args: list[str]) -> str | None:
@@ -105,7 +60,7 @@ def _options(command: Any) -> dict[str, Any]:
     }
 
 
-def check_options(args: list[str], benchmark: str, family: Family) -> None:
+def check_options(args: list[str], benchmark: str, family: BenchmarkFamily) -> None:
     """Refuse an option the family does not take, in one line naming it (and its family)."""
     own = _options(family.command())
     i = 0
@@ -125,7 +80,7 @@ def check_options(args: list[str], benchmark: str, family: Family) -> None:
         i += 1
 
 
-def _unknown(name: str, benchmark: str, family: Family) -> str:
+def _unknown(name: str, benchmark: str, family: BenchmarkFamily) -> str:
     owners = [f for f in FAMILIES if f is not family and name in _options(f.command())]
     where = f"babelir evaluate --benchmark {benchmark} --help"
     if owners:

@@ -1,56 +1,33 @@
 """``babelir evaluate --benchmark xquad-r|mlqa-r|FOLDER``: the LAReQA family.
 
 Mono, cross and multi mAP, recall and language bias of an encoder on a LAReQA-format
-benchmark; optionally scored from saved embeddings or after post-hoc debiasing.
+benchmark; optionally scored from saved embeddings or after post-hoc debiasing. The
+command takes the options every family does (:mod:`babelir.cli.evaluate.common`) and its
+own.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from babelir.cli.app import (
-    ENCODE_OPTIONS,
-    ArticlesOpt,
-    DataDirOpt,
-    LanguagesOpt,
-    ModelOpt,
-    NoCacheOpt,
-    QuietOpt,
-    console,
-    encode_options,
-    fail,
-    model_name,
-    out,
-    print_warning,
-)
-from babelir.cli.schema import schema_command
-from babelir.encoding.options import EncodeOptions
+from babelir.cli.app import ArticlesOpt, fail, print_warning
+from babelir.cli.evaluate.common import FamilyRun, family_app, family_command
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = family_app()
 
 
-@schema_command(app, EncodeOptions, ENCODE_OPTIONS, name="evaluate")
+@family_command(app, "lareqa")
 def evaluate_lareqa(
-    values: dict[str, Any],
-    model: ModelOpt = None,
-    benchmark: Annotated[
-        str,
-        typer.Option("--benchmark", "-b", help="xquad-r, mlqa-r or a LAReQA-format folder."),
-    ] = "xquad-r",
-    data_dir: DataDirOpt = None,
-    languages: LanguagesOpt = None,
+    run: FamilyRun,
     articles: ArticlesOpt = "all",
     candidates: Annotated[
         str,
         typer.Option(help="Candidate text: 'sentence' or 'sentence+context' (with paragraph)."),
     ] = "sentence",
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Folder for metrics.json.")
-    ] = None,
     save_embeddings: Annotated[
         bool,
         typer.Option(help="Also write questions/candidates .npy + .jsonl to --output."),
@@ -59,11 +36,6 @@ def evaluate_lareqa(
         Path | None,
         typer.Option(help="Skip encoding: score embeddings saved by --save-embeddings."),
     ] = None,
-    no_cache: NoCacheOpt = False,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: auto).")
-    ] = None,
-    quiet: QuietOpt = False,
     debias: Annotated[
         str | None,
         typer.Option(help="Evaluation-time debiasing: center, lir or lsar (with --debias-fit)."),
@@ -84,8 +56,8 @@ def evaluate_lareqa(
     from babelir.core.settings import data_dir as resolve_data_dir
     from babelir.data.lareqa import load_benchmark
     from babelir.evaluation.lareqa import EvaluationResult, evaluate_model, write_result
-    from babelir.reporting.tables import metrics_table
 
+    output = run.output
     if output is not None and output.exists() and not output.is_dir():
         fail(f"--output {output} exists and is not a folder")
     if (
@@ -100,14 +72,12 @@ def evaluate_lareqa(
             f"--output {output} is the --from-embeddings folder: without --save-embeddings "
             f"the embeddings there would be removed; choose another --output"
         )
-    # One options object for everything encoded (checked here, before any work).
-    options = encode_options(values, quiet=quiet, cache=not no_cache)
     with warnings.catch_warnings(record=True) as caught:  # data warnings: one line each
         warnings.simplefilter("always")
         bench = load_benchmark(
-            benchmark,
-            resolve_data_dir(data_dir),
-            languages=languages,
+            run.benchmark,
+            resolve_data_dir(run.data_dir),
+            languages=run.languages,
             articles=articles,
             candidate_mode=candidates,
         )
@@ -117,20 +87,11 @@ def evaluate_lareqa(
     if from_embeddings is not None:
         result = _score_saved(bench, from_embeddings)
     else:
-        from babelir.encoding.encoder import load_encoder
-        from babelir.models.loading import model_fingerprint
-
-        st, opts = load_encoder(model, options, device=device)
-        info = {
-            "model": model_name(model),
-            "model_fingerprint": model_fingerprint(st),
-            "max_seq_length": opts.max_seq_length,
-            "device": str(st.device),
-        }
+        st, opts, info = run.encoder()
         if transform is not None or save_embeddings:  # what fits and saved embeddings match
             from babelir.debias import check_fit_model, source_fingerprint
 
-            info["model_source_fingerprint"] = source_fingerprint(model)
+            info["model_source_fingerprint"] = source_fingerprint(run.model)
             if transform is not None:  # before encoding: a fit of another model is refused
                 check_fit_model(
                     transform, info, fit_path=debias_fit, allow_mismatch=allow_fit_mismatch
@@ -139,10 +100,9 @@ def evaluate_lareqa(
     assert isinstance(result, EvaluationResult)
     if transform is not None:
         result = _apply_debias(result, transform, debias_fit, allow_fit_mismatch)
-    out.print(metrics_table(result.metrics_json()))
-    if output is not None:
-        write_result(result, output, save_embeddings=save_embeddings)
-        console.print(f"wrote {output / 'metrics.json'}", markup=False)
+    run.finish(
+        result.metrics_json(), lambda f: write_result(result, f, save_embeddings=save_embeddings)
+    )
 
 
 def _score_saved(bench, folder: Path):
