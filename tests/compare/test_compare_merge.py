@@ -165,3 +165,15 @@ def test_beyond_effects_seed_intervals_hand_computed():
     # one seed: nothing is decided, and the sentence says which part did not hold
     (one,) = beyond_effects(evals[:3], ["m"], "hybrid")
     assert not one["holds"] and "not resolved" in beyond_sentences([one])[0]
+
+
+def test_data_fetch_needs_cover_variant_sources_and_source_folders(shared_data_dir):
+    """`babelir data fetch --profile zero-shot-beyond` gets the parallel questions a
+    labelled variant adds, the XOR translations given as their folder included."""
+    from babelir.compare.data_needs import needed_datasets
+
+    cfg, _ = load_config(profile="zero-shot-beyond")
+    needs = {n.dataset: n.why for n in needed_datasets(cfg, shared_data_dir)}
+    assert needs["mintaka"].endswith("mintaka_dev.json")
+    assert needs["xor-tydi-question-translations"].endswith("xor-tydi-question-translations")
+    assert {"arcd", "xquad-r"} <= set(needs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from babelir.compare.config import CompareConfig
 
@@ -26,12 +27,28 @@ class Need:
 
 
 def _dataset_of_file(path: str) -> str | None:
+    """The dataset holding a file, or a folder of its files (the XOR translations)."""
     from babelir.data.registry import datasets
 
+    folder = path.rstrip("/") + "/"
     for d in datasets().values():
-        if any(f.path == path for f in d.files):
+        if any(f.path == path or f.path.startswith(folder) for f in d.files):
             return d.name
     return None
+
+
+def _training_data(cfg: CompareConfig) -> list[Any]:
+    """``train.data`` and every labelled variant's own sources (``add_data``, ``train.data``)."""
+    from babelir.compare.config import StrategyEntry
+
+    out = [cfg.train.get("data", "xquad-r")]
+    for s in cfg.strategies:
+        if isinstance(s, StrategyEntry):
+            if "data" in s.train:
+                out.append(s.train["data"])
+            if s.add_data:
+                out.append(s.add_data)
+    return out
 
 
 def needed_datasets(cfg: CompareConfig, root: Path) -> list[Need]:
@@ -41,15 +58,15 @@ def needed_datasets(cfg: CompareConfig, root: Path) -> list[Need]:
 
     known = datasets()
     needs: dict[str, Need] = {}
-    data = cfg.train.get("data", "xquad-r")
-    if is_multi_source(data):
-        # the files the run will read: a stand-in where it replaces a missing file
-        for spec in apply_stand_ins(parse_sources(data), root)[0]:
-            name = _dataset_of_file(spec.file)
-            if name is not None:
-                needs.setdefault(name, Need(name, f"training source {spec.label}"))
-    elif isinstance(data, str) and data in known:
-        needs.setdefault(data, Need(data, "training data"))
+    for data in _training_data(cfg):
+        if is_multi_source(data):
+            # the files the run will read: a stand-in where it replaces a missing file
+            for spec in apply_stand_ins(parse_sources(data), root)[0]:
+                name = _dataset_of_file(spec.file)
+                if name is not None:
+                    needs.setdefault(name, Need(name, f"training source {spec.label}"))
+        elif isinstance(data, str) and data in known:
+            needs.setdefault(data, Need(data, "training data"))
     for b in cfg.benchmarks:
         # the family's dataset (MIRACL: topics and qrels, not its corpus; XOR-Retrieve: none)
         name = b.family.dataset_of(b.name)
