@@ -17,17 +17,15 @@ import numpy as np
 import pytest
 from testkit.cli import call
 from testkit.lareqa_docs import lang_doc
+from testkit.miracl import run_miracl_sw
 from testkit.tiny_model import make_tiny_model
 
-from babelir.cli.evaluate.common import FamilyRun
-from babelir.cli.evaluate.miracl import evaluate_miracl_cli
 from babelir.core.errors import ConfigError, DataError
 from babelir.data.corpus import open_corpus
 from babelir.data.jsonl import parse_object
 from babelir.data.lareqa import load_benchmark
 from babelir.data.miracl import check_passage_format, load_miracl, read_qrels, read_topics
 from babelir.data.xor_retrieve import iter_passages, read_questions
-from babelir.encoding.options import EncodeOptions
 from babelir.evaluation.lareqa import (
     Embeddings,
     EvaluationResult,
@@ -99,17 +97,7 @@ def sw_model(tmp_path_factory) -> Path:
 
 
 def _miracl_cli(model: Path, root: Path, tmp_path: Path, **kw):
-    return evaluate_miracl_cli(
-        FamilyRun.of(
-            "miracl",
-            model=str(model),
-            data_dir=root,
-            languages="sw",
-            options=EncodeOptions(max_seq_length=32, show_progress=False),
-            work_dir=tmp_path / "work",
-            **kw,
-        )
-    )
+    return run_miracl_sw(model, root, tmp_path / "work", **kw)
 
 
 # --------------------------------------------------------------------------- 3. saved embeddings

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytrec_eval
+from testkit.miracl import run_miracl_sw
 from testkit.tiny_model import make_tiny_model
 
 from babelir.cli.evaluate.common import FamilyRun
@@ -342,16 +343,7 @@ def test_unscored_topics_and_qrels_are_counted(tmp_path: Path, capsys):
     make_tiny_model(
         model_dir.parent, ["maji ya mto kichwa"] * 5 + [str(i) for i in range(30)]
     ).save(str(model_dir))
-    doc = evaluate_miracl_cli(
-        FamilyRun.of(
-            "miracl",
-            model=str(model_dir),
-            data_dir=root,
-            languages="sw",
-            options=EncodeOptions(max_seq_length=64, show_progress=False),
-            work_dir=tmp_path / "w",
-        )
-    )
+    doc = run_miracl_sw(model_dir, root, tmp_path / "w", max_seq_length=64)
     assert doc is not None and doc["passage_format"] == DEFAULT_PASSAGE_FORMAT
     row = doc["per_language"]["sw"]
     assert row["num_queries"] == 1  # only topic 1 has a relevant judgement
