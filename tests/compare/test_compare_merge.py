@@ -47,7 +47,8 @@ def test_merged_rows_end_to_end_lambda_from_validation(tmp_path, shared_data_dir
             {"strategy": "hybrid", "label": "hybrid-lr", "train": {"learning_rate": 2e-3},
              "seeds": [0]},
         ],
-        merge={"of": ["hybrid"], "weights": "auto", "grid": [0.0, 0.5, 1.0]},
+        merge=[{"of": ["hybrid"], "weights": "auto", "grid": [0.0, 0.5, 1.0]},
+               {"of": ["hybrid"], "weights": [0.5]}],
     )  # fmt: skip
     cfg["train"].update(articles="1-2", val_articles="2")
     config, _ = _load(tmp_path, cfg)
@@ -55,9 +56,13 @@ def test_merged_rows_end_to_end_lambda_from_validation(tmp_path, shared_data_dir
     phases: list[str] = []
     run_compare(config, out, show_progress=False, on_phase=lambda w, d, t: phases.append(w))
     assert sum(p.startswith("merge hybrid+merge(auto)") for p in phases) == 2  # one per seed
+    assert sum(p.startswith("merge hybrid+merge(0.5)") for p in phases) == 2
     results = json.loads((out / "results.json").read_text())
     assert {m["seed"] for m in results["merges"]} == {0, 1}
-    for m in results["merges"]:
+    assert [m["weight"] for m in results["merges"] if m["label"] == "hybrid+merge(0.5)"] == [
+        0.5, 0.5
+    ]
+    for m in (m for m in results["merges"] if m["label"] == "hybrid+merge(auto)"):
         curve = m["curve"]
         assert [p["weight"] for p in curve] == [0.0, 0.5, 1.0]
         best = max(p["val_map"] for p in curve)
@@ -67,18 +72,18 @@ def test_merged_rows_end_to_end_lambda_from_validation(tmp_path, shared_data_dir
                       if e["label"] == "hybrid+merge(auto)" and e["seed"] == m["seed"])  # fmt: skip
         assert folder.is_dir()
     merged = sorted((out / "merges").iterdir())
-    assert len(merged) == 2 and all((d / MERGE_RECORD).is_file() for d in merged)
+    assert len(merged) == 4 and all((d / MERGE_RECORD).is_file() for d in merged)
     # labelled variant: its own row and seeds, not a plain hybrid row in the claims
     labels = {(e["label"], e["seed"]) for e in results["evaluations"]}
     assert ("hybrid-lr", 0) in labels and ("hybrid-lr", 1) not in labels
     rows = {b["row"] for b in results["beyond"]}
-    assert rows == {"hybrid-lr", "hybrid+merge(auto)"}
+    assert rows == {"hybrid-lr", "hybrid+merge(auto)", "hybrid+merge(0.5)"}
     text = (out / "report.md").read_text()
     assert "## Weight-space merges with the base model" in text
     assert "## Beyond the paper" in text
     # a re-run reuses the merges
     run_compare(config, out, show_progress=False)
-    assert json.loads((out / "results.json").read_text())["reused"]["merge"] == 2
+    assert json.loads((out / "results.json").read_text())["reused"]["merge"] == 4
 
 
 @pytest.mark.parametrize(
@@ -93,6 +98,8 @@ def test_merged_rows_end_to_end_lambda_from_validation(tmp_path, shared_data_dir
          "seed 7 is not in seeds"),
         (lambda c: c.update(merge={"weights": [0.5, 0.5]}), "distinct values"),
         (lambda c: c.update(merge={"weights": [1.5]}), r"weights\[0\]: 1.5 is no lambda"),
+        (lambda c: c.update(merge={"weights": [0.5], "tolerance": 0.01}), "only with weights"),
+        (lambda c: c.update(merge=[{"of": ["hybrid"]}, {"of": ["x"]}]), "'x' is no trained"),
     ],
 )  # fmt: skip
 def test_bad_variant_and_merge_configs_are_named(change, message, tmp_path, shared_data_dir):

@@ -100,3 +100,33 @@ def test_merge_selected_keeps_the_best_scored_lambda_smallest_on_ties(pair, tmp_
     # the written model is the fixed-lambda merge at the chosen weight
     fixed = merge_models(base, ft, 0.25, tmp_path / "fixed")
     np.testing.assert_allclose(_embed(out), _embed(fixed), atol=1e-6)
+
+
+def test_merge_selected_with_tolerance_takes_the_smallest_lambda_near_the_best(pair, tmp_path):
+    from babelir.models.merge import merge_selected
+
+    base, ft = pair
+    scores = iter([0.70, 0.825, 0.831, 0.84])  # lambdas 0, 0.5, 0.7, 1: best 0.84 at 1
+
+    out = merge_selected(base, ft, [0.0, 0.5, 0.7, 1.0], lambda m: {"val_map": next(scores)},
+                         tmp_path / "tol", tolerance=0.01)  # fmt: skip
+    record = json.loads((out / MERGE_RECORD).read_text())
+    # 0.831 >= 0.84 - 0.01 and 0.825 is not: 0.7 is the smallest lambda within tolerance
+    assert record["weight"] == 0.7 and record["selection"]["tolerance"] == 0.01
+
+
+def test_merge_selected_reuses_a_scored_curve(pair, tmp_path):
+    from babelir.core.errors import ConfigError
+
+    from babelir.models.merge import merge_selected
+
+    def never(model):
+        raise AssertionError("a given curve is not scored again")
+
+    curve = [{"weight": 0.0, "val_map": 0.7}, {"weight": 0.5, "val_map": 0.83},
+             {"weight": 1.0, "val_map": 0.84}]  # fmt: skip
+    out = merge_selected(*pair, [1.0, 0.0, 0.5], never, tmp_path / "c", tolerance=0.01,
+                         curve=curve)  # fmt: skip
+    assert json.loads((out / MERGE_RECORD).read_text())["weight"] == 0.5
+    with pytest.raises(ConfigError, match="other lambdas"):
+        merge_selected(*pair, [0.0, 1.0], never, tmp_path / "d", curve=curve)

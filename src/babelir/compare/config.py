@@ -212,10 +212,14 @@ class MergeSpec(_Strict):
     """Weight-space merges of trained rows with the base model (WiSE-FT), as extra rows.
 
     ``of``: the rows to merge (labels; default: the reference). ``weights``: lambda
-    values in [0, 1] (0: the base model, 1: the trained model), or ``auto``: per run, the
-    lambda of ``grid`` with the best mean validation mAP (mono, cross, multi) on the
-    run's own validation items (training-side held-out articles, never a benchmark);
-    ties go to the smaller lambda.
+    values in [0, 1] (0: the base model, 1: the trained model), or ``auto``: per run, a
+    lambda of ``grid`` picked on the run's own validation items (training-side held-out
+    articles, never a benchmark) by their mean validation mAP (mono, cross, multi): the
+    best, ties going to the smaller lambda; with ``tolerance``, the smallest lambda (the
+    closest to the base model) whose validation mAP is within ``tolerance`` of the best.
+    In-distribution validation cannot see what fine-tuning costs on other distributions,
+    so the tolerance rule leans towards the base model wherever validation cannot tell
+    the candidates apart. ``merge:`` may be a list of such entries (one row each).
     """
 
     of: list[str] | None = Field(None, min_length=1)
@@ -223,6 +227,13 @@ class MergeSpec(_Strict):
     grid: list[Alpha] = Field(
         default_factory=lambda: [round(0.1 * i, 1) for i in range(11)], min_length=2
     )
+    tolerance: float | None = Field(None, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _tolerance(self) -> MergeSpec:
+        if self.tolerance is not None and self.weights != "auto":
+            raise ValueError("tolerance: only with weights: auto")
+        return self
 
     @field_validator("weights", mode="before")
     @classmethod
@@ -259,7 +270,7 @@ class CompareConfig(_Strict):
         default_factory=lambda: [BenchmarkSpec(name="xquad-r", articles="%4==0")], min_length=1
     )
     debias: list[Literal["lsar", "center", "lir"]] = Field(default_factory=list)
-    merge: MergeSpec | None = None
+    merge: MergeSpec | list[MergeSpec] | None = None
     debias_fit_per_language: int = Field(300, ge=10)
     # each paired test draws n_queries x permutations signs and bootstrap resamples
     permutations: int = Field(10000, ge=100, le=MAX_RESAMPLES)
@@ -324,9 +335,9 @@ class CompareConfig(_Strict):
             raise ValueError(
                 f"strategies: two rows are labelled alike ({', '.join(variant_labels)})"
             )
-        if self.merge is not None:
+        for spec in self.merges():
             names = set(variant_labels)
-            for label in self.merge.of or [self.reference]:
+            for label in spec.of or [self.reference]:
                 if label not in names:
                     raise ValueError(
                         f"merge.of: '{label}' is no trained row (rows: {', '.join(sorted(names))})"
@@ -349,11 +360,15 @@ class CompareConfig(_Strict):
         entry = self.entry(spec)
         return [s for s in self.seeds if entry is None or not entry.seeds or s in entry.seeds]
 
-    def merge_rows(self) -> list[str]:
-        """Labels of the trained rows merged with the base model."""
+    def merges(self) -> list[MergeSpec]:
+        """The ``merge:`` entries (none, one or a list)."""
         if self.merge is None:
             return []
-        return list(self.merge.of or [self.reference])
+        return list(self.merge) if isinstance(self.merge, list) else [self.merge]
+
+    def merge_rows(self, spec: MergeSpec) -> list[str]:
+        """Labels of the trained rows ``spec`` merges with the base model."""
+        return list(spec.of or [self.reference])
 
     def variants(self) -> list[StrategySpec]:
         """The strategy of every trained model, alpha-mixing strategies once per alpha.

@@ -54,19 +54,23 @@ class MergeJob:
     grid: list[float]
     key: str
     folder: Path
+    tolerance: float | None = None  # auto: the smallest lambda within this of the best
 
     @property
     def label(self) -> str:
-        return merge_label(self.source.label, self.weight)
+        return merge_label(self.source.label, self.weight, self.tolerance)
 
     @property
     def seed(self) -> int:
         return self.source.seed
 
 
-def merge_label(row: str, weight: float | None) -> str:
-    """The row of a merged model: ``hybrid+merge(auto)`` or ``hybrid+merge(0.7)``."""
-    return f"{row}+merge({'auto' if weight is None else f'{weight:g}'})"
+def merge_label(row: str, weight: float | None, tolerance: float | None = None) -> str:
+    """The row of a merged model: ``hybrid+merge(auto)``, ``hybrid+merge(auto-tol0.01)``
+    (lambda picked within a tolerance) or ``hybrid+merge(0.7)``."""
+    if weight is not None:
+        return f"{row}+merge({weight:g})"
+    return f"{row}+merge(auto{'' if tolerance is None else f'-tol{tolerance:g}'})"
 
 
 @dataclass
@@ -518,20 +522,25 @@ def make_plan(cfg: CompareConfig, output: Path) -> Plan:
     ev = cfg.encode_options().describe()
     ev.pop("show_progress", None)
     ev["precision"] = resolved_precisions(cfg, plan.train_jobs[0].train_config)[1]
-    if cfg.merge is not None:
-        weights = [None] if cfg.merge.weights == "auto" else list(cfg.merge.weights)
+    for mspec in cfg.merges():
+        weights = [None] if mspec.weights == "auto" else list(mspec.weights)
         for job in plan.train_jobs:
-            if job.label not in cfg.merge_rows():
+            if job.label not in cfg.merge_rows(mspec):
                 continue
             for w in weights:
                 # auto scores the grid with the evaluation's encoding precision
                 ident = {"format": CACHE_FORMAT, "merge": job.key, "weight": w,
-                         "grid": sorted(cfg.merge.grid) if w is None else None,
+                         "grid": sorted(mspec.grid) if w is None else None,
                          "eval_precision": ev["precision"] if w is None else None}  # fmt: skip
+                if mspec.tolerance is not None:  # added later: absent, the key is as before
+                    ident["tolerance"] = mspec.tolerance
                 key = _hash(ident)[:16]
                 tag = "auto" if w is None else f"{w:g}"
+                tag += "" if mspec.tolerance is None else f"-tol{mspec.tolerance:g}"
                 folder = output / "merges" / f"{job.folder.name}-merge{tag}-{key[:8]}"
-                plan.merge_jobs.append(MergeJob(job, w, list(cfg.merge.grid), key, folder))
+                plan.merge_jobs.append(
+                    MergeJob(job, w, list(mspec.grid), key, folder, mspec.tolerance)
+                )
     # the base model's debias fit reads the training side of the config: its files count
     fit_data = source_fingerprints(cfg.train_config(StrategySpec("x-x-mono"), cfg.seeds[0]), root)
     for spec in benchmarks:
@@ -687,6 +696,7 @@ def describe(plan: Plan, facts: dict[str, Any]) -> list[str]:
     for mj in plan.merge_jobs:
         how = (
             f"lambda picked on its validation items from {', '.join(f'{w:g}' for w in mj.grid)}"
+            + ("" if mj.tolerance is None else f" (smallest within {mj.tolerance:g} of the best)")
             if mj.weight is None
             else f"lambda {mj.weight:g}"
         )

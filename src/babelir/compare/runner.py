@@ -135,7 +135,9 @@ def cached_merge(job: MergeJob) -> bool:
     return True
 
 
-def _merge(job: MergeJob, cfg: CompareConfig, validation: dict[str, Any]) -> None:
+def _merge(
+    job: MergeJob, cfg: CompareConfig, validation: dict[str, Any], plan_merges: list[MergeJob]
+) -> None:
     """Write one merged model: a fixed lambda, or the grid's best on the run's validation
     items (its training-side held-out articles; ``validation`` caches the sets by data)."""
     from babelir.models.loading import default_device, resolve_prefixes
@@ -177,7 +179,28 @@ def _merge(job: MergeJob, cfg: CompareConfig, validation: dict[str, Any]) -> Non
             batch_size=cfg.encode_options().batch_size, precision=precision,
         )  # fmt: skip
 
-    merge_selected(cfg.model, job.source.folder, job.grid, score, job.folder, device=device)
+    merge_selected(
+        cfg.model, job.source.folder, job.grid, score, job.folder, tolerance=job.tolerance,
+        curve=_scored_curve(job, plan_merges), device=device,
+    )
+
+
+def _scored_curve(job: MergeJob, others: list[MergeJob]) -> list[dict[str, Any]] | None:
+    """The validation curve another finished auto merge of the same run and grid scored
+    (the scores do not depend on how lambda is then picked), if there is one."""
+    from babelir.models.merge import MERGE_RECORD
+
+    for other in others:
+        same = other.source.key == job.source.key and other.weight is None
+        if other is job or not same or sorted(other.grid) != sorted(job.grid):
+            continue
+        if not (other.folder / MERGE_RECORD).is_file():
+            continue
+        doc = json.loads((other.folder / MERGE_RECORD).read_text("utf-8"))
+        curve = (doc.get("selection") or {}).get("curve")
+        if curve and [p["weight"] for p in curve] == sorted(set(job.grid)):
+            return curve
+    return None
 
 
 def merge_records(plan: Plan) -> list[dict[str, Any]]:
@@ -191,7 +214,7 @@ def merge_records(plan: Plan) -> list[dict[str, Any]]:
         out.append(
             {"label": job.label, "row": job.source.label, "seed": job.seed,
              "weight": doc.get("weight"), "criterion": sel.get("criterion"),
-             "curve": sel.get("curve") or []}
+             "tolerance": sel.get("tolerance"), "curve": sel.get("curve") or []}
         )  # fmt: skip
     return out
 
@@ -510,7 +533,7 @@ def run_compare(
             reused["merge"] = reused.get("merge", 0) + 1
             status = "reused"
         else:
-            _merge(mj, cfg, validation_sets)
+            _merge(mj, cfg, validation_sets, plan.merge_jobs)
             status = "merged"
         step_log.append(
             {"phase": "merge", "label": mj.label, "seed": mj.seed, "status": status,

@@ -120,9 +120,12 @@ def merge_selected(
     output: str | os.PathLike[str],
     *,
     criterion: str = "val_map",
+    tolerance: float | None = None,
+    curve: list[dict[str, Any]] | None = None,
     device: str = "cpu",
 ) -> Path:
-    """Merge at the lambda of ``grid`` whose merged model ``score`` rates best.
+    """Merge at the lambda of ``grid`` whose merged model ``score`` rates best (or, with
+    ``tolerance``, the smallest lambda rated within ``tolerance`` of the best).
 
     Args:
         base: the base model, as in :func:`merge_models`.
@@ -135,6 +138,10 @@ def merge_selected(
         output: the folder to write, as in :func:`merge_models`; its
             ``babelir-merge.json`` holds every candidate's measures under ``selection``.
         criterion: the key of ``score``'s result to maximise.
+        tolerance: pick the smallest lambda (the closest to the base model) whose
+            ``criterion`` is at least the best minus ``tolerance``; None: the best.
+        curve: the scores of exactly these lambdas from an earlier selection (the
+            ``selection.curve`` of its record): reused instead of scoring again.
         device: where the models are loaded.
 
     Returns:
@@ -149,19 +156,27 @@ def merge_selected(
         check_weight(w)
     base_model, ft_model, record = _load_pair(base, finetuned, output, device)
     finetuned_state = {k: v.clone() for k, v in ft_model.state_dict().items()}
-    curve = []
-    for w in sorted(set(float(x) for x in grid)):
-        ft_model.load_state_dict(interpolate(base_model, _State(finetuned_state), w))
-        point = score(ft_model)
-        value = point.get(criterion)
-        if value is None:
-            raise ConfigError(f"merge: the score has no '{criterion}'")
-        curve.append({"weight": w, **point})
+    weights = sorted(set(float(x) for x in grid))
+    if curve is not None and [p["weight"] for p in curve] != weights:
+        raise ConfigError("merge: the given curve scores other lambdas than the grid")
+    if curve is None:
+        curve = []
+        for w in weights:
+            ft_model.load_state_dict(interpolate(base_model, _State(finetuned_state), w))
+            point = score(ft_model)
+            if point.get(criterion) is None:
+                raise ConfigError(f"merge: the score has no '{criterion}'")
+            curve.append({"weight": w, **point})
     best = max(curve, key=lambda p: (p[criterion], -p["weight"]))
+    if tolerance is not None:
+        best = min(
+            (p for p in curve if p[criterion] >= best[criterion] - tolerance),
+            key=lambda p: p["weight"],
+        )
     record.update(
         weight=best["weight"],
         selection={"criterion": criterion, "maximised": True, "ties": "smaller weight",
-                   "curve": curve},
+                   "tolerance": tolerance, "curve": curve},
     )  # fmt: skip
     ft_model.load_state_dict(interpolate(base_model, _State(finetuned_state), best["weight"]))
     return _write(ft_model, record, Path(output))

@@ -154,6 +154,8 @@ def beyond_markdown(
                 "best mean validation mAP (mono, cross, multi) on the run's training-side "
                 "validation items" if m["criterion"] else "fixed"
             )  # fmt: skip
+            if m.get("tolerance") is not None:
+                how = f"smallest lambda within {m['tolerance']:g} of the {how}"
             lines.append(
                 f"| {m['label']} | {m['seed']} | {m['weight']:g} | {how} | {curve or '-'} |"
             )
