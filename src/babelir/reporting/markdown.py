@@ -405,7 +405,8 @@ def render_markdown(
         "Wall time (s): "
         + ", ".join(f"{k} {v}" for k, v in p.timing_s.items())
         + f". Reused from cache: {p.reused.get('train', 0)} training runs, "
-        f"{p.reused.get('eval', 0)} evaluations.",
+        + (f"{p.reused['merge']} merges, " if p.reused.get("merge") else "")
+        + f"{p.reused.get('eval', 0)} evaluations.",
         "",
     ]
     return "\n".join(lines)
