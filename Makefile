@@ -65,7 +65,7 @@ test-data: install
 	done
 
 # Two workers (pytest-xdist), a test file per worker: the suite is mostly single-threaded
-# (tests pin torch to one thread), so on 2 cores it runs in ~8 min instead of ~11.
+# (tests pin torch to one thread), so two workers use both cores of a 2-core machine.
 TEST_WORKERS ?= 2
 test: lint test-data
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile

@@ -117,7 +117,6 @@ def test_merge_selected_with_tolerance_takes_the_smallest_lambda_near_the_best(p
 
 def test_merge_selected_reuses_a_scored_curve(pair, tmp_path):
     from babelir.core.errors import ConfigError
-
     from babelir.models.merge import merge_selected
 
     def never(model):
