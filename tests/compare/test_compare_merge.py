@@ -84,6 +84,9 @@ def test_merged_rows_end_to_end_lambda_from_validation(tmp_path, shared_data_dir
     # a re-run reuses the merges
     run_compare(config, out, show_progress=False)
     assert json.loads((out / "results.json").read_text())["reused"]["merge"] == 4
+    # --force redoes them too
+    run_compare(config, out, show_progress=False, force=True)
+    assert "merge" not in json.loads((out / "results.json").read_text())["reused"]
 
 
 @pytest.mark.parametrize(

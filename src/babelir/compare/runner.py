@@ -484,7 +484,8 @@ def run_compare(
         log.warning("note: %s", note)
     output.mkdir(parents=True, exist_ok=True)
     if force:
-        for path in [j.folder for j in plan.train_jobs] + [e.folder for e in plan.eval_jobs]:
+        jobs = [*plan.train_jobs, *plan.merge_jobs, *plan.eval_jobs]
+        for path in [j.folder for j in jobs]:
             shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(output / "debias", ignore_errors=True)
         for ej in plan.eval_jobs:  # the base model's fits, shared in the user cache
