@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 from sklearn.metrics import average_precision_score
-from testkit.cli import call
+from testkit.cli import call, compare_dry_run
 from testkit.compare import LANGS, tiny_compare_config
 
 from babelir.batches.strategies import StrategySpec
@@ -316,16 +316,14 @@ def test_paper_profiles_name_the_fetch_when_their_data_is_absent(
 
 
 def test_dry_run_warns_past_ten_epochs(shared_data_dir, tmp_path, capsys):
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
+    code, out, err = compare_dry_run(
+        capsys, tmp_path,
         "name: long\nseeds: [0]\nstrategies: [x-y, hybrid]\n"
         "train: {data: xquad-r, languages: [en, de], articles: '1-3', batch_size: 8, "
         "max_steps: 400, val_articles: none}\n"
         "benchmarks: [{name: xquad-r, languages: [en, de], articles: '0'}]\n",
-        "utf-8",
-    )
-    code, out, err = call(capsys, "compare", "--config", str(cfg), "--dry-run", "--data-dir",
-                          str(shared_data_dir), "--output", str(tmp_path / "o"))  # fmt: skip
+        shared_data_dir,
+    )  # fmt: skip
     assert code == 0, out + err
     assert re.search(r"WARNING: (x-y|hybrid) makes \d+ passes over its \d+ pair rows", out), out
 
@@ -333,16 +331,14 @@ def test_dry_run_warns_past_ten_epochs(shared_data_dir, tmp_path, capsys):
 def test_dry_run_refuses_a_training_source_that_overlaps_a_benchmark(shared_data_dir, tmp_path,
                                                                      capsys):
     """XQuAD's English file is SQuAD dev, the questions XQuAD-R is built from: a leak."""
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
+    code, _, err = compare_dry_run(
+        capsys, tmp_path,
         "name: leak\nseeds: [0]\nstrategies: [hybrid]\n"
         "train: {data: ['en:training/squad-v1.1-train-en/first10-articles.json', "
         "'de:xquad/xquad.de.json'], batch_size: 8, max_steps: 2}\n"
         "benchmarks: [{name: xquad-r, languages: [en, de]}]\n",
-        "utf-8",
-    )
-    code, _, err = call(capsys, "compare", "--config", str(cfg), "--dry-run", "--data-dir",
-                        str(shared_data_dir), "--output", str(tmp_path / "o"))  # fmt: skip
+        shared_data_dir,
+    )  # fmt: skip
     assert code == 2, err
     assert "overlaps an evaluation benchmark: xquad-r: 1190 items" in err
     assert "by id" in err and "by question text" in err and "--drop-overlap" in err

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from testkit.cli import call
+from testkit.cli import compare_dry_run
 from testkit.compare import LANGS
 
 import babelir.compare.plan as plan_mod
@@ -129,17 +129,13 @@ def test_two_benchmarks_under_one_title_are_refused(fixed_base, shared_data_dir)
 
 def test_cli_benchmark_twice_is_one_benchmark(tmp_path, shared_data_dir, capsys, monkeypatch):
     monkeypatch.setattr(plan_mod, "base_identity", lambda model: "test-base")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({
+    mlqa = str(shared_data_dir / "fixtures" / "mlqa-r")
+    code, out, err = compare_dry_run(capsys, tmp_path, yaml.safe_dump({
         "name": "twice", "strategies": ["hybrid"],
         "train": {"data": "xquad-r", "languages": ["en", "de"], "articles": "1-3",
                   "batch_size": 4, "max_steps": 2, "val_articles": "none"},
         "benchmarks": [{"name": "xquad-r", "languages": ["en", "de"], "articles": "0"}],
-    }))  # fmt: skip
-    mlqa = str(shared_data_dir / "fixtures" / "mlqa-r")
-    code, out, err = call(capsys, "compare", "--config", str(cfg), "--dry-run", "--data-dir",
-                          str(shared_data_dir), "--output", str(tmp_path / "o"),
-                          "--benchmark", mlqa, "--benchmark", mlqa)  # fmt: skip
+    }), shared_data_dir, "--benchmark", mlqa, "--benchmark", mlqa)  # fmt: skip
     assert code == 0, err
     assert "NOTE: benchmarks[2] (mlqa-r) repeats benchmarks[1] (mlqa-r): evaluated once" in out
     assert out.count(" on mlqa-r (") == 2  # base + hybrid, not twice each

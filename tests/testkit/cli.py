@@ -14,3 +14,12 @@ def call(capsys, *args: str) -> tuple[int, str, str]:
         code = 0 if e.code is None else int(e.code)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def compare_dry_run(capsys, tmp_path, config_yaml: str, data_dir, *extra: str):
+    """``babelir compare --config <config_yaml written to a file> --dry-run``: exit code,
+    stdout, stderr."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config_yaml, "utf-8")
+    return call(capsys, "compare", "--config", str(cfg), "--dry-run", "--data-dir",
+                str(data_dir), "--output", str(tmp_path / "o"), *extra)  # fmt: skip

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from testkit.cli import call
+from testkit.cli import call, compare_dry_run
 
 from babelir.batches.sampler import ParallelBatchSampler
 from babelir.core.errors import ConfigError, DataError
@@ -398,17 +398,15 @@ def test_compare_dry_run_counts_xy_pairs_per_language_pair(shared_data_dir, slic
     import babelir.compare.plan as plan_mod
 
     monkeypatch.setattr(plan_mod, "base_identity", lambda model: "test-base")  # no model build
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
+    code, out, err = compare_dry_run(
+        capsys, tmp_path,
         "name: pq\nseeds: [0]\nstrategies: [x-x-mono, x-y, hybrid]\n"
         f"train: {{data: ['{EN}', '{PT}', '{slices['mintaka']}', "
         f"{{path: '{slices['xor']}', parallel: true}}], parallel_share: 0.25, "
         "batch_size: 8, max_steps: 2}\n"
         "benchmarks: [{name: xquad-r, languages: [en, de], articles: '0'}]\n",
-        "utf-8",
-    )
-    code, out, err = call(capsys, "compare", "--config", str(cfg), "--dry-run", "--data-dir",
-                          str(shared_data_dir), "--output", str(tmp_path / "o"))  # fmt: skip
+        shared_data_dir,
+    )  # fmt: skip
     assert code == 0, out + err
     assert "source " + str(slices["mintaka"]) + ": 300 parallel questions (mintaka;" in out
     assert f"source parallel:{slices['xor']}: " in out and "(aligned; x-y batches only" in out

@@ -319,9 +319,6 @@ class CompareConfig(_Strict):
     @model_validator(mode="after")
     def _labels(self) -> CompareConfig:
         entries = [s for s in self.strategies if isinstance(s, StrategyEntry) and s.label]
-        labels = [s.label for s in entries]
-        if len(set(labels)) != len(labels):
-            raise ValueError("strategies: two entries have the same label")
         for s in entries:
             if s.alpha is None and len(self.alphas) > 1 and get_strategy(s.strategy).mixes_by_alpha:
                 raise ValueError(
@@ -336,11 +333,11 @@ class CompareConfig(_Strict):
                 f"strategies: two rows are labelled alike ({', '.join(variant_labels)})"
             )
         for spec in self.merges():
-            names = set(variant_labels)
-            for label in spec.of or [self.reference]:
-                if label not in names:
+            for label in self.merge_rows(spec):
+                if label not in variant_labels:
                     raise ValueError(
-                        f"merge.of: '{label}' is no trained row (rows: {', '.join(sorted(names))})"
+                        f"merge.of: '{label}' is no trained row (rows: "
+                        f"{', '.join(sorted(variant_labels))})"
                     )
         return self
 

@@ -198,6 +198,13 @@ def train_config(cfg: CompareConfig, spec: StrategySpec, seed: int, **run: Any) 
     return cfg.train_config(spec, seed, **run)
 
 
+def training_data_key(tcfg: TrainConfig) -> str:
+    """What a run's training and validation items depend on: its identity without the
+    batch strategy and seed (runs of several strategies share their data)."""
+    ident = tcfg.identity()
+    return _hash({k: v for k, v in ident.items() if k not in ("strategy", "alpha", "seed")})
+
+
 def source_fingerprints(tcfg: TrainConfig, root: Path) -> list[str]:
     """SHA-256 of every training file (one source or several, a JSONL file or a folder),
     so an edited file or another data dir is never a cache hit."""
@@ -316,8 +323,7 @@ def validate(cfg: CompareConfig) -> dict[str, Any]:
     for variant in cfg.variants():
         tcfg = train_config(cfg, variant, cfg.seeds_of(variant)[0])
         cross = variant.strategy.needs_cross_pairs(tcfg.alpha)
-        data_key = (cross, _hash({k: v for k, v in tcfg.identity().items()
-                                  if k not in ("strategy", "alpha", "seed")}))  # fmt: skip
+        data_key = (cross, training_data_key(tcfg))
         if data_key not in tables:
             tables[data_key] = build_training_data(tcfg)
         td = tables[data_key]

@@ -147,16 +147,13 @@ def _merge(
     if job.weight is not None:
         merge_models(cfg.model, job.source.folder, job.weight, job.folder, device=device)
         return
-    from babelir.compare.plan import resolved_precisions
+    from babelir.compare.plan import resolved_precisions, training_data_key
     from babelir.core.errors import ConfigError
     from babelir.training.data import build_training_data
     from babelir.training.validation import ValidationSet
 
     tcfg = job.source.train_config
-    ident = json.dumps(
-        {k: v for k, v in tcfg.identity().items() if k not in ("strategy", "alpha", "seed")},
-        sort_keys=True, default=str,
-    )  # fmt: skip
+    ident = training_data_key(tcfg)
     if ident not in validation:
         td = build_training_data(tcfg)
         if td.val is None:

@@ -59,11 +59,11 @@ def check_mergeable(base: Any, finetuned: Any, names: tuple[str, str]) -> None:
                          "(vocabularies differ)")
 
 
-def interpolate(base: Any, finetuned: Any, weight: float) -> dict[str, Any]:
-    """The merged state dict (floating tensors interpolated in fp32, others checked equal)."""
+def interpolate(sa: dict[str, Any], sb: dict[str, Any], weight: float) -> dict[str, Any]:
+    """The merged state dict of base ``sa`` and fine-tuned ``sb`` (floating tensors
+    interpolated in fp32, others checked equal)."""
     import torch
 
-    sa, sb = base.state_dict(), finetuned.state_dict()
     out = {}
     for k, tb in sb.items():
         ta = sa[k]
@@ -108,7 +108,8 @@ def merge_models(
     check_weight(weight)
     base_model, ft_model, record = _load_pair(base, finetuned, output, device)
     record["weight"] = float(weight)
-    ft_model.load_state_dict(interpolate(base_model, ft_model, float(weight)))
+    merged = interpolate(base_model.state_dict(), ft_model.state_dict(), float(weight))
+    ft_model.load_state_dict(merged)
     return _write(ft_model, record, Path(output))
 
 
@@ -155,14 +156,16 @@ def merge_selected(
     for w in grid:
         check_weight(w)
     base_model, ft_model, record = _load_pair(base, finetuned, output, device)
-    finetuned_state = {k: v.clone() for k, v in ft_model.state_dict().items()}
+    # the fine-tuned weights, kept while each candidate overwrites the model
+    base_state = base_model.state_dict()
+    ft_state = {k: v.clone() for k, v in ft_model.state_dict().items()}
     weights = sorted(set(float(x) for x in grid))
     if curve is not None and [p["weight"] for p in curve] != weights:
         raise ConfigError("merge: the given curve scores other lambdas than the grid")
     if curve is None:
         curve = []
         for w in weights:
-            ft_model.load_state_dict(interpolate(base_model, _State(finetuned_state), w))
+            ft_model.load_state_dict(interpolate(base_state, ft_state, w))
             point = score(ft_model)
             if point.get(criterion) is None:
                 raise ConfigError(f"merge: the score has no '{criterion}'")
@@ -178,19 +181,8 @@ def merge_selected(
         selection={"criterion": criterion, "maximised": True, "ties": "smaller weight",
                    "tolerance": tolerance, "curve": curve},
     )  # fmt: skip
-    ft_model.load_state_dict(interpolate(base_model, _State(finetuned_state), best["weight"]))
+    ft_model.load_state_dict(interpolate(base_state, ft_state, best["weight"]))
     return _write(ft_model, record, Path(output))
-
-
-class _State:
-    """A saved state dict in the one place :func:`interpolate` reads a model: its
-    ``state_dict()`` (the fine-tuned weights, kept while the model is overwritten)."""
-
-    def __init__(self, state: dict[str, Any]) -> None:
-        self._state = state
-
-    def state_dict(self) -> dict[str, Any]:
-        return self._state
 
 
 def check_weight(weight: Any) -> None:

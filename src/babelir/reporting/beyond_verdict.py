@@ -148,7 +148,8 @@ def beyond_markdown(
         ]
         for m in merges:
             curve = ", ".join(
-                f"{p['weight']:g}: {p['val_map']:.4f}" for p in m["curve"] if p.get("val_map")
+                f"{p['weight']:g}: {p['val_map']:.4f}" for p in m["curve"]
+                if p.get("val_map") is not None
             )
             how = (
                 "best mean validation mAP (mono, cross, multi) on the run's training-side "
